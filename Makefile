@@ -1,0 +1,43 @@
+# Every target creates/reuses .venv/ at the repo root first: `make test` and `make demo` work on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: install test lint demo bench crds prometheus-bin clean
+
+install: $(STAMP) prometheus-bin
+
+$(STAMP): pyproject.toml
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+# Real Prometheus (Debian's 2.42) for the metrics provider, integration tests and the demo.
+prometheus-bin:
+	@if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then \
+		echo "installing Debian's prometheus package"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus >/dev/null; \
+	fi
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(VENV)/bin/ruff check operator tests benchmarks
+	$(VENV)/bin/ruff format --check operator tests benchmarks
+
+demo: install
+	$(VENV)/bin/mlrollouts demo $(if $(SCENARIO),--scenario $(SCENARIO),)
+
+bench: install
+	$(PY) -m benchmarks
+
+crds: install
+	$(VENV)/bin/mlrollouts crd --output crds/modelexperiments.mlrollouts.dev.yaml
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,81 @@
+"""The `mlrollouts` command: one Typer app; each sub-module registers its own commands.
+
+Usage errors are printed as one line naming the argument, with exit code 2, never a traceback:
+that is what scripts and CI jobs that call us can rely on.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+import typer
+
+app = typer.Typer(
+    name="mlrollouts",
+    help="Controlled experiments between ML model versions on Kubernetes, decided with sound statistics.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+# Modules that register commands on `app` when imported. A module that is not there yet is skipped.
+COMMAND_MODULES = (
+    "mlrollouts.cli.stats_commands",
+    "mlrollouts.cli.api_commands",
+    "mlrollouts.cli.operator_commands",
+    "mlrollouts.cli.localstack_commands",
+    "mlrollouts.cli.gateway_commands",
+    "mlrollouts.cli.demo_commands",
+    "mlrollouts.cli.experiment_commands",
+)
+
+
+class UsageFailure(Exception):
+    """Raised by commands for bad input: printed as one line, exit code 2."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        super().__init__(f"{argument}: {message}")
+        self.argument = argument
+
+
+def _register_commands() -> None:
+    for module in COMMAND_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    _register_commands()
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="mlrollouts", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as error:
+        click.echo(error.ctx.get_help() if error.ctx else str(error))
+        return 0
+    except click.UsageError as error:
+        hint = f" (see 'mlrollouts {error.ctx.command_path.split(' ', 1)[-1]} --help')" if error.ctx else ""
+        click.echo(f"mlrollouts: error: {error.format_message()}{hint}", err=True)
+        return 2
+    except UsageFailure as error:
+        click.echo(f"mlrollouts: error: {error}", err=True)
+        return 2
+    except click.exceptions.Exit as error:
+        return error.exit_code
+    except click.Abort:
+        click.echo("mlrollouts: aborted", err=True)
+        return 130
+    except click.ClickException as error:
+        click.echo(f"mlrollouts: error: {error.format_message()}", err=True)
+        return error.exit_code
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
