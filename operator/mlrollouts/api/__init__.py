@@ -1,0 +1,65 @@
+"""Typed ModelExperiment API (pydantic v2): the single source of the CRD schema."""
+
+from mlrollouts.api.durations import parse_duration, promql_duration
+from mlrollouts.api.errors import SpecError, SpecProblem
+from mlrollouts.api.experiment import API_VERSION, ModelExperiment, ObjectMeta, parse_experiment, parse_spec
+from mlrollouts.api.spec import (
+    AbTest,
+    Analysis,
+    Bandit,
+    Canary,
+    Guardrail,
+    ModelExperimentSpec,
+    PrimaryMetric,
+    Shadow,
+    Statistics,
+    Traffic,
+    Variant,
+)
+from mlrollouts.api.status import (
+    TERMINAL_PHASES,
+    AnalysisStatus,
+    Comparison,
+    Condition,
+    CounterState,
+    GuardrailStatus,
+    HistoryEntry,
+    ModelExperimentStatus,
+    Plan,
+    RoutingStatus,
+    VariantSamples,
+)
+
+__all__ = [
+    "API_VERSION",
+    "TERMINAL_PHASES",
+    "AbTest",
+    "Analysis",
+    "AnalysisStatus",
+    "Bandit",
+    "Canary",
+    "Comparison",
+    "Condition",
+    "CounterState",
+    "Guardrail",
+    "GuardrailStatus",
+    "HistoryEntry",
+    "ModelExperiment",
+    "ModelExperimentSpec",
+    "ModelExperimentStatus",
+    "ObjectMeta",
+    "Plan",
+    "PrimaryMetric",
+    "RoutingStatus",
+    "Shadow",
+    "SpecError",
+    "SpecProblem",
+    "Statistics",
+    "Traffic",
+    "Variant",
+    "VariantSamples",
+    "parse_duration",
+    "parse_experiment",
+    "parse_spec",
+    "promql_duration",
+]

@@ -1,0 +1,22 @@
+"""The API layer's exception: every problem carries the field path and the fix, ready for a user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    path: str  # e.g. "spec.canary.steps"
+    message: str  # what is wrong and how to fix it
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class SpecError(ValueError):
+    """An experiment that cannot be run as written; no traffic is moved for it."""
+
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(p) for p in problems))

@@ -1,0 +1,150 @@
+"""ModelExperiment status: the only durable state. A restarted operator continues from it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from mlrollouts.api.base import ApiModel
+
+Phase = Literal["Pending", "Shadowing", "Progressing", "Paused", "Promoted", "RolledBack", "Inconclusive", "Invalid"]
+TERMINAL_PHASES: frozenset[str] = frozenset({"Promoted", "RolledBack", "Inconclusive"})
+DecisionKind = Literal["continue", "advance", "promote", "rollback", "pause", "hold", "conclude"]
+HISTORY_LIMIT = 50
+
+
+class VariantSamples(ApiModel):
+    """Exact sufficient statistics since the experiment started (or since analysis restarted)."""
+
+    successes: float | None = None
+    trials: float | None = None
+    count: float | None = None
+    sum: float | None = None
+    sum_of_squares: float | None = None
+
+    @property
+    def size(self) -> float:
+        """Trials for a proportion metric, count for a mean metric."""
+        return self.trials if self.trials is not None else (self.count or 0.0)
+
+
+class CounterState(ApiModel):
+    """Bookkeeping for one raw counter, so sample counts stay exact across counter resets.
+
+    since_start = last + offset - baseline, where offset accumulates the value lost at each reset.
+    """
+
+    baseline: float
+    last: float
+    offset: float = 0.0
+
+
+class Plan(ApiModel):
+    required_per_variant: int | None = None
+    """Per-variant sample size for the configured alpha, power and MDE."""
+    baseline: float | None = None
+    """Champion value the plan assumes."""
+    observed_per_hour: float | None = None
+    """Observed trials per hour for the slowest variant."""
+    estimated_completion: datetime | None = None
+
+
+class Comparison(ApiModel):
+    """One challenger against the champion."""
+
+    challenger: str
+    p_value: float | None = None
+    adjusted_p_value: float | None = None
+    """Holm-adjusted across challengers (A/B/n)."""
+    confidence_interval: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    relative_lift: float | None = None
+    probability_better: float | None = None
+    expected_loss: float | None = None
+    verdict: Literal["better", "worse", "undecided"] | None = None
+
+
+class AnalysisStatus(ApiModel):
+    p_value: float | None = None
+    confidence_interval: list[float] | None = Field(default=None, min_length=2, max_length=2)
+    relative_lift: float | None = None
+    probability_better: float | None = None
+    expected_loss: float | None = None
+    srm_p_value: float | None = None
+    decision: DecisionKind | None = None
+    reason: str | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)
+
+
+class GuardrailStatus(ApiModel):
+    name: str
+    variant: str | None = None
+    """The worst challenger for this guardrail at the last check."""
+    value: float | None = None
+    champion_value: float | None = None
+    threshold: str | None = None
+    """The bound as a sentence fragment, e.g. "max 0.5" or "maxIncrease 0.01 over champion"."""
+    consecutive_failures: int = 0
+    healthy: bool = True
+
+
+class Condition(ApiModel):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: datetime | None = None
+
+
+class HistoryEntry(ApiModel):
+    time: datetime
+    action: str
+    from_: str | None = Field(default=None, alias="from")
+    to: str | None = None
+    reason: str = ""
+
+
+class RoutingStatus(ApiModel):
+    """What the traffic provider actually applied (e.g. a replica ratio only approximates the split)."""
+
+    provider: str | None = None
+    applied_weights: dict[str, int] | None = None
+    message: str | None = None
+
+
+class ModelExperimentStatus(ApiModel):
+    phase: Phase | None = None
+    reason: str | None = None
+    """CamelCase reason of the current phase, e.g. SampleRatioMismatch."""
+    message: str | None = None
+    observed_generation: int | None = None
+    step: int | None = None
+    weights: dict[str, int] = Field(default_factory=dict)
+    mirror_percent: int | None = None
+    started_at: datetime | None = None
+    step_started_at: datetime | None = None
+    finished_at: datetime | None = None
+    last_analysis_at: datetime | None = None
+    last_allocation_at: datetime | None = None
+    samples: dict[str, VariantSamples] = Field(default_factory=dict)
+    step_start_samples: dict[str, float] = Field(default_factory=dict)
+    """Trials (or count) of each variant when the current step began."""
+    counters: dict[str, dict[str, CounterState]] = Field(default_factory=dict)
+    """variant -> sample query name -> raw counter bookkeeping."""
+    sequential_p_values: dict[str, float] = Field(default_factory=dict)
+    """Running minimum of the always-valid p-value per challenger (never increases)."""
+    metrics_failures: int = 0
+    """Consecutive ticks without usable metrics."""
+    plan: Plan | None = None
+    analysis: AnalysisStatus | None = None
+    guardrails: list[GuardrailStatus] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
+    routing: RoutingStatus | None = None
+    winner: str | None = None
+    """The variant that was promoted, or that won a bandit / A/B/n."""
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
