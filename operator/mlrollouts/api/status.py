@@ -144,6 +144,8 @@ class ModelExperimentStatus(ApiModel):
     routing: RoutingStatus | None = None
     winner: str | None = None
     """The variant that was promoted, or that won a bandit / A/B/n."""
+    strategy: str | None = None
+    """Strategy the running analysis was started with; the engine restarts the experiment when it changes."""
 
     @property
     def is_terminal(self) -> bool:
