@@ -20,3 +20,11 @@ class SpecError(ValueError):
     def __init__(self, problems: list[SpecProblem]) -> None:
         self.problems = problems
         super().__init__("; ".join(str(p) for p in problems))
+
+
+class FieldError(ValueError):
+    """Raised by a cross-field validator to blame one field (relative to the model), not the whole model."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(message)

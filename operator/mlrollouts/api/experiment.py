@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlrollouts import GROUP, KIND, VERSION
-from mlrollouts.api.errors import SpecError, SpecProblem
+from mlrollouts.api.errors import FieldError, SpecError, SpecProblem
 from mlrollouts.api.spec import ModelExperimentSpec
 from mlrollouts.api.status import ModelExperimentStatus
 
@@ -64,6 +64,9 @@ def _problems(error: ValidationError, root: type[BaseModel], path: str) -> list[
     problems = []
     for item in error.errors():
         loc = [str(part) for part in item["loc"]]
+        blamed = item.get("ctx", {}).get("error")
+        if isinstance(blamed, FieldError):
+            loc.append(blamed.field)
         field_path = ".".join([path, *loc]) if loc else path
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":

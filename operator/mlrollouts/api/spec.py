@@ -12,6 +12,7 @@ from pydantic import Field, model_validator
 
 from mlrollouts.api.base import ApiModel, Name
 from mlrollouts.api.durations import Duration, parse_duration
+from mlrollouts.api.errors import FieldError
 
 PROVIDERS = ("istio", "gatewayAPI", "service", "gateway")
 STRATEGIES = ("canary", "abTest", "shadow", "bandit")
@@ -57,9 +58,9 @@ class ServiceTraffic(ApiModel):
 
 
 class Stickiness(ApiModel):
-    header: str | None = Field(default=None, pattern=r"^[A-Za-z0-9-]{1,64}$")
+    header: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9-]{1,64}$")
     """Request header carrying the user id (e.g. x-user-id)."""
-    json_field: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    json_field: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     """JSON body field carrying the user id, when no header is set."""
 
 
@@ -85,20 +86,24 @@ class Traffic(ApiModel):
     provider: Literal["istio", "gatewayAPI", "service", "gateway"]
     """Who moves the traffic."""
     istio: IstioTraffic | None = None
+    """Istio VirtualService route weights; required when provider is istio, forbidden otherwise."""
     gateway_api: GatewayApiTraffic | None = Field(default=None, alias="gatewayAPI")
+    """Gateway API HTTPRoute backendRef weights; required when provider is gatewayAPI, forbidden otherwise."""
     service: ServiceTraffic | None = None
+    """Replica-ratio split behind one Service; required when provider is service, forbidden otherwise."""
     gateway: GatewayTraffic | None = None
+    """Built-in gateway options; optional when provider is gateway (no stickiness: split per request)."""
 
     @model_validator(mode="after")
     def _one_provider_block(self) -> Traffic:
         blocks = {"istio": self.istio, "gatewayAPI": self.gateway_api, "service": self.service}
         for name, block in blocks.items():
             if name == self.provider and block is None:
-                raise ValueError(f"traffic.{name} is required when traffic.provider is {name!r}")
+                raise FieldError(name, f"traffic.{name} is required when traffic.provider is {name!r}")
             if name != self.provider and block is not None:
-                raise ValueError(f"traffic.{name} is set but traffic.provider is {self.provider!r}: remove it")
+                raise FieldError(name, f"traffic.{name} is set but traffic.provider is {self.provider!r}: remove it")
         if self.gateway is not None and self.provider != "gateway":
-            raise ValueError(f"traffic.gateway is set but traffic.provider is {self.provider!r}: remove it")
+            raise FieldError("gateway", f"traffic.gateway is set but traffic.provider is {self.provider!r}: remove it")
         return self
 
 
@@ -125,9 +130,9 @@ class Canary(ApiModel):
     @model_validator(mode="after")
     def _steps_increase_to_100(self) -> Canary:
         if any(b <= a for a, b in zip(self.steps, self.steps[1:], strict=False)):
-            raise ValueError(f"canary.steps must be strictly increasing, got {self.steps}")
+            raise FieldError("steps", f"canary.steps must be strictly increasing, got {self.steps}")
         if self.steps[-1] != 100:
-            raise ValueError(f"canary.steps must end at 100 (full promotion), got {self.steps}: append 100")
+            raise FieldError("steps", f"canary.steps must end at 100 (full promotion), got {self.steps}: append 100")
         return self
 
 
@@ -153,7 +158,7 @@ class AbTest(ApiModel):
     @model_validator(mode="after")
     def _split_sums_to_100(self) -> AbTest:
         if self.split is not None and sum(self.split.values()) != 100:
-            raise ValueError(f"abTest.split weights must sum to 100, got {sum(self.split.values())}")
+            raise FieldError("split", f"abTest.split weights must sum to 100, got {sum(self.split.values())}")
         return self
 
 
@@ -186,8 +191,11 @@ class PrometheusConnection(ApiModel):
     address: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
     """Base URL of the Prometheus HTTP API."""
     bearer_token_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a bearer token; requests are unauthenticated when absent."""
     ca_secret_ref: SecretKeyRef | None = None
+    """Secret key holding a PEM CA bundle for https; the system trust store when absent."""
     timeout: Duration = "10s"
+    """Per-query timeout; a query that times out counts as metrics unavailable."""
 
 
 class PrimaryMetric(ApiModel):
@@ -208,10 +216,15 @@ class PrimaryMetric(ApiModel):
     name: Name
     type: Literal["proportion", "mean"] = "proportion"
     successes: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Proportion metric: PromQL for the successes of `{{variant}}` over `{{window}}`."""
     trials: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Proportion metric: PromQL for the trials of `{{variant}}` over `{{window}}`."""
     count: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Mean metric: PromQL for the number of observations."""
     sum: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Mean metric: PromQL for the sum of observations."""
     sum_of_squares: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Mean metric: PromQL for the sum of squared observations (gives the variance)."""
     direction: Literal["increase", "decrease"] = "increase"
     """Which way is better."""
     minimum_detectable_effect: float = Field(default=0.05, gt=0.0, le=10.0)
@@ -226,8 +239,8 @@ class PrimaryMetric(ApiModel):
         needed = ("successes", "trials") if self.type == "proportion" else ("count", "sum", "sum_of_squares")
         missing = [n for n in needed if getattr(self, n) is None]
         if missing:
-            names = ", ".join("sumOfSquares" if n == "sum_of_squares" else n for n in missing)
-            raise ValueError(f"a {self.type} metric needs the queries: {names}")
+            names = ", ".join(_alias(n) for n in missing)
+            raise FieldError(_alias(missing[0]), f"a {self.type} metric needs the queries: {names}")
         return self
 
 
@@ -270,8 +283,11 @@ class Guardrail(ApiModel):
 
 class Statistics(ApiModel):
     method: Literal["sequential", "fixedHorizon", "bayesian"] = "sequential"
+    """sequential (always-valid p, may stop early), fixedHorizon (decide at the planned n) or bayesian."""
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    """False-positive rate of each decision (Holm-corrected across challengers)."""
     power: float = Field(default=0.8, gt=0.5, lt=1.0)
+    """Probability of detecting minimumDetectableEffect; drives the planned sample size."""
     srm_p_value: float = Field(default=0.001, gt=0.0, lt=0.5)
     """Sample-ratio-mismatch alarm threshold (chi-square p-value)."""
     probability_threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
@@ -297,14 +313,16 @@ class Analysis(ApiModel):
     prometheus: PrometheusConnection
     primary_metric: PrimaryMetric
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
+    """Checks that roll back after failureLimit consecutive failures; none when absent."""
     statistics: Statistics = Field(default_factory=Statistics)
+    """Test method and error rates; sequential, alpha 0.05, power 0.8 when absent."""
 
     @model_validator(mode="after")
     def _unique_guardrails(self) -> Analysis:
         names = [g.name for g in self.guardrails]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"guardrail names must be unique, repeated: {', '.join(duplicates)}")
+            raise FieldError("guardrails", f"guardrail names must be unique, repeated: {', '.join(duplicates)}")
         return self
 
 
@@ -341,17 +359,25 @@ _SPEC_RULES = [
 class ModelExperimentSpec(ApiModel):
     model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": _SPEC_RULES}}
     strategy: Literal["canary", "abTest", "shadow", "bandit"]
+    """How traffic moves: canary steps, fixed A/B/n split, shadow mirroring or a bandit."""
     champion: Variant
+    """The model version in production now; it keeps 100 % on rollback."""
     challengers: list[Variant] = Field(min_length=1, max_length=10)
+    """Candidate versions; exactly one for canary, one or more for abTest, shadow and bandit."""
     traffic: Traffic
     canary: Canary | None = None
+    """Canary steps; required when strategy is canary."""
     ab_test: AbTest | None = None
+    """A/B/n split and horizon; required when strategy is abTest."""
     shadow: Shadow | None = None
+    """Mirroring settings; required when strategy is shadow."""
     bandit: Bandit | None = None
+    """Thompson-sampling settings; required when strategy is bandit."""
     analysis: Analysis
     on_metrics_unavailable: Literal["hold", "rollback"] = "hold"
     """What to do after metricsFailureLimit consecutive failures to read metrics."""
     metrics_failure_limit: int = Field(default=5, ge=1, le=1000)
+    """Consecutive ticks without usable metrics before onMetricsUnavailable applies."""
     auto_promote: bool = True
     """When false, stop in phase Paused with reason ReadyToPromote instead of promoting."""
 
@@ -360,15 +386,21 @@ class ModelExperimentSpec(ApiModel):
         names = self.variant_names
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"variant names must be unique, repeated: {', '.join(duplicates)}")
+            raise FieldError("challengers", f"variant names must be unique, repeated: {', '.join(duplicates)}")
         if getattr(self, _BLOCK_ATTR[self.strategy]) is None:
-            raise ValueError(f"strategy {self.strategy!r} needs the {self.strategy} block")
+            raise FieldError(self.strategy, f"strategy {self.strategy!r} needs the {self.strategy} block")
         if self.ab_test is not None and self.ab_test.split is not None and set(self.ab_test.split) != set(names):
-            raise ValueError(f"abTest.split must name exactly the variants {names}, got {sorted(self.ab_test.split)}")
+            raise FieldError(
+                "abTest.split", f"abTest.split must name exactly the variants {names}, got {sorted(self.ab_test.split)}"
+            )
         if self.strategy == "canary" and len(self.challengers) != 1:
-            raise ValueError("strategy canary takes exactly one challenger (use abTest or bandit for several)")
+            raise FieldError(
+                "challengers", "strategy canary takes exactly one challenger (use abTest or bandit for several)"
+            )
         if self.strategy == "shadow" and self.traffic.provider == "service":
-            raise ValueError("strategy shadow needs a provider that can mirror: istio, gatewayAPI or gateway")
+            raise FieldError(
+                "traffic.provider", "strategy shadow needs a provider that can mirror: istio, gatewayAPI or gateway"
+            )
         return self
 
     @property
@@ -382,6 +414,10 @@ class ModelExperimentSpec(ApiModel):
     @property
     def interval_seconds(self) -> float:
         return parse_duration(self.analysis.interval).total_seconds()
+
+
+def _alias(field_name: str) -> str:
+    return "sumOfSquares" if field_name == "sum_of_squares" else field_name
 
 
 _BLOCK_ATTR = {"canary": "canary", "abTest": "ab_test", "shadow": "shadow", "bandit": "bandit"}
