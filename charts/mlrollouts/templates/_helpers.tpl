@@ -1,0 +1,92 @@
+{{/* Chart name, truncated to the 63 characters Kubernetes allows in names and label values. */}}
+{{- define "mlrollouts.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Prefix of every object name: the release name, plus the chart name unless it already contains it. */}}
+{{- define "mlrollouts.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "mlrollouts.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "mlrollouts.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Selector labels of the operator pods; immutable once installed. */}}
+{{- define "mlrollouts.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlrollouts.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "mlrollouts.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "mlrollouts.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{- define "mlrollouts.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "mlrollouts.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "mlrollouts.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Peering is required as soon as two replicas could act on the same experiment. */}}
+{{- define "mlrollouts.peeringEnabled" -}}
+{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- end }}
+
+{{/*
+Rules the operator needs wherever it manages experiments (contracts: modelexperiments and status,
+routing kinds, Deployments scale, Events, Secrets by name). Used by the ClusterRole and each Role.
+*/}}
+{{- define "mlrollouts.experimentRules" -}}
+- apiGroups: ["mlrollouts.dev"]
+  resources: ["modelexperiments", "modelexperiments/status"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["networking.istio.io"]
+  resources: ["virtualservices"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["apps"]
+  resources: ["deployments/scale"]
+  verbs: ["get", "patch", "update"]
+{{- if .Values.rbac.secrets.enabled }}
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get"]
+  {{- with .Values.rbac.secrets.resourceNames }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
+{{- end }}
+{{- end }}

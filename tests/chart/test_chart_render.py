@@ -1,0 +1,170 @@
+"""The chart renders valid objects for the value sets platform teams use, and lints clean."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+from chart_support import (
+    CHART_DIR,
+    EVERYTHING_ON,
+    GATEWAY_ON,
+    RELEASE_NAMESPACE,
+    VALUE_SETS,
+    custom_resource_schemas,
+    of_kind,
+    one,
+    render,
+    validate_custom_resource,
+)
+from helm_python.chart import lint
+
+KUBE_VERSION = "1.30"
+
+
+def test_lint_strict_has_no_errors_or_warnings() -> None:
+    report = lint(CHART_DIR, strict=True, kube_version=f"v{KUBE_VERSION}.0")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+@pytest.mark.parametrize("values_name", sorted(VALUE_SETS))
+def test_lint_with_each_value_set(values_name: str) -> None:
+    report = lint(CHART_DIR, VALUE_SETS[values_name], strict=True, kube_version=f"v{KUBE_VERSION}.0")
+    assert report["errors"] == []
+
+
+@pytest.mark.parametrize("values_name", sorted(VALUE_SETS))
+def test_every_rendered_object_is_valid(values_name: str) -> None:
+    objects = render(VALUE_SETS[values_name])
+    assert objects
+    for obj in objects:
+        if (obj["apiVersion"], obj["kind"]) in custom_resource_schemas():
+            validate_custom_resource(obj)
+        else:
+            kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+
+
+def test_everything_on_renders_the_optional_objects() -> None:
+    objects = render(EVERYTHING_ON)
+    kinds = {obj["kind"] for obj in objects}
+    assert {"ServiceMonitor", "PrometheusRule", "ConfigMap"} <= kinds
+    assert one(objects, "Deployment", "rel-mlrollouts-gateway")
+    assert one(objects, "Service", "rel-mlrollouts-gateway")
+
+
+def test_defaults_leave_optional_objects_out() -> None:
+    objects = render({})
+    assert {obj["kind"] for obj in objects}.isdisjoint({"ServiceMonitor", "PrometheusRule", "ConfigMap"})
+    assert [d["metadata"]["name"] for d in of_kind(objects, "Deployment")] == ["rel-mlrollouts"]
+
+
+def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = one(objects, "Deployment", "rel-mlrollouts")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.mark.parametrize("values_name", sorted(VALUE_SETS))
+def test_pods_are_locked_down(values_name: str) -> None:
+    for deployment in of_kind(render(VALUE_SETS[values_name]), "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for container in pod["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+            assert container["resources"]["requests"] and container["resources"]["limits"]
+            assert "livenessProbe" in container and "readinessProbe" in container
+
+
+def test_operator_probes_hit_kopf_liveness_endpoint() -> None:
+    container = operator_container(render({}))
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"metrics": 8080, "healthz": 8081}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+
+
+def test_two_replicas_peer_and_spread_over_nodes() -> None:
+    objects = render({})
+    deployment = one(objects, "Deployment", "rel-mlrollouts")
+    assert deployment["spec"]["replicas"] == 2
+    args = operator_container(objects)["args"]
+    assert args[:3] == ["run", "--all-namespaces", "--peering=mlrollouts"]
+    assert one(objects, "ClusterKopfPeering", "mlrollouts")
+    keys = {c["topologyKey"] for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]}
+    assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
+
+
+def test_single_replica_without_peering_runs_standalone() -> None:
+    objects = render(VALUE_SETS["single-replica"])
+    assert one(objects, "Deployment", "rel-mlrollouts")["spec"]["replicas"] == 1
+    assert "--standalone" in operator_container(objects)["args"]
+    assert not of_kind(objects, "ClusterKopfPeering")
+
+
+def test_peering_cannot_be_disabled_with_two_replicas() -> None:
+    objects = render({"replicaCount": 2, "peering": {"enabled": False}})
+    assert "--peering=mlrollouts" in operator_container(objects)["args"]
+
+
+def test_namespaced_mode_passes_namespaces_and_peers_per_namespace() -> None:
+    objects = render(VALUE_SETS["namespaced"])
+    args = operator_container(objects)["args"]
+    assert "--all-namespaces" not in args
+    assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]
+    peerings = of_kind(objects, "KopfPeering")
+    assert sorted(p["metadata"]["namespace"] for p in peerings) == ["a", "b"]
+
+
+def test_image_keys_set_the_image() -> None:
+    objects = render({"image": {"repository": "registry.local/mlr", "tag": "1.2.3"}})
+    assert operator_container(objects)["image"] == "registry.local/mlr:1.2.3"
+
+
+def test_gateway_reads_its_experiment_in_cluster() -> None:
+    objects = render({"gateway": GATEWAY_ON})
+    (container,) = one(objects, "Deployment", "rel-mlrollouts-gateway")["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == [
+        "gateway",
+        "--port=8000",
+        "--upstream=churn-v2=http://churn-v2.ml:8080",
+        "--upstream=churn-v3=http://churn-v3.ml:8080",
+        "--namespace=ml",
+        "--experiment=churn-v3",
+        "--user-header=x-user-id",
+    ]
+    role = one(objects, "Role", "rel-mlrollouts-gateway")
+    assert role["metadata"]["namespace"] == "ml"
+    assert role["rules"] == [
+        {
+            "apiGroups": ["mlrollouts.dev"],
+            "resources": ["modelexperiments"],
+            "resourceNames": ["churn-v3"],
+            "verbs": ["get", "watch"],
+        }
+    ]
+
+
+def test_gateway_without_upstreams_fails_with_the_key_to_fix() -> None:
+    with pytest.raises(Exception, match=r"gateway\.upstreams"):
+        render({"gateway": {"enabled": True, "experiment": "churn"}})
+
+
+def test_dashboard_configmap_carries_sidecar_label() -> None:
+    objects = render({"grafana": {"dashboard": {"enabled": True, "labelValue": "yes"}}})
+    (configmap,) = of_kind(objects, "ConfigMap")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "yes"
+    assert configmap["metadata"]["namespace"] == RELEASE_NAMESPACE
+    assert '"uid": "mlrollouts"' in configmap["data"]["mlrollouts.json"]
+
+
+def test_service_monitor_keeps_experiment_namespace_label() -> None:
+    (monitor,) = of_kind(render(EVERYTHING_ON), "ServiceMonitor")
+    endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
+    assert endpoints["metrics"]["honorLabels"] is True
+    assert "http" in endpoints
