@@ -1,0 +1,123 @@
+"""`mlrollouts gateway`: run the built-in data plane in the foreground."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mlrollouts.cli.main import UsageFailure, app
+from mlrollouts.gateway.config import GatewayConfig, GatewayConfigError
+from mlrollouts.gateway.server import run_gateway
+from mlrollouts.gateway.split import SplitError
+from mlrollouts.gateway.split_source import load_kubeconfig
+
+
+def parse_upstreams(values: list[str]) -> dict[str, str]:
+    upstreams: dict[str, str] = {}
+    for value in values:
+        name, separator, url = value.partition("=")
+        if not separator or not name or not url:
+            raise UsageFailure("--upstream", f"{value!r} must look like NAME=URL, e.g. churn-v2=http://127.0.0.1:9001")
+        if name in upstreams:
+            raise UsageFailure("--upstream", f"variant {name!r} is given twice")
+        upstreams[name] = url
+    return upstreams
+
+
+@app.command("gateway")
+def gateway_command(
+    experiment: Annotated[str, typer.Option("--experiment", help="Experiment name; salts the user hash.")],
+    upstream: Annotated[
+        list[str],
+        typer.Option("--upstream", help="NAME=URL, once per variant. The first is the champion unless --champion."),
+    ],
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 inside a container.")] = "127.0.0.1",
+    champion: Annotated[
+        str | None, typer.Option("--champion", help="Champion variant (default: first --upstream).")
+    ] = None,
+    split_file: Annotated[
+        Path | None,
+        typer.Option("--split-file", help='JSON like {"churn-v2": 90, "churn-v3": 10}; changes apply within 1 s.'),
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None,
+        typer.Option("--kubeconfig", help="Follow the ModelExperiment's status.weights/phase through this API server."),
+    ] = None,
+    namespace: Annotated[str, typer.Option("--namespace", help="Namespace of the ModelExperiment.")] = "default",
+    user_header: Annotated[str, typer.Option("--user-header", help="Header carrying the user id.")] = "x-user-id",
+    user_field: Annotated[str, typer.Option("--user-field", help="JSON body field with the user id.")] = "user_id",
+    override_header: Annotated[
+        str, typer.Option("--override-header", help="Header that forces a variant (QA).")
+    ] = "x-mlrollouts-variant",
+    path_prefix: Annotated[
+        str | None,
+        typer.Option("--path-prefix", help="Also forward everything under this path, unchanged (besides /predict)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Upstream timeout in seconds.")] = 10.0,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Larger request bodies get 413.")] = 1024
+    * 1024,
+    max_concurrency: Annotated[int, typer.Option("--max-concurrency", help="In-flight upstream calls at most.")] = 256,
+    fallback_to_champion: Annotated[
+        bool,
+        typer.Option(
+            "--fallback-to-champion/--no-fallback-to-champion", help="Serve the champion when a challenger fails."
+        ),
+    ] = True,
+    shadow_queue_size: Annotated[
+        int, typer.Option("--shadow-queue-size", help="Pending mirrors before dropping.")
+    ] = 1000,
+    shadow_tolerance: Annotated[
+        float, typer.Option("--shadow-tolerance", help="Numeric predictions closer than this agree.")
+    ] = 1e-6,
+    feedback_capacity: Annotated[
+        int, typer.Option("--feedback-capacity", help="Request ids kept for /feedback.")
+    ] = 100_000,
+    feedback_ttl: Annotated[
+        float, typer.Option("--feedback-ttl", help="Seconds a request id stays attributable.")
+    ] = 3600.0,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of the per-request split for anonymous requests.")
+    ] = None,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the built-in gateway: sticky per-user split, shadow mirroring, /feedback and /metrics."""
+    if log_level not in ("debug", "info", "warning", "error"):
+        raise UsageFailure("--log-level", f"{log_level!r} is not one of debug, info, warning, error")
+    config = GatewayConfig(
+        experiment=experiment,
+        upstreams=parse_upstreams(upstream),
+        champion=champion,
+        split_file=split_file,
+        kubeconfig=kubeconfig,
+        namespace=namespace,
+        host=host,
+        port=port,
+        user_header=user_header or None,
+        user_field=user_field or None,
+        override_header=override_header,
+        path_prefix=path_prefix,
+        timeout_seconds=timeout,
+        max_body_bytes=max_body_bytes,
+        max_concurrency=max_concurrency,
+        fallback_to_champion=fallback_to_champion,
+        shadow_queue_size=shadow_queue_size,
+        shadow_tolerance=shadow_tolerance,
+        feedback_capacity=feedback_capacity,
+        feedback_ttl_seconds=feedback_ttl,
+        seed=seed,
+    )
+    try:
+        config.validate()
+    except GatewayConfigError as problem:
+        raise UsageFailure(problem.setting, problem.message) from problem
+    if kubeconfig is not None:
+        try:
+            load_kubeconfig(kubeconfig)
+        except SplitError as problem:
+            raise UsageFailure("--kubeconfig", str(problem)) from problem
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_gateway(config, log_level=log_level)

@@ -1,0 +1,97 @@
+"""Gateway settings, checked once so the app itself can trust them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+MIB = 1024 * 1024
+
+
+class GatewayConfigError(ValueError):
+    """A setting that cannot work; `setting` names it (as the CLI flag), the message says how to fix it."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+        self.message = message
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    experiment: str
+    upstreams: dict[str, str]  # variant name -> base URL, in order; the first is the default champion
+    champion: str | None = None
+    split_file: Path | None = None
+    kubeconfig: Path | None = None
+    namespace: str = "default"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    user_header: str | None = "x-user-id"
+    user_field: str | None = "user_id"
+    override_header: str = "x-mlrollouts-variant"
+    path_prefix: str | None = None
+    timeout_seconds: float = 10.0
+    max_body_bytes: int = MIB
+    max_concurrency: int = 256
+    fallback_to_champion: bool = True
+    shadow_queue_size: int = 1000
+    shadow_workers: int = 8
+    shadow_tolerance: float = 1e-6
+    feedback_capacity: int = 100_000
+    feedback_ttl_seconds: float = 3600.0
+    seed: int | None = None
+    split_poll_seconds: float | None = None  # None: 0.25 s for a file, 1 s for the API
+
+    @property
+    def champion_name(self) -> str:
+        return self.champion or next(iter(self.upstreams))
+
+    @property
+    def challengers(self) -> tuple[str, ...]:
+        return tuple(name for name in self.upstreams if name != self.champion_name)
+
+    def validate(self) -> GatewayConfig:
+        if not VARIANT_NAME.match(self.experiment):
+            raise GatewayConfigError("--experiment", f"{self.experiment!r} is not a valid experiment name")
+        if not self.upstreams:
+            raise GatewayConfigError("--upstream", "give at least one, as NAME=URL (e.g. churn-v2=http://...)")
+        for name, url in self.upstreams.items():
+            if not VARIANT_NAME.match(name):
+                raise GatewayConfigError("--upstream", f"{name!r} is not a valid variant name")
+            if not url.startswith(("http://", "https://")):
+                raise GatewayConfigError("--upstream", f"{name}={url}: the URL must start with http:// or https://")
+        if self.champion is not None and self.champion not in self.upstreams:
+            known = ", ".join(self.upstreams)
+            raise GatewayConfigError("--champion", f"{self.champion!r} is not an --upstream name ({known})")
+        if (self.split_file is None) == (self.kubeconfig is None):
+            raise GatewayConfigError("--split-file", "give exactly one of --split-file or --kubeconfig")
+        if self.split_file is not None and not self.split_file.is_file():
+            raise GatewayConfigError("--split-file", f"{self.split_file} does not exist")
+        if self.kubeconfig is not None and not self.kubeconfig.is_file():
+            raise GatewayConfigError("--kubeconfig", f"{self.kubeconfig} does not exist")
+        for setting, header in (
+            ("--user-header", self.user_header),
+            ("--override-header", self.override_header),
+        ):
+            if header is not None and not HEADER_NAME.match(header):
+                raise GatewayConfigError(setting, f"{header!r} is not a valid HTTP header name")
+        if self.path_prefix is not None and (not self.path_prefix.startswith("/") or self.path_prefix == "/"):
+            raise GatewayConfigError("--path-prefix", f"{self.path_prefix!r} must start with / and not be /")
+        positive = {
+            "--timeout": self.timeout_seconds,
+            "--max-body-bytes": self.max_body_bytes,
+            "--max-concurrency": self.max_concurrency,
+            "--shadow-queue-size": self.shadow_queue_size,
+            "--feedback-capacity": self.feedback_capacity,
+            "--feedback-ttl": self.feedback_ttl_seconds,
+        }
+        for setting, value in positive.items():
+            if value <= 0:
+                raise GatewayConfigError(setting, f"must be > 0, got {value}")
+        if not 0 <= self.port <= 65535:
+            raise GatewayConfigError("--port", f"must be between 0 and 65535, got {self.port}")
+        return self

@@ -1,0 +1,127 @@
+"""The gateway over real HTTP: assignment, override, bad requests, split reloads, fallback."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_user_always_gets_the_same_variant_and_the_split_is_honoured(start_gateway) -> None:
+    gateway = start_gateway({"churn-v2": 70, "churn-v3": 30})
+    served = {}
+    for index in range(300):
+        response = gateway.predict(f"user-{index}")
+        assert response.status_code == 200
+        served[f"user-{index}"] = response.headers["x-mlrollouts-variant"]
+        assert response.json()["model"] == served[f"user-{index}"]
+    again = {user: gateway.predict(user).headers["x-mlrollouts-variant"] for user in list(served)[:50]}
+    assert again == {user: served[user] for user in again}
+    share = sum(variant == "churn-v3" for variant in served.values()) / len(served)
+    assert 0.2 < share < 0.4  # 30 % expected; 300 users give a standard error of 2.6 points
+    assert gateway.metric("ab_test_requests_total", variant="churn-v3", model_version="churn-v3-build7") > 0
+
+
+def test_user_id_from_the_json_body_matches_the_header(start_gateway) -> None:
+    gateway = start_gateway({"churn-v2": 50, "churn-v3": 50})
+    for index in range(40):
+        by_header = gateway.predict(f"u{index}").headers["x-mlrollouts-variant"]
+        by_field = gateway.predict(json={"user_id": f"u{index}"}).headers["x-mlrollouts-variant"]
+        assert by_header == by_field
+
+
+def test_request_id_is_echoed_or_generated_and_reaches_the_model(start_gateway, models) -> None:
+    gateway = start_gateway()
+    given = gateway.predict("alice", headers={"x-request-id": "req-42"})
+    assert given.headers["x-request-id"] == "req-42"
+    model = models[given.headers["x-mlrollouts-variant"]][0]
+    assert model.received[-1]["headers"]["x-request-id"] == "req-42"
+    generated = gateway.predict("alice").headers["x-request-id"]
+    assert len(generated) == 32 and generated != "req-42"
+
+
+def test_override_header_forces_a_variant_and_rejects_unknown_names(start_gateway) -> None:
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})
+    forced = gateway.predict("bob", headers={"x-mlrollouts-variant": "churn-v3"})
+    assert forced.headers["x-mlrollouts-variant"] == "churn-v3"
+    unknown = gateway.predict("bob", headers={"x-mlrollouts-variant": "churn-v9"})
+    assert unknown.status_code == 400
+    assert "churn-v9" in unknown.json()["error"] and "churn-v2" in unknown.json()["error"]
+
+
+def test_requests_without_user_are_split_per_request_and_counted(start_gateway) -> None:
+    gateway = start_gateway({"churn-v2": 50, "churn-v3": 50})
+    variants = {gateway.predict().headers["x-mlrollouts-variant"] for _ in range(40)}
+    assert variants == {"churn-v2", "churn-v3"}
+    assert gateway.metric("ab_test_unassigned_requests_total", experiment_id="churn-exp") == 40
+
+
+def test_bad_requests_get_4xx_with_a_message(start_gateway) -> None:
+    gateway = start_gateway(max_body_bytes=1000)
+    url = f"{gateway.url}/predict"
+    empty = gateway.client.post(url, content=b"")
+    assert empty.status_code == 400 and "empty" in empty.json()["error"]
+    invalid = gateway.client.post(url, content=b"{not json")
+    assert invalid.status_code == 400 and "not valid JSON" in invalid.json()["error"]
+    huge = gateway.client.post(url, content=b'{"x": "' + b"a" * 5000 + b'"}')
+    assert huge.status_code == 413 and "--max-body-bytes" in huge.json()["error"]
+
+    def chunks():
+        yield b'{"x": "'
+        for _ in range(10):
+            yield b"a" * 500  # no content-length: the limit must hold while streaming
+        yield b'"}'
+
+    streamed = gateway.client.post(url, content=chunks())
+    assert streamed.status_code == 413
+
+
+def test_a_changed_split_file_applies_within_one_second(start_gateway, caplog) -> None:
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})
+    assert gateway.predict("carol").headers["x-mlrollouts-variant"] == "churn-v2"
+    gateway.write_split({"churn-v2": 0, "churn-v3": 100})
+    changed_at = time.monotonic()
+    while gateway.predict("carol").headers["x-mlrollouts-variant"] != "churn-v3":
+        assert time.monotonic() - changed_at < 1.0, "split change not applied within 1 s"
+        time.sleep(0.02)
+    with caplog.at_level(logging.WARNING, logger="mlrollouts.gateway.split_source"):
+        gateway.write_split({"churn-v2": 60, "churn-v3": 60})
+        time.sleep(0.8)
+    assert "sum to 120" in caplog.text
+    assert gateway.client.get(f"{gateway.url}/readyz").json()["weights"] == {"churn-v2": 0, "churn-v3": 100}
+    assert gateway.predict("carol").headers["x-mlrollouts-variant"] == "churn-v3"
+
+
+def test_failing_challenger_falls_back_to_the_champion(start_gateway, models) -> None:
+    models["churn-v3"][0].status_code = 503
+    gateway = start_gateway({"churn-v2": 0, "churn-v3": 100})
+    response = gateway.predict("dave")
+    assert response.status_code == 200
+    assert response.headers["x-mlrollouts-variant"] == "churn-v2"
+    assert response.headers["x-mlrollouts-fallback"] == "true"
+    assert gateway.metric("ab_test_errors_total", variant="churn-v3", kind="status_5xx") == 1
+    assert gateway.metric("ab_test_fallbacks_total", variant="churn-v3") == 1
+    forced = gateway.predict("dave", headers={"x-mlrollouts-variant": "churn-v3"})
+    assert forced.status_code == 503  # QA asked for this variant: show its failure, do not mask it
+
+
+def test_unreachable_challenger_without_fallback_is_a_502(start_gateway, models) -> None:
+    gateway = start_gateway(
+        {"churn-v2": 0, "churn-v3": 100},
+        upstreams={"churn-v2": models["churn-v2"][1], "churn-v3": "http://127.0.0.1:9"},
+        fallback_to_champion=False,
+    )
+    response = gateway.predict("erin")
+    assert response.status_code == 502
+    assert "churn-v3 unreachable" in response.json()["error"]
+    assert gateway.metric("ab_test_errors_total", variant="churn-v3", kind="connect") == 1
+
+
+def test_path_prefix_forwards_the_same_path(start_gateway, models) -> None:
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0}, path_prefix="/v1/models")
+    response = gateway.client.post(f"{gateway.url}/v1/models/churn:predict?explain=1", json={"user_id": "f"})
+    assert response.status_code == 200
+    assert models["churn-v2"][0].received[-1]["path"] == "/v1/models/churn:predict"
