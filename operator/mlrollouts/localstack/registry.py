@@ -6,6 +6,8 @@ printer columns for Tables, status/scale subresources, and registration when a C
 
 from __future__ import annotations
 
+import gzip
+import importlib.resources
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,7 +77,9 @@ class Registry:
         self._discovery = discovery
         self._specs: dict[tuple[str, str, str], ResourceSpec] = {}
         self._crd_extras: dict[tuple[str, str, str], tuple[set[str], set[str]]] = {}
-        discovery.load_bundled()
+        # kmock's bundled k3s discovery, read without its deprecated importlib call.
+        bundled = importlib.resources.files("kmock._internal").joinpath("resources.json.gz").read_bytes()
+        discovery.load_data(gzip.decompress(bundled))
         for spec in BUILTINS:
             self.register(spec, SHORT_NAMES.get(spec.plural, set()))
 
