@@ -1,0 +1,140 @@
+"""`mlrollouts crd` (generate the CRD) and `mlrollouts validate` (lint manifests offline, both layers).
+
+`validate` is what `kubectl argo rollouts lint` is for Argo: the API server's checks (schema, unknown
+fields, CEL rules) and the operator's own checks, without a cluster, one line per problem.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from mlrollouts import KIND
+from mlrollouts.api.crd import openapi_schema, render_crd_yaml
+from mlrollouts.api.crd_validation import validate_manifest
+from mlrollouts.api.errors import SpecError, SpecProblem
+from mlrollouts.api.experiment import parse_experiment
+from mlrollouts.cli.main import UsageFailure, app
+
+
+@dataclass(frozen=True)
+class DocumentReport:
+    source: str
+    name: str
+    problems: list[SpecProblem]
+
+    def lines(self) -> list[str]:
+        if not self.problems:
+            return [f"{self.source}: {self.name} valid"]
+        return [f"{self.source}: {self.name}: {problem}" for problem in self.problems]
+
+
+def check_manifest(obj: dict[str, Any]) -> list[SpecProblem]:
+    """Both layers' problems, the operator's first (its messages carry the values and the fix).
+
+    A CRD-layer problem at a path the operator already blamed is a duplicate, except a CEL rule the
+    operator did not report there (its validators stop at the first broken rule of a model).
+    """
+    problems: list[SpecProblem] = []
+    try:
+        parse_experiment(obj)
+    except SpecError as error:
+        problems.extend(error.problems)
+    reported = [(p.path, p.message) for p in problems]
+    for problem in validate_manifest(obj):
+        same_path = [message for path, message in reported if path == problem.path]
+        is_rule = problem.message in _cel_messages()
+        if same_path and (not is_rule or any(m.startswith(problem.message) for m in same_path)):
+            continue
+        problems.append(problem)
+        reported.append((problem.path, problem.message))
+    return problems
+
+
+@functools.cache
+def _cel_messages() -> frozenset[str]:
+    found: set[str] = set()
+
+    def walk(schema: dict[str, Any]) -> None:
+        found.update(rule["message"] for rule in schema.get("x-kubernetes-validations", []))
+        for child in (*schema.get("properties", {}).values(), schema.get("items"), schema.get("additionalProperties")):
+            if isinstance(child, dict):
+                walk(child)
+
+    walk(openapi_schema())
+    return frozenset(found)
+
+
+def check_source(source: str, text: str) -> list[DocumentReport]:
+    """Every ModelExperiment in a (multi-document) YAML text; other kinds are not ours to judge."""
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UsageFailure("-f", f"{source}: YAML syntax error{where}: {problem}") from None
+    reports = []
+    for index, document in enumerate(documents, start=1):
+        if not isinstance(document, dict):
+            reports.append(DocumentReport(source, f"document {index}", [SpecProblem(".", "not a YAML mapping")]))
+            continue
+        if document.get("kind") != KIND:
+            continue
+        name = (document.get("metadata") or {}).get("name") or f"document {index}"
+        reports.append(DocumentReport(source, str(name), check_manifest(document)))
+    if not reports:
+        reports.append(DocumentReport(source, "file", [SpecProblem("kind", f"no {KIND} document found")]))
+    return reports
+
+
+def _read(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    path = Path(source)
+    if not path.is_file():
+        raise UsageFailure("-f", f"{source}: no such file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageFailure("-f", f"{source}: cannot read: {error}") from None
+
+
+@app.command("validate")
+def validate_command(
+    files: Annotated[
+        list[str],
+        typer.Option("-f", "--filename", help="Manifest file (multi-document YAML allowed); '-' reads stdin."),
+    ],
+) -> int:
+    """Check ModelExperiment manifests offline against the CRD (schema + CEL) and the operator's rules."""
+    texts = [(source, _read(source)) for source in files]
+    reports = [report for source, text in texts for report in check_source(source, text)]
+    for report in reports:
+        for line in report.lines():
+            typer.echo(line)
+    return 1 if any(report.problems for report in reports) else 0
+
+
+@app.command("crd")
+def crd_command(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the CRD here instead of standard output.")
+    ] = None,
+) -> int:
+    """Print (or write) the ModelExperiment CustomResourceDefinition generated from the API models."""
+    text = render_crd_yaml()
+    if output is None:
+        typer.echo(text, nl=False)
+        return 0
+    if not output.parent.is_dir():
+        raise UsageFailure("--output", f"directory {output.parent} does not exist")
+    output.write_text(text, encoding="utf-8")
+    typer.echo(f"wrote {output} ({len(text.encode())} bytes)", err=True)
+    return 0
