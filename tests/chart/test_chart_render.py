@@ -19,6 +19,7 @@ from chart_support import (
     validate_custom_resource,
 )
 from helm_python.chart import lint
+from helm_python.errors import HelmRenderError
 
 KUBE_VERSION = "1.30"
 
@@ -151,7 +152,7 @@ def test_gateway_reads_its_experiment_in_cluster() -> None:
 
 
 def test_gateway_without_upstreams_fails_with_the_key_to_fix() -> None:
-    with pytest.raises(Exception, match=r"gateway\.upstreams"):
+    with pytest.raises(HelmRenderError, match=r"gateway\.upstreams"):
         render({"gateway": {"enabled": True, "experiment": "churn"}})
 
 
