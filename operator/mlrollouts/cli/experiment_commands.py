@@ -1,0 +1,114 @@
+"""`mlrollouts status | list | promote | rollback | pause | resume`: the on-call engineer's commands.
+
+Manual actions are requests, not edits: the CLI sets the annotation `mlrollouts.dev/action` and the operator
+handles it at once (and removes it), recording it in the experiment's history like any other decision.
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mlrollouts.cli.cluster import Cluster, ClusterError
+from mlrollouts.cli.experiment_view import render_experiment, summary_row
+from mlrollouts.cli.main import UsageFailure, app
+
+ACTION_ANNOTATION = "mlrollouts.dev/action"
+TERMINAL = ("Promoted", "RolledBack", "Inconclusive")
+
+KubeconfigOption = typer.Option(
+    None, "--kubeconfig", help="Path to a kubeconfig (default: $KUBECONFIG, ~/.kube/config)."
+)
+ContextOption = typer.Option(None, "--context", help="kubeconfig context to use.")
+NamespaceOption = typer.Option(None, "--namespace", "-n", help="Namespace (default: the context's, else default).")
+
+
+def _output(value: str) -> str:
+    if value not in ("text", "json"):
+        raise UsageFailure("--output", f"must be text or json, got {value!r}")
+    return value
+
+
+@app.command()
+def status(
+    name: str = typer.Argument(..., help="ModelExperiment name."),
+    namespace: str | None = NamespaceOption,
+    output: str = typer.Option("text", "--output", "-o", help="text or json."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """Phase, step, weights, samples, plan and ETA, analysis with its reason, guardrails and history."""
+    output = _output(output)
+    cluster = Cluster(kubeconfig, context)
+    obj = cluster.get(cluster.namespace(namespace), name)
+    if output == "json":
+        typer.echo(json.dumps(obj, indent=2, sort_keys=True))
+    else:
+        Console().print(render_experiment(obj))
+
+
+@app.command("list")
+def list_experiments(
+    namespace: str | None = NamespaceOption,
+    all_namespaces: bool = typer.Option(False, "--all-namespaces", "-A", help="List every namespace."),
+    output: str = typer.Option("text", "--output", "-o", help="text or json."),
+    kubeconfig: str | None = KubeconfigOption,
+    context: str | None = ContextOption,
+) -> None:
+    """One line per experiment: strategy, phase, weights, decision."""
+    output = _output(output)
+    cluster = Cluster(kubeconfig, context)
+    rows = [summary_row(o) for o in cluster.list(None if all_namespaces else cluster.namespace(namespace))]
+    if output == "json":
+        typer.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    table = Table()
+    for column in ("NAMESPACE", "NAME", "STRATEGY", "PHASE", "WEIGHTS", "DECISION", "P / P(BETTER)"):
+        table.add_column(column)
+    for row in rows:
+        stat = row["pValue"] if row["pValue"] is not None else row["probabilityBetter"]
+        table.add_row(
+            row["namespace"],
+            row["name"],
+            row["strategy"],
+            row["phase"],
+            " ".join(f"{k}={v}" for k, v in row["weights"].items()),
+            row["decision"] or "",
+            "" if stat is None else f"{stat:.3g}",
+        )
+    Console().print(table if rows else "No ModelExperiments found.")
+
+
+def _request(action: str, name: str, namespace: str | None, kubeconfig: str | None, context: str | None) -> None:
+    cluster = Cluster(kubeconfig, context)
+    ns = cluster.namespace(namespace)
+    obj = cluster.get(ns, name)
+    phase = (obj.get("status") or {}).get("phase")
+    if phase in TERMINAL:
+        raise ClusterError(f"ModelExperiment {ns}/{name} is already {phase}: {action} changes nothing")
+    if action == "resume" and phase != "Paused":
+        raise ClusterError(f"ModelExperiment {ns}/{name} is {phase or 'Pending'}, not Paused: nothing to resume")
+    cluster.annotate(ns, name, ACTION_ANNOTATION, action)
+    typer.echo(f"{action} requested for {ns}/{name} (phase {phase or 'Pending'}); the operator applies it now")
+
+
+def _register_action(action: str, help_text: str) -> None:
+    def command(
+        name: str = typer.Argument(..., help="ModelExperiment name."),
+        namespace: str | None = NamespaceOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+    ) -> None:
+        _request(action, name, namespace, kubeconfig, context)
+
+    command.__doc__ = help_text
+    app.command(action)(command)
+
+
+_register_action("promote", "Promote the challenger now (skips the remaining steps and the statistics).")
+_register_action("rollback", "Roll back now: champion 100 %, no mirror.")
+_register_action("pause", "Hold traffic where it is; nothing advances until resume.")
+_register_action("resume", "Continue a paused experiment; the current step starts afresh.")
