@@ -19,6 +19,8 @@ class AppliedTraffic:
     split: Split
     mirror: Mirror | None = None
     message: str | None = None
+    consistent: bool = True
+    """False when the managed parts of the object disagree (one route edited by hand): re-apply to repair."""
 
 
 class TrafficRouter(Protocol):

@@ -1,0 +1,130 @@
+"""An in-memory ObjectClient with the API server's write semantics, for fast tests of the routers' patch logic.
+
+Merge patch follows RFC 7386 (null deletes, lists replaced), JSON patch RFC 6902 (add, remove, replace, test);
+every write bumps `metadata.resourceVersion` and a replace with a stale one is a conflict, as on a real server.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from mlrollouts.routing.kube import ObjectConflict, ObjectNotFound, PatchType, describe
+
+Key = tuple[str, str, str, str]
+
+
+class FakeKubeObjects:
+    def __init__(self) -> None:
+        self.objects: dict[Key, dict[str, Any]] = {}
+        self.writes = 0
+        self._version = 0
+
+    def add(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store an object as if it had been created (tests seed VirtualServices, HTTPRoutes, Deployments)."""
+        meta = obj["metadata"]
+        stored = copy.deepcopy(obj)
+        stored["metadata"]["resourceVersion"] = self._next_version()
+        self.objects[(obj["apiVersion"], plural, meta.get("namespace", "default"), meta["name"])] = stored
+        return copy.deepcopy(stored)
+
+    def stored(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        return copy.deepcopy(self._find(api_version, plural, namespace, name))
+
+    async def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        return self.stored(api_version, plural, namespace, name)
+
+    async def patch(
+        self,
+        api_version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        body: Any,
+        patch_type: PatchType = "merge",
+    ) -> dict[str, Any]:
+        current = self._find(api_version, plural, namespace, name)
+        if patch_type == "merge":
+            proposed = merge_patch(current, body)
+        else:
+            proposed = json_patch(current, body, describe(plural, namespace, name))
+        return self._write((api_version, plural, namespace, name), proposed)
+
+    async def replace(
+        self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        current = self._find(api_version, plural, namespace, name)
+        sent = (body.get("metadata") or {}).get("resourceVersion")
+        if sent is not None and sent != current["metadata"]["resourceVersion"]:
+            raise ObjectConflict(f"{describe(plural, namespace, name)} changed while it was being updated")
+        return self._write((api_version, plural, namespace, name), copy.deepcopy(body))
+
+    async def get_scale(self, namespace: str, name: str) -> int:
+        deployment = self._find("apps/v1", "deployments", namespace, name)
+        return int(deployment.get("spec", {}).get("replicas", 1))
+
+    async def patch_scale(self, namespace: str, name: str, replicas: int) -> int:
+        await self.patch("apps/v1", "deployments", namespace, name, {"spec": {"replicas": replicas}})
+        return await self.get_scale(namespace, name)
+
+    def _find(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        try:
+            return self.objects[(api_version, plural, namespace, name)]
+        except KeyError:
+            raise ObjectNotFound(plural, namespace, name) from None
+
+    def _write(self, key: Key, proposed: dict[str, Any]) -> dict[str, Any]:
+        proposed.setdefault("metadata", {})["resourceVersion"] = self._next_version()
+        self.objects[key] = proposed
+        self.writes += 1
+        return copy.deepcopy(proposed)
+
+    def _next_version(self) -> str:
+        self._version += 1
+        return str(self._version)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386: objects merge recursively, null removes a key, anything else (lists too) replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def json_patch(target: dict[str, Any], operations: list[dict[str, Any]], what: str) -> dict[str, Any]:
+    """RFC 6902 add/remove/replace/test; a failed test is a conflict (the object is not what the writer read)."""
+    document = copy.deepcopy(target)
+    for operation in operations:
+        op, path = operation["op"], operation["path"]
+        *parents, last = [p.replace("~1", "/").replace("~0", "~") for p in path.split("/")[1:]]
+        container: Any = document
+        for part in parents:
+            container = container[int(part)] if isinstance(container, list) else container[part]
+        if op == "test":
+            actual = container[int(last)] if isinstance(container, list) else container.get(last)
+            if actual != operation["value"]:
+                raise ObjectConflict(f"{what}: {path} is {actual!r}, expected {operation['value']!r}")
+        elif op == "remove":
+            del container[int(last) if isinstance(container, list) else last]
+        elif op in ("add", "replace"):
+            value = copy.deepcopy(operation["value"])
+            if isinstance(container, list):
+                if last == "-":
+                    container.append(value)
+                elif op == "add":
+                    container.insert(int(last), value)
+                else:
+                    container[int(last)] = value
+            else:
+                if op == "replace" and last not in container:
+                    raise ValueError(f"{what}: cannot replace missing {path}")
+                container[last] = value
+        else:
+            raise ValueError(f"{what}: JSON patch op {op!r} is not supported by FakeKubeObjects")
+    return document
