@@ -66,7 +66,7 @@ def _samples(status: dict[str, Any], spec: dict[str, Any]) -> list[Any]:
     table = Table(title="Samples", title_justify="left")
     mean = (spec.get("analysis") or {}).get("primaryMetric", {}).get("type") == "mean"
     for column in ("variant", "count", "mean") if mean else ("variant", "trials", "successes", "rate"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("name", "variant", "type"))
     for variant, s in samples.items():
         if mean:
             count = s.get("count") or 0
@@ -99,7 +99,7 @@ def _guardrails(guardrails: list[dict[str, Any]]) -> list[Any]:
         return []
     table = Table(title="Guardrails", title_justify="left")
     for column in ("name", "variant", "value", "champion", "threshold", "failures", "healthy"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("name", "variant", "type"))
     for g in guardrails:
         healthy = g.get("healthy", True)
         table.add_row(
@@ -119,7 +119,7 @@ def _conditions(conditions: list[dict[str, Any]]) -> list[Any]:
         return []
     table = Table(title="Conditions", title_justify="left")
     for column in ("type", "status", "reason", "message"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("name", "variant", "type"))
     for c in conditions:
         table.add_row(c.get("type", ""), c.get("status", ""), c.get("reason", ""), c.get("message", ""))
     return [table]
@@ -130,7 +130,7 @@ def _history(history: list[dict[str, Any]], last: int = 10) -> list[Any]:
         return []
     table = Table(title=f"History (last {min(last, len(history))} of {len(history)})", title_justify="left")
     for column in ("time", "action", "from", "to", "reason"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column in ("name", "variant", "type"))
     for h in history[-last:]:
         table.add_row(
             h.get("time", ""), h.get("action", ""), h.get("from") or "", h.get("to") or "", h.get("reason", "")
