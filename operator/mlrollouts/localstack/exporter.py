@@ -14,6 +14,7 @@ Steer a variant while it runs: `POST /control {"variant": "churn-v3", "rate": 50
 counters; silent drops the variant's series from /metrics (as a crashed model would). `GET /state` returns
 every variant's settings and exact totals. Deterministic for a seed and a given sequence of ticks: each
 variant draws from its own generator seeded from (seed, variant). SIGTERM or SIGINT stops it cleanly.
+`ExporterProcess` runs it as a child process for tests (`.target` for Prometheus, `.control(...)`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ import logging
 import math
 import random
 import signal
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric, SummaryMetricFamily
 
@@ -242,6 +247,64 @@ def run(host: str, port: int, variants: list[str], seed: int, tick: float) -> No
         stopping.set()
         server.server_close()
         log.info("exporter_stopped")
+
+
+class ExporterProcess:
+    """The exporter as a child process on a free loopback port; a context manager that always stops it."""
+
+    def __init__(self, variants: list[str], seed: int = 1, tick: float = 0.1) -> None:
+        self.variants, self.seed, self.tick = variants, seed, tick
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.target}"
+
+    def start(self, timeout_s: float = 10.0) -> ExporterProcess:
+        from mlrollouts.localstack.prometheus import free_port
+
+        self.port = free_port()
+        command = [sys.executable, "-m", __name__, "--port", str(self.port), "--seed", str(self.seed)]
+        command += ["--tick", str(self.tick), *(arg for v in self.variants for arg in ("--variant", v))]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"metrics exporter on port {self.port} did not start within {timeout_s:g}s")
+
+    def control(self, variant: str, **changes: float | bool) -> dict[str, Any]:
+        response = httpx.post(f"{self.url}/control", json={"variant": variant, **changes}, timeout=5.0)
+        if response.status_code != 200:
+            raise ValueError(response.json()["error"])
+        return response.json()
+
+    def state(self) -> dict[str, Any]:
+        return httpx.get(f"{self.url}/state", timeout=5.0).json()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=timeout_s)
+
+    def __enter__(self) -> ExporterProcess:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

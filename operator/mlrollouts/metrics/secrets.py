@@ -1,0 +1,101 @@
+"""Build the Prometheus provider of an experiment from its spec and the Secrets it names.
+
+The controller passes `read_secret(namespace, name, key) -> bytes`, so this module needs no Kubernetes
+client; it must raise SecretNotFound / SecretKeyNotFound (both LookupError) for what is missing. A missing
+Secret is reported as MetricsConfigError (a MetricsUnavailable) naming the field: the experiment holds like
+any other metrics outage, and creating the Secret heals it on the next tick without editing the spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from mlrollouts.api import ModelExperiment, parse_duration
+from mlrollouts.api.spec import SecretKeyRef
+from mlrollouts.metrics.base import MetricsUnavailable
+from mlrollouts.metrics.prometheus import PrometheusMetrics
+
+ReadSecret = Callable[[str, str, str], bytes]
+
+_CA_DIRECTORY: Path | None = None
+
+
+class SecretNotFound(LookupError):
+    """The Secret itself does not exist (or cannot be read)."""
+
+
+class SecretKeyNotFound(LookupError):
+    """The Secret exists but has no such key."""
+
+
+class MetricsConfigError(MetricsUnavailable):
+    """The provider cannot be built as configured; `field` is the spec path to fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}")
+
+
+def provider_for(experiment: ModelExperiment, read_secret: ReadSecret) -> PrometheusMetrics:
+    """A provider with the bearer token, CA bundle and timeout of spec.analysis.prometheus."""
+    connection = experiment.spec.analysis.prometheus
+    namespace = experiment.metadata.namespace
+    base = "spec.analysis.prometheus"
+    token = None
+    if connection.bearer_token_secret_ref is not None:
+        field = f"{base}.bearerTokenSecretRef"
+        raw = _read(read_secret, namespace, connection.bearer_token_secret_ref, field)
+        token = _decode_token(raw, connection.bearer_token_secret_ref, namespace, field)
+    ca_file = None
+    if connection.ca_secret_ref is not None:
+        field = f"{base}.caSecretRef"
+        pem = _read(read_secret, namespace, connection.ca_secret_ref, field)
+        if b"-----BEGIN CERTIFICATE-----" not in pem:
+            ref = connection.ca_secret_ref
+            raise MetricsConfigError(
+                field, f'key "{ref.key}" of secret {namespace}/{ref.name} is not a PEM certificate bundle'
+            )
+        ca_file = str(_ca_file(pem))
+    timeout = parse_duration(connection.timeout).total_seconds()
+    return PrometheusMetrics(connection.address, token=token, ca_file=ca_file, timeout_seconds=timeout)
+
+
+def _read(read_secret: ReadSecret, namespace: str, ref: SecretKeyRef, field: str) -> bytes:
+    try:
+        return read_secret(namespace, ref.name, ref.key)
+    except SecretKeyNotFound:
+        raise MetricsConfigError(field, f'secret {namespace}/{ref.name} has no key "{ref.key}"') from None
+    except LookupError as error:
+        detail = f" ({error})" if str(error) else ""
+        raise MetricsConfigError(
+            field, f"secret {namespace}/{ref.name} not found{detail}: create it or fix the name"
+        ) from None
+
+
+def _decode_token(raw: bytes, ref: SecretKeyRef, namespace: str, field: str) -> str:
+    try:
+        token = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        token = ""
+    if not token or any(c in token for c in "\r\n") or not token.isprintable():
+        raise MetricsConfigError(
+            field, f'key "{ref.key}" of secret {namespace}/{ref.name} is not a printable one-line bearer token'
+        )
+    return token
+
+
+def _ca_file(pem: bytes) -> Path:
+    """Write the bundle once per content: providers built every tick reuse the same file."""
+    global _CA_DIRECTORY
+    if _CA_DIRECTORY is None:
+        _CA_DIRECTORY = Path(tempfile.mkdtemp(prefix="mlrollouts-ca-"))
+    path = _CA_DIRECTORY / f"{hashlib.sha256(pem).hexdigest()[:32]}.pem"
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_bytes(pem)
+        partial.replace(path)
+    return path

@@ -1,0 +1,149 @@
+"""Query templates: `{{variant}}`-style variables substituted only after their values pass strict patterns.
+
+A query is user-written PromQL; the values come from object names. Every value must match a pattern that
+cannot close a quoted label value or start new PromQL (DNS-1123 names, PromQL durations), so a query can
+never be altered by an object's name. An unknown variable is a spec error naming the query field.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from mlrollouts.api import ModelExperiment, ModelExperimentSpec, parse_duration, promql_duration
+from mlrollouts.api.base import NAME_PATTERN
+from mlrollouts.api.errors import SpecError, SpecProblem
+
+PROMQL_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
+# A DNS-1123 subdomain (metadata.name of a custom resource may contain dots): still only [a-z0-9.-].
+SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+
+VALUE_PATTERNS: Mapping[str, tuple[str, str, int]] = {
+    "variant": (NAME_PATTERN, "a DNS-1123 label (lowercase letters, digits, '-')", 63),
+    "service": (NAME_PATTERN, "a DNS-1123 label (lowercase letters, digits, '-')", 63),
+    "namespace": (NAME_PATTERN, "a DNS-1123 label (lowercase letters, digits, '-')", 63),
+    "experiment": (SUBDOMAIN_PATTERN, "a DNS-1123 subdomain (lowercase letters, digits, '-', '.')", 253),
+    "interval": (PROMQL_DURATION_PATTERN, "a PromQL duration such as 1m or 1h30m", 32),
+    "window": (PROMQL_DURATION_PATTERN, "a PromQL duration such as 1m or 1h30m", 32),
+}
+KNOWN_VARIABLES: tuple[str, ...] = tuple(VALUE_PATTERNS)
+
+_VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+
+# Sample query names as the engine reads them (Observations.samples keys), with their spec attribute.
+SAMPLE_QUERIES: Mapping[str, tuple[tuple[str, str], ...]] = {
+    "proportion": (("successes", "successes"), ("trials", "trials")),
+    "mean": (("count", "count"), ("sum", "sum"), ("sumOfSquares", "sum_of_squares")),
+}
+
+
+class TemplateError(SpecError):
+    """A query template that cannot be rendered safely; carries the query's field path."""
+
+
+@dataclass(frozen=True)
+class QueryTemplate:
+    field: str  # e.g. "spec.analysis.guardrails[0].query"
+    name: str  # sample query name ("trials") or guardrail name ("p95-latency")
+    kind: str  # "sample" | "guardrail"
+    text: str
+
+
+def query_templates(spec: ModelExperimentSpec) -> list[QueryTemplate]:
+    """Every query of the analysis block, in a stable order: primary metric samples, then guardrails."""
+    metric = spec.analysis.primary_metric
+    templates = [
+        QueryTemplate(f"spec.analysis.primaryMetric.{name}", name, "sample", getattr(metric, attr))
+        for name, attr in SAMPLE_QUERIES[metric.type]
+    ]
+    templates += [
+        QueryTemplate(f"spec.analysis.guardrails[{i}].query", g.name, "guardrail", g.query)
+        for i, g in enumerate(spec.analysis.guardrails)
+    ]
+    return templates
+
+
+def variables_in(template: str) -> list[str]:
+    return _VARIABLE.findall(template)
+
+
+def uses_window(template: str) -> bool:
+    return "window" in variables_in(template)
+
+
+def template_problems(template: str, field: str) -> list[SpecProblem]:
+    """Unknown variables and unbalanced braces; empty when the template is well formed."""
+    problems = []
+    unknown = sorted({v for v in variables_in(template) if v not in VALUE_PATTERNS})
+    if unknown:
+        listed = ", ".join("{{" + v + "}}" for v in unknown)
+        known = " ".join("{{" + v + "}}" for v in KNOWN_VARIABLES)
+        word = "variable" if len(unknown) == 1 else "variables"
+        problems.append(SpecProblem(field, f"unknown template {word} {listed}; known: {known}"))
+    leftover = _VARIABLE.sub("", template)
+    if "{{" in leftover or "}}" in leftover:
+        problems.append(SpecProblem(field, "unbalanced '{{' or '}}': write variables as {{variant}}"))
+    return problems
+
+
+def render(template: str, values: Mapping[str, str], field: str) -> str:
+    """Substitute the variables the template uses; raise TemplateError before substituting anything unsafe."""
+    problems = template_problems(template, field)
+    for variable in dict.fromkeys(variables_in(template)):
+        if variable not in VALUE_PATTERNS:
+            continue
+        problem = _value_problem(variable, values.get(variable))
+        if problem:
+            problems.append(SpecProblem(field, problem))
+    if problems:
+        raise TemplateError(problems)
+    return _VARIABLE.sub(lambda match: values[match.group(1)], template)
+
+
+def _value_problem(variable: str, value: str | None) -> str | None:
+    pattern, description, max_length = VALUE_PATTERNS[variable]
+    if value is None:
+        return f"no value for {{{{{variable}}}}}"
+    if len(value) > max_length or not re.fullmatch(pattern, value):
+        return f"refusing to substitute {{{{{variable}}}}} = {value!r}: it must be {description}"
+    return None
+
+
+def window_start(experiment: ModelExperiment, now: datetime) -> datetime:
+    """Start of `{{window}}`: when the experiment started; one interval back before it has started."""
+    started = experiment.status.started_at
+    interval = parse_duration(experiment.spec.analysis.interval)
+    return started if started is not None and started < now else now - interval
+
+
+def variant_values(experiment: ModelExperiment, variant: str, now: datetime) -> dict[str, str]:
+    """Template values for one variant at `now` (unchecked: render() checks them)."""
+    spec = experiment.spec
+    service = next((v.service for v in spec.variants if v.name == variant), variant)
+    return {
+        "variant": variant,
+        "service": service,
+        "namespace": experiment.metadata.namespace,
+        "experiment": experiment.metadata.name,
+        "interval": promql_duration(parse_duration(spec.analysis.interval)),
+        "window": promql_duration(now - window_start(experiment, now)),
+    }
+
+
+def validate_templates(spec: ModelExperimentSpec) -> None:
+    """Load-time check of every query: unknown variables, and each variant's name and service as values."""
+    problems: list[SpecProblem] = []
+    sample_values = {"namespace": "default", "experiment": "x", "interval": "1m", "window": "1m"}
+    for template in query_templates(spec):
+        found = template_problems(template.text, template.field)
+        for variant in spec.variants if not found else ():
+            values = {**sample_values, "variant": variant.name, "service": variant.service}
+            try:
+                render(template.text, values, template.field)
+            except TemplateError as error:
+                found.extend(error.problems)
+        problems.extend(found)
+    if problems:
+        raise TemplateError(problems)

@@ -1,0 +1,106 @@
+"""Experiments for provider tests, and a bearer-token-checking proxy in front of a real Prometheus."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from mlrollouts.api import ModelExperiment, parse_experiment
+
+RAW_PROPORTION = {
+    "name": "retention",
+    "type": "proportion",
+    "successes": 'sum(model_outcomes_total{variant="{{variant}}",outcome="success"})',
+    "trials": 'sum(model_outcomes_total{variant="{{variant}}"})',
+}
+
+
+def make_experiment(
+    address: str = "http://127.0.0.1:9",
+    *,
+    primary: dict[str, Any] | None = None,
+    guardrails: list[dict[str, Any]] | None = None,
+    challengers: tuple[str, ...] = ("churn-v3",),
+    started_at: datetime | None = None,
+    interval: str = "3s",
+    namespace: str = "ml",
+    prometheus: dict[str, Any] | None = None,
+) -> ModelExperiment:
+    """A valid abTest experiment (champion churn-v2) whose analysis block the test chooses."""
+    variants = [{"name": n, "service": f"svc-{n}"} for n in challengers]
+    manifest = {
+        "apiVersion": "mlrollouts.dev/v1alpha1",
+        "kind": "ModelExperiment",
+        "metadata": {"name": "churn-test", "namespace": namespace},
+        "spec": {
+            "strategy": "abTest",
+            "champion": {"name": "churn-v2", "service": "svc-churn-v2"},
+            "challengers": variants,
+            "traffic": {"provider": "gateway"},
+            "abTest": {},
+            "analysis": {
+                "interval": interval,
+                "prometheus": {"address": address, **(prometheus or {})},
+                "primaryMetric": primary or RAW_PROPORTION,
+                "guardrails": guardrails or [],
+            },
+        },
+        "status": {"startedAt": started_at.isoformat()} if started_at else {},
+    }
+    return parse_experiment(manifest)
+
+
+@pytest.fixture
+def experiment_factory() -> Callable[..., ModelExperiment]:
+    return make_experiment
+
+
+class ProxyLog:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, str]] = []
+
+
+@contextmanager
+def bearer_proxy(upstream: str, token: str) -> Iterator[tuple[str, ProxyLog]]:
+    """Forward GETs to `upstream` only with `Authorization: Bearer <token>`, else 401 (as an auth proxy does)."""
+    seen = ProxyLog()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.requests.append({"path": self.path, "authorization": self.headers.get("Authorization", "")})
+            if self.headers.get("Authorization") != f"Bearer {token}":
+                status, body = 401, b"Unauthorized\n"
+            else:
+                answer = httpx.get(upstream + self.path, timeout=5.0)
+                status, body = answer.status_code, answer.content
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture
+def proxy_factory() -> Callable[[str, str], Any]:
+    """`with proxy_factory(upstream, token) as (url, log): ...`"""
+    return bearer_proxy
