@@ -57,7 +57,7 @@ def test_status_shows_phase_weights_samples_reason_and_guardrails(
     code = main(["status", "churn-v3", "--kubeconfig", str(local_apiserver.kubeconfig)])
     out = capsys.readouterr().out
     assert code == 0
-    for expected in ("Progressing", "churn-v3 10 %", "p95-latency", "keep going", "advance", "0.08"):
+    for expected in ("Progressing", "churn-v3 10 %", "p95-latency", "keep going", "advance", "0.72"):
         assert expected in out, f"{expected!r} missing from:\n{out}"
 
 
