@@ -146,7 +146,7 @@ def test_gateway_reads_its_experiment_in_cluster() -> None:
             "apiGroups": ["mlrollouts.dev"],
             "resources": ["modelexperiments"],
             "resourceNames": ["churn-v3"],
-            "verbs": ["get", "watch"],
+            "verbs": ["get"],
         }
     ]
 
