@@ -12,7 +12,7 @@ from mlrollouts.cli.main import UsageFailure, app
 from mlrollouts.gateway.config import GatewayConfig, GatewayConfigError
 from mlrollouts.gateway.server import run_gateway
 from mlrollouts.gateway.split import SplitError
-from mlrollouts.gateway.split_source import load_kubeconfig
+from mlrollouts.gateway.split_source import in_cluster_access, load_kubeconfig
 
 
 def parse_upstreams(values: list[str]) -> dict[str, str]:
@@ -45,7 +45,10 @@ def gateway_command(
     ] = None,
     kubeconfig: Annotated[
         Path | None,
-        typer.Option("--kubeconfig", help="Follow the ModelExperiment's status.weights/phase through this API server."),
+        typer.Option(
+            "--kubeconfig",
+            help="Follow the ModelExperiment's status through this API server (default in a pod: its service account).",
+        ),
     ] = None,
     namespace: Annotated[str, typer.Option("--namespace", help="Namespace of the ModelExperiment.")] = "default",
     user_header: Annotated[str, typer.Option("--user-header", help="Header carrying the user id.")] = "x-user-id",
@@ -114,10 +117,11 @@ def gateway_command(
         config.validate()
     except GatewayConfigError as problem:
         raise UsageFailure(problem.setting, problem.message) from problem
-    if kubeconfig is not None:
+    if split_file is None:
         try:
-            load_kubeconfig(kubeconfig)
+            load_kubeconfig(kubeconfig) if kubeconfig else in_cluster_access()
         except SplitError as problem:
             raise UsageFailure("--kubeconfig", str(problem)) from problem
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per forwarded request is too many
     run_gateway(config, log_level=log_level)

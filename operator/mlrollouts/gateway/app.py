@@ -29,6 +29,7 @@ from mlrollouts.gateway.split_source import (
     FileSplitSource,
     SplitSource,
     follow,
+    in_cluster_access,
     load_kubeconfig,
 )
 
@@ -51,8 +52,7 @@ def default_source(config: GatewayConfig) -> SplitSource:
     if config.split_file is not None:
         source: SplitSource = FileSplitSource(config.split_file, variants)
     else:
-        assert config.kubeconfig is not None  # validate() guarantees one of the two
-        access = load_kubeconfig(config.kubeconfig)
+        access = load_kubeconfig(config.kubeconfig) if config.kubeconfig else in_cluster_access()
         source = ApiSplitSource(access, config.namespace, config.experiment, variants, config.champion_name)
     if config.split_poll_seconds is not None:
         source.interval = config.split_poll_seconds

@@ -25,7 +25,7 @@ class GatewayConfig:
     experiment: str
     upstreams: dict[str, str]  # variant name -> base URL, in order; the first is the default champion
     champion: str | None = None
-    split_file: Path | None = None
+    split_file: Path | None = None  # neither file nor kubeconfig: the pod's service account
     kubeconfig: Path | None = None
     namespace: str = "default"
     host: str = "127.0.0.1"
@@ -67,8 +67,8 @@ class GatewayConfig:
         if self.champion is not None and self.champion not in self.upstreams:
             known = ", ".join(self.upstreams)
             raise GatewayConfigError("--champion", f"{self.champion!r} is not an --upstream name ({known})")
-        if (self.split_file is None) == (self.kubeconfig is None):
-            raise GatewayConfigError("--split-file", "give exactly one of --split-file or --kubeconfig")
+        if self.split_file is not None and self.kubeconfig is not None:
+            raise GatewayConfigError("--split-file", "give --split-file or --kubeconfig, not both")
         if self.split_file is not None and not self.split_file.is_file():
             raise GatewayConfigError("--split-file", f"{self.split_file} does not exist")
         if self.kubeconfig is not None and not self.kubeconfig.is_file():

@@ -11,7 +11,7 @@ import base64
 import logging
 import os
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -60,11 +60,31 @@ class FileSplitSource:
         return None
 
 
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
 @dataclass(frozen=True)
 class ClusterAccess:
     server: str
     token: str | None
     verify: ssl.SSLContext | bool
+    token_file: Path | None = None  # re-read on every poll: projected tokens rotate
+
+    def bearer(self) -> str | None:
+        if self.token_file is not None:
+            return self.token_file.read_text(encoding="utf-8").strip()
+        return self.token
+
+
+def in_cluster_access(environ: Mapping[str, str] = os.environ, account: Path = SERVICE_ACCOUNT) -> ClusterAccess:
+    """The pod's service account, as every in-cluster client finds it."""
+    host, port = environ.get("KUBERNETES_SERVICE_HOST"), environ.get("KUBERNETES_SERVICE_PORT", "443")
+    if not host:
+        raise SplitError("not running in a pod (KUBERNETES_SERVICE_HOST unset); give --kubeconfig or --split-file")
+    host = f"[{host}]" if ":" in host else host
+    ca = account / "ca.crt"
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=os.fspath(ca)) if ca.is_file() else True
+    return ClusterAccess(f"https://{host}:{port}", None, verify, token_file=account / "token")
 
 
 def load_kubeconfig(path: Path) -> ClusterAccess:
@@ -87,8 +107,7 @@ def load_kubeconfig(path: Path) -> ClusterAccess:
     if not server:
         raise SplitError(f"kubeconfig {path}: cluster {context.get('cluster')!r} has no server URL")
     token = user.get("token")
-    if not token and user.get("tokenFile"):
-        token = Path(user["tokenFile"]).read_text(encoding="utf-8").strip()
+    token_file = Path(user["tokenFile"]) if not token and user.get("tokenFile") else None
     verify: ssl.SSLContext | bool = True
     if cluster.get("insecure-skip-tls-verify"):
         verify = False
@@ -98,7 +117,7 @@ def load_kubeconfig(path: Path) -> ClusterAccess:
         )
     elif cluster.get("certificate-authority"):
         verify = ssl.create_default_context(cafile=os.fspath(cluster["certificate-authority"]))
-    return ClusterAccess(server=server.rstrip("/"), token=token, verify=verify)
+    return ClusterAccess(server=server.rstrip("/"), token=token, verify=verify, token_file=token_file)
 
 
 class ApiSplitSource:
@@ -114,9 +133,8 @@ class ApiSplitSource:
         interval: float = API_POLL_SECONDS,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.access = access
         headers = {"Accept": "application/json"}
-        if access.token:
-            headers["Authorization"] = f"Bearer {access.token}"
         self.url = f"{GROUP_PATH}/namespaces/{namespace}/modelexperiments/{experiment}"
         self.client = httpx.AsyncClient(
             base_url=access.server, headers=headers, verify=access.verify, timeout=5.0, transport=transport
@@ -128,7 +146,11 @@ class ApiSplitSource:
 
     async def poll(self) -> SplitState | None:
         try:
-            response = await self.client.get(self.url)
+            token = self.access.bearer()
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            response = await self.client.get(self.url, headers=headers)
+        except OSError as error:
+            raise SplitError(f"cannot read the service account token: {error}") from error
         except httpx.HTTPError as error:
             raise SplitError(f"cannot reach the API server at {self.client.base_url}: {error!r}") from error
         if response.status_code != 200:

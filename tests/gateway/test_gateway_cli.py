@@ -1,0 +1,79 @@
+"""`mlrollouts gateway`: bad flags are one-line errors; good flags serve traffic."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlrollouts.cli.main import main
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--upstream", "churn-v2"], "--upstream: 'churn-v2' must look like NAME=URL"),
+        (["--upstream", "a=http://x", "--upstream", "a=http://y"], "given twice"),
+        (["--upstream", "a=ftp://x"], "must start with http:// or https://"),
+        (["--upstream", "a=http://x", "--champion", "b"], "--champion: 'b' is not an --upstream name"),
+        (["--upstream", "a=http://x", "--split-file", "/nonexistent/split.json"], "does not exist"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--max-body-bytes", "0"], "--max-body-bytes"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--kubeconfig", "SPLIT"], "not both"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--path-prefix", "v1"], "--path-prefix"),
+    ],
+)
+def test_bad_flags_name_the_flag(extra: list[str], message: str, tmp_path: Path, capsys) -> None:
+    split = tmp_path / "split.json"
+    split.write_text('{"a": 100}')
+    argv = ["gateway", "--experiment", "churn-exp", *[str(split) if a == "SPLIT" else a for a in extra]]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("mlrollouts: error: ") and message in error
+    assert len(error.strip().splitlines()) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.integration
+def test_the_command_serves_until_terminated(models, tmp_path: Path) -> None:
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"churn-v2": 0, "churn-v3": 100}))
+    port = free_port()
+    entry = "import sys; from mlrollouts.cli.main import main; sys.exit(main())"
+    command = [sys.executable, "-c", entry, "gateway", "--port", str(port)]
+    command += ["--experiment", "churn-exp", "--split-file", str(split), "--user-header", "x-user-id"]
+    command += [f"--upstream={name}={url}" for name, (_, url) in models.items()]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            deadline = time.monotonic() + 15
+            while True:
+                assert process.poll() is None, process.communicate()[0]
+                try:
+                    if client.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "gateway did not become ready in 15 s"
+                time.sleep(0.1)
+            response = client.post("/predict", json={"x": 1}, headers={"x-user-id": "zoe"})
+            assert response.headers["x-mlrollouts-variant"] == "churn-v3"
+            assert 'ab_test_requests_total{experiment_id="churn-exp"' in client.get("/metrics").text
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells how it ended
+    assert process.returncode in (0, -signal.SIGTERM), output
+    assert "split applied" in output and "Application shutdown complete" in output
+    assert "HTTP Request" not in output  # no log line per forwarded request

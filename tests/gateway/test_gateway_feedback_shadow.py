@@ -1,0 +1,113 @@
+"""Feedback attribution and shadow mirroring: units, then over real HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mlrollouts.gateway.feedback import FeedbackError, RequestLog, Served, parse_feedback
+from mlrollouts.gateway.metrics import prediction_bucket
+from mlrollouts.gateway.shadow import compare_predictions
+
+
+def test_request_log_forgets_the_oldest_and_the_expired() -> None:
+    now = [0.0]
+    log = RequestLog(capacity=2, ttl_seconds=10, clock=lambda: now[0])
+    log.record("a", Served("v2", "v2"))
+    log.record("b", Served("v3", "v3"))
+    log.record("c", Served("v3", "v3"))
+    assert log.lookup("a") is None and log.lookup("b") == Served("v3", "v3") and len(log) == 2
+    now[0] = 10.5
+    assert log.lookup("c") is None
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"reward": 1}, "exactly one of request_id or user_id"),
+        ({"request_id": "r", "user_id": "u", "reward": 1}, "exactly one of request_id or user_id"),
+        ({"request_id": "r"}, "exactly one of reward"),
+        ({"request_id": "r", "reward": 2}, "reward must be 0 or 1"),
+        ({"request_id": "r", "value": "high"}, "value must be a finite number"),
+        ([1], "JSON object"),
+    ],
+)
+def test_malformed_feedback_names_the_field(body: object, message: str) -> None:
+    with pytest.raises(FeedbackError, match=message):
+        parse_feedback(body)
+
+
+def test_predictions_compare_numerically_or_as_json() -> None:
+    assert compare_predictions(b'{"prediction": 0.5}', b'{"prediction": 0.5000001}', 1e-6).agree
+    far = compare_predictions(b'{"score": 0.2}', b'{"score": 0.7}', 1e-6)
+    assert not far.agree and far.difference == pytest.approx(0.5)
+    assert compare_predictions(b'{"label": "churn"}', b'{"label": "churn"}', 0).agree
+    assert not compare_predictions(b'{"label": "churn"}', b'{"label": "stay"}', 0).agree
+    assert not compare_predictions(b"yes", b"no", 0).agree
+
+
+def test_prediction_buckets_are_deciles() -> None:
+    assert [prediction_bucket(v) for v in (0.0, 0.05, 0.1, 0.99, 1.0, 1.5)] == [
+        "0.0-0.1",
+        "0.0-0.1",
+        "0.1-0.2",
+        "0.9-1.0",
+        "0.9-1.0",
+        "out_of_range",
+    ]
+
+
+@pytest.mark.integration
+def test_feedback_is_attributed_to_the_variant_that_served(start_gateway) -> None:
+    gateway = start_gateway({"churn-v2": 50, "churn-v3": 50})
+    served = {}
+    for index in range(20):
+        response = gateway.predict(f"user-{index}")
+        served[response.headers["x-request-id"]] = response.headers["x-mlrollouts-variant"]
+    for request_id in served:
+        answer = gateway.client.post(f"{gateway.url}/feedback", json={"request_id": request_id, "reward": 1})
+        assert answer.status_code == 200 and answer.json()["variant"] == served[request_id]
+    for variant in ("churn-v2", "churn-v3"):
+        expected = sum(v == variant for v in served.values())
+        assert gateway.metric("model_outcomes_total", variant=variant, outcome="success") == expected
+    by_user = gateway.client.post(f"{gateway.url}/feedback", json={"user_id": "user-3", "value": 12.5})
+    variant = gateway.predict("user-3").headers["x-mlrollouts-variant"]
+    assert by_user.json()["variant"] == variant
+    assert gateway.metric("model_outcome_value_sum", variant=variant) == 12.5
+    assert gateway.metric("model_outcome_value_squared_total", variant=variant) == 156.25
+    unknown = gateway.client.post(f"{gateway.url}/feedback", json={"request_id": "nope", "reward": 0})
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
+    bad = gateway.client.post(f"{gateway.url}/feedback", json={"request_id": "x", "reward": 5})
+    assert bad.status_code == 400 and "reward" in bad.json()["error"]
+
+
+@pytest.mark.integration
+def test_shadow_never_slows_the_response_and_comparisons_are_exported(start_gateway, models) -> None:
+    models["churn-v3"][0].delay_seconds = 2.0
+    gateway = start_gateway({"weights": {"churn-v2": 100, "churn-v3": 0}, "phase": "Shadowing"})
+    for index in range(5):
+        started = time.monotonic()
+        response = gateway.predict(f"user-{index}")
+        assert time.monotonic() - started < 0.5
+        assert response.headers["x-mlrollouts-variant"] == "churn-v2" and response.status_code == 200
+    deadline = time.monotonic() + 5
+    while gateway.metric("ab_test_shadow_agreement_total", variant="churn-v3") < 5:
+        assert time.monotonic() < deadline, "mirrored requests never compared"
+        time.sleep(0.05)
+    # the fake champion says 0.25, the challenger 0.75: all five disagree by 0.5
+    assert gateway.metric("ab_test_shadow_agreement_total", variant="churn-v3", result="disagree") == 5
+    assert gateway.metric("ab_test_shadow_latency_seconds_sum", variant="churn-v3") >= 10
+    assert gateway.metric("ab_test_requests_total", variant="churn-v3") == 0
+
+
+@pytest.mark.integration
+def test_a_full_shadow_queue_drops_and_counts(start_gateway, models) -> None:
+    models["churn-v3"][0].delay_seconds = 2.0
+    gateway = start_gateway(
+        {"weights": {"churn-v2": 100, "churn-v3": 0}, "phase": "Shadowing"}, shadow_queue_size=1, shadow_workers=1
+    )
+    for index in range(6):
+        assert gateway.predict(f"user-{index}").status_code == 200
+    # one mirror in flight, one queued, four dropped
+    assert gateway.metric("ab_test_shadow_dropped_total", experiment_id="churn-exp") == 4
