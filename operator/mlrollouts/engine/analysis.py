@@ -1,0 +1,191 @@
+"""The primary metric, one challenger against the champion, per statistics method.
+
+- sequential: the mSPRT always-valid p-value (Johari et al.), kept as a running minimum per challenger in
+  `status.sequentialPValues`, so looking every tick never inflates the false-positive rate.
+- fixedHorizon: z-test (proportions) or Welch's t-test (means), valid only at the planned sample size.
+- bayesian: P(challenger better) and expected losses; exact Beta posteriors for proportions, the normal
+  approximation of the difference in means for means.
+A/B/n: sequential and fixed p-values are Holm-adjusted across challengers before a verdict.
+Direction: `primaryMetric.direction: decrease` flips what "better" means everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy import special
+
+from mlrollouts.api.spec import ModelExperimentSpec
+from mlrollouts.api.status import Comparison, VariantSamples
+from mlrollouts.stats import (
+    MeanStats,
+    default_tau,
+    expected_loss,
+    holm_adjust,
+    msprt_pvalue,
+    msprt_pvalue_means,
+    prob_b_beats_a,
+    two_proportion_ztest,
+    welch_ttest_from_sums,
+)
+
+
+@dataclass(frozen=True)
+class Losses:
+    probability_better: float
+    choose_challenger: float
+    keep_champion: float
+
+
+def ready(spec: ModelExperimentSpec, samples: VariantSamples | None) -> bool:
+    """Enough data for any comparison: a trial (proportion) or two observations (mean)."""
+    if samples is None:
+        return False
+    if spec.analysis.primary_metric.type == "proportion":
+        return (samples.trials or 0) > 0
+    return (samples.count or 0) >= 2
+
+
+def mean_of(spec: ModelExperimentSpec, samples: VariantSamples) -> float:
+    if spec.analysis.primary_metric.type == "proportion":
+        return (samples.successes or 0.0) / samples.trials if samples.trials else 0.0
+    return MeanStats.from_sums(samples.count or 0.0, samples.sum or 0.0, samples.sum_of_squares or 0.0).mean
+
+
+def _counts(samples: VariantSamples) -> tuple[int, int]:
+    return int(samples.successes or 0), int(samples.trials or 0)
+
+
+def _means(samples: VariantSamples) -> MeanStats:
+    return MeanStats.from_sums(samples.count or 0.0, samples.sum or 0.0, samples.sum_of_squares or 0.0)
+
+
+def _good(spec: ModelExperimentSpec, difference: float) -> float:
+    """The difference signed so that positive is better."""
+    return difference if spec.analysis.primary_metric.direction == "increase" else -difference
+
+
+def _lift(champion_mean: float, challenger_mean: float) -> float | None:
+    return challenger_mean / champion_mean - 1.0 if champion_mean != 0 else None
+
+
+def _interval(low: float, high: float) -> list[float] | None:
+    return [low, high] if math.isfinite(low) and math.isfinite(high) else None
+
+
+def _tau(spec: ModelExperimentSpec) -> float | None:
+    metric = spec.analysis.primary_metric
+    if metric.baseline is None:
+        return None
+    return default_tau(metric.baseline, metric.minimum_detectable_effect)
+
+
+def sequential(
+    spec: ModelExperimentSpec, champion: VariantSamples, challenger: VariantSamples, name: str, running: float | None
+) -> Comparison:
+    """Always-valid comparison; `p_value` is the running minimum including `running` (the previous one)."""
+    alpha = spec.analysis.statistics.alpha
+    if spec.analysis.primary_metric.type == "proportion":
+        (s_a, n_a), (s_b, n_b) = _counts(champion), _counts(challenger)
+        result = msprt_pvalue(s_a, n_a, s_b, n_b, tau=_tau(spec), alpha=alpha)
+    else:
+        a, b = _means(champion), _means(challenger)
+        result = msprt_pvalue_means(a.n, a.mean, a.var, b.n, b.mean, b.var, tau=_tau(spec), alpha=alpha)
+    p_value = min(result.p_value, running if running is not None else 1.0)
+    return Comparison(
+        challenger=name,
+        p_value=p_value,
+        confidence_interval=_interval(result.ci_low, result.ci_high),
+        relative_lift=_lift(mean_of(spec, champion), mean_of(spec, challenger)),
+        verdict=_p_verdict(spec, p_value, result.estimate, alpha),
+    )
+
+
+def fixed_horizon(spec: ModelExperimentSpec, champion: VariantSamples, challenger: VariantSamples, name: str):
+    alpha = spec.analysis.statistics.alpha
+    if spec.analysis.primary_metric.type == "proportion":
+        (s_a, n_a), (s_b, n_b) = _counts(champion), _counts(challenger)
+        result = two_proportion_ztest(s_a, n_a, s_b, n_b, alpha=alpha)
+    else:
+        result = welch_ttest_from_sums(_means(champion), _means(challenger), alpha=alpha)
+    lift = result.relative_lift if math.isfinite(result.relative_lift) else None
+    return Comparison(
+        challenger=name,
+        p_value=result.p_value,
+        confidence_interval=_interval(result.ci_low, result.ci_high),
+        relative_lift=lift,
+        verdict=_p_verdict(spec, result.p_value, result.difference, alpha),
+    )
+
+
+def _p_verdict(spec: ModelExperimentSpec, p_value: float, difference: float, alpha: float) -> str:
+    if p_value >= alpha or difference == 0:
+        return "undecided"
+    return "better" if _good(spec, difference) > 0 else "worse"
+
+
+def losses(spec: ModelExperimentSpec, champion: VariantSamples, challenger: VariantSamples) -> Losses:
+    """P(challenger better) and the expected loss of each choice, in the metric's units."""
+    increase = spec.analysis.primary_metric.direction == "increase"
+    if spec.analysis.primary_metric.type == "proportion":
+        (s_a, n_a), (s_b, n_b) = _counts(champion), _counts(challenger)
+        p_higher = prob_b_beats_a(s_a, n_a, s_b, n_b)
+        loss = expected_loss(s_a, n_a, s_b, n_b)  # choose_a = E[max(b-a,0)], choose_b = E[max(a-b,0)]
+        if increase:
+            return Losses(p_higher, choose_challenger=loss.choose_b, keep_champion=loss.choose_a)
+        return Losses(1.0 - p_higher, choose_challenger=loss.choose_a, keep_champion=loss.choose_b)
+    a, b = _means(champion), _means(challenger)
+    mu = _good(spec, b.mean - a.mean)
+    sd = math.sqrt(a.var / a.n + b.var / b.n)
+    if sd == 0:
+        return Losses(0.5 if mu == 0 else float(mu > 0), max(0.0, -mu), max(0.0, mu))
+    z = mu / sd
+    density = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    choose_challenger = sd * density - mu * float(special.ndtr(-z))  # E[max(-X, 0)], X ~ N(mu, sd²)
+    return Losses(float(special.ndtr(z)), max(0.0, choose_challenger), max(0.0, choose_challenger + mu))
+
+
+def bayesian(spec: ModelExperimentSpec, champion: VariantSamples, challenger: VariantSamples, name: str):
+    stats = spec.analysis.statistics
+    result = losses(spec, champion, challenger)
+    verdict = "undecided"
+    if result.probability_better >= stats.probability_threshold and result.choose_challenger < stats.loss_threshold:
+        verdict = "better"
+    elif result.probability_better <= 1.0 - stats.probability_threshold and result.keep_champion < stats.loss_threshold:
+        verdict = "worse"
+    return Comparison(
+        challenger=name,
+        probability_better=result.probability_better,
+        expected_loss=result.choose_challenger,
+        relative_lift=_lift(mean_of(spec, champion), mean_of(spec, challenger)),
+        verdict=verdict,
+    )
+
+
+def holm(spec: ModelExperimentSpec, comparisons: list[Comparison], differences: dict[str, float]) -> list[Comparison]:
+    """Holm-adjust p-values across challengers and redo the verdicts on the adjusted values."""
+    with_p = [c for c in comparisons if c.p_value is not None]
+    adjusted = dict(zip([c.challenger for c in with_p], holm_adjust([c.p_value for c in with_p]), strict=True))
+    alpha = spec.analysis.statistics.alpha
+    result = []
+    for c in comparisons:
+        if c.challenger not in adjusted:
+            result.append(c)
+            continue
+        p = adjusted[c.challenger]
+        verdict = _p_verdict(spec, p, differences.get(c.challenger, 0.0), alpha)
+        result.append(c.model_copy(update={"adjusted_p_value": p, "verdict": verdict}))
+    return result
+
+
+def headline(comparisons: list[Comparison]) -> Comparison | None:
+    """The comparison shown in the summary: the strongest evidence among challengers."""
+    if not comparisons:
+        return None
+
+    def strength(c: Comparison) -> tuple[float, float]:
+        p = c.adjusted_p_value if c.adjusted_p_value is not None else c.p_value
+        return (-(p if p is not None else 1.0), c.probability_better or 0.0)
+
+    return max(comparisons, key=strength)

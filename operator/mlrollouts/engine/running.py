@@ -1,0 +1,97 @@
+"""One tick of analysis for a running (or paused) experiment: what every strategy shares.
+
+Order, so that safety comes first: samples -> metrics availability -> guardrails (may roll back, even
+while Paused) -> Paused stops here -> sample-ratio check (may pause) -> the strategy's own rule.
+
+Metrics unavailable (a needed value is None, NaN or missing) is never "bad": `metricsFailures` counts
+consecutive such ticks and nothing advances, promotes or counts as a guardrail failure. At
+`metricsFailureLimit` the experiment pauses (reason MetricsUnavailable, traffic kept) or rolls back, per
+`onMetricsUnavailable`. When data comes back the count resets and an experiment paused for
+MetricsUnavailable resumes by itself (fresh step window), since nothing but the data was wrong.
+`observations.errors` only explain missing values; errors about values that are not needed are ignored.
+"""
+
+from __future__ import annotations
+
+from mlrollouts.engine import guardrails
+from mlrollouts.engine.samples import update_samples
+from mlrollouts.engine.srm import check_sample_ratio
+from mlrollouts.engine.tick import Tick, fmt
+from mlrollouts.engine.transitions import pause, resume, rollback
+from mlrollouts.engine.types import Observations
+
+
+def live_challengers(tick: Tick) -> list[str]:
+    """Challengers taking live or mirrored traffic: the ones whose data and health matter."""
+    mirrored = bool(tick.status.mirror_percent)
+    return [c.name for c in tick.spec.challengers if mirrored or tick.status.weights.get(c.name, 0) > 0]
+
+
+def needed_sample_variants(tick: Tick) -> set[str]:
+    """Shadows produce no outcomes (their answers are discarded), so a shadow test needs no samples."""
+    if tick.spec.strategy == "shadow":
+        return set()
+    return {name for name, weight in tick.status.weights.items() if weight > 0}
+
+
+def metrics_unavailable(tick: Tick, missing: list[str], observations: Observations) -> None:
+    spec = tick.spec
+    failures = tick.status.metrics_failures + 1
+    detail = "; ".join(observations.errors) or f"no value for {', '.join(missing[:5])}"
+    message = f"metrics unavailable ({failures}/{spec.metrics_failure_limit} consecutive): {detail}"
+    tick.metrics_message = detail
+    tick.update(metrics_failures=failures)
+    if failures == 1:
+        tick.event("Warning", "MetricsUnavailable", message)
+    if failures < spec.metrics_failure_limit or tick.status.phase == "Paused":
+        tick.decide("hold", f"holding: {message}")
+    elif spec.on_metrics_unavailable == "rollback":
+        rollback(tick, "MetricsUnavailable", f"{message}; onMetricsUnavailable is rollback")
+    else:
+        pause(tick, "MetricsUnavailable", f"{message}; onMetricsUnavailable is hold", kind="hold")
+
+
+def analyse(tick: Tick, observations: Observations, strategy_step) -> None:
+    spec = tick.spec
+    checked = live_challengers(tick)
+    update = update_samples(spec, tick.status, observations, needed_sample_variants(tick))
+    missing = update.missing + guardrails.missing_values(spec, observations, checked)
+    if missing:
+        metrics_unavailable(tick, missing, observations)
+        return
+    tick.update(samples=update.samples, counters=update.counters, last_analysis_at=tick.now)
+    if tick.status.metrics_failures:
+        failures = tick.status.metrics_failures
+        tick.update(metrics_failures=0)
+        if tick.status.phase == "Paused" and tick.status.reason == "MetricsUnavailable":
+            resume(tick, "MetricsRecovered", f"metrics available again after {failures} failed reads: resuming")
+        else:
+            tick.event("Normal", "MetricsRecovered", f"metrics available again after {failures} failed reads")
+    check = guardrails.evaluate(spec, tick.status.guardrails, observations, checked)
+    tick.update(guardrails=check.statuses)
+    for sentence in check.newly_failing:
+        tick.event("Warning", "GuardrailFailing", sentence)
+    for sentence in check.recovered:
+        tick.event("Normal", "GuardrailRecovered", sentence)
+    if check.breach is not None:
+        rollback(tick, "GuardrailFailed", check.breach)
+        return
+    if tick.status.phase == "Paused":
+        tick.decide("pause", f"paused ({tick.status.reason}): {tick.status.message}")
+        return
+    srm = check_sample_ratio(tick)
+    if srm is not None:
+        tick.note(srm_p_value=srm.p_value)
+        if srm.mismatch:
+            pause(tick, "SampleRatioMismatch", srm.message)
+            return
+    strategy_step(tick, check)
+
+
+def waiting_on_guardrails(check: guardrails.GuardrailCheck) -> str | None:
+    failing = [s for s in check.statuses if not s.healthy]
+    if not failing:
+        return None
+    return ", ".join(
+        f"{s.name} failing ({s.consecutive_failures} consecutive, value {fmt(s.value)}, {s.threshold})" for s in failing
+    )

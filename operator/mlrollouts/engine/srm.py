@@ -1,0 +1,48 @@
+"""Sample ratio mismatch: do the trials arrive in the proportions the weights ask for?
+
+Checked on the trials since the weights last changed (the step window), so a canary step or a resumed
+test is judged against the weights that were actually in force. Not checked for bandit (weights move by
+design) or shadow (no live split). Variants with weight 0 are left out (in-flight requests after a drop are
+not a mismatch). Only judged once every variant expects at least MIN_EXPECTED trials, so small counts never
+trip it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlrollouts.engine.tick import Tick, fmt
+from mlrollouts.stats import srm_pvalue
+
+MIN_EXPECTED = 100
+
+
+@dataclass(frozen=True)
+class SampleRatio:
+    p_value: float
+    mismatch: bool
+    message: str
+
+
+def check_sample_ratio(tick: Tick) -> SampleRatio | None:
+    if tick.spec.strategy not in ("canary", "abTest"):
+        return None
+    active = [name for name in tick.spec.variant_names if tick.status.weights.get(name, 0) > 0]
+    if len(active) < 2:
+        return None
+    counts = [tick.new_trials(name) for name in active]
+    weights = [tick.status.weights[name] for name in active]
+    total = sum(counts)
+    if min(total * w / sum(weights) for w in weights) < MIN_EXPECTED:
+        return None
+    p_value = srm_pvalue(counts, weights)
+    threshold = tick.spec.analysis.statistics.srm_p_value
+    observed = ", ".join(
+        f"{name} {fmt(count)} ({fmt(100 * count / total)}% vs expected {weight}%)"
+        for name, count, weight in zip(active, counts, weights, strict=True)
+    )
+    mismatch = p_value < threshold
+    relation = "<" if mismatch else ">="
+    message = f"sample ratio {'mismatch' if mismatch else 'ok'}: trials {observed}; p = {p_value:.3g} {relation} "
+    message += f"srmPValue {fmt(threshold)}"
+    return SampleRatio(p_value=p_value, mismatch=mismatch, message=message)

@@ -1,0 +1,1 @@
+"""One module per strategy; each takes a Tick whose samples and guardrails are already up to date."""

@@ -1,0 +1,128 @@
+"""A/B/n test with a fixed split, decided by `statistics.method`.
+
+- sequential: may stop at any tick, for a winner or for harm, when the Holm-adjusted always-valid p < alpha.
+- fixedHorizon: looks only once every variant has the planned requiredPerVariant trials; then a winner is
+  promoted, all-worse rolls back, anything else is Inconclusive (the planned test has spoken).
+- bayesian: better = P(better) >= probabilityThreshold and expected loss of switching < lossThreshold;
+  worse = P(better) <= 1 - probabilityThreshold and expected loss of keeping the champion < lossThreshold.
+Winner = the significantly-better challenger with the strongest evidence. minDuration delays promotion
+only; harm is acted on at once. Harm with one challenger rolls back; with several the harmful challenger is
+dropped (weight 0, its share returned to the champion, history entry) and the others continue, until none
+is left (rollback). maxDuration without a decision: phase Inconclusive, champion 100 %.
+"""
+
+from __future__ import annotations
+
+from mlrollouts.api.durations import parse_duration
+from mlrollouts.api.status import Comparison
+from mlrollouts.engine import analysis
+from mlrollouts.engine.guardrails import GuardrailCheck
+from mlrollouts.engine.planning import update_plan
+from mlrollouts.engine.running import waiting_on_guardrails
+from mlrollouts.engine.tick import Tick, fmt
+from mlrollouts.engine.transitions import inconclusive, pause, promote, rollback
+
+
+def _evidence(c: Comparison) -> str:
+    if c.probability_better is not None:
+        return f"P(better) = {c.probability_better:.3f}, expected loss {c.expected_loss:.3g}"
+    p = c.adjusted_p_value if c.adjusted_p_value is not None else c.p_value
+    lift = f"lift {fmt(100 * c.relative_lift)}%, " if c.relative_lift is not None else ""
+    return f"{lift}p = {p:.3g}" + (" (Holm-adjusted)" if c.adjusted_p_value is not None else "")
+
+
+def compare_all(tick: Tick, active: list[str]) -> list[Comparison]:
+    spec, status = tick.spec, tick.status
+    method = spec.analysis.statistics.method
+    champion = status.samples.get(spec.champion.name)
+    ready = [n for n in active if analysis.ready(spec, champion) and analysis.ready(spec, status.samples.get(n))]
+    if method == "bayesian":
+        return [analysis.bayesian(spec, champion, status.samples[n], n) for n in ready]
+    if method == "sequential":
+        comparisons = [
+            analysis.sequential(spec, champion, status.samples[n], n, status.sequential_p_values.get(n)) for n in ready
+        ]
+        tick.update(
+            sequential_p_values={**status.sequential_p_values, **{c.challenger: c.p_value for c in comparisons}}
+        )
+    else:
+        comparisons = [analysis.fixed_horizon(spec, champion, status.samples[n], n) for n in ready]
+    base = analysis.mean_of(spec, champion) if comparisons else 0.0
+    differences = {n: analysis.mean_of(spec, status.samples[n]) - base for n in ready}
+    return analysis.holm(spec, comparisons, differences)
+
+
+def _drop(tick: Tick, losers: list[Comparison]) -> None:
+    weights = dict(tick.status.weights)
+    for loser in losers:
+        weights[tick.spec.champion.name] += weights[loser.challenger]
+        weights[loser.challenger] = 0
+    before = tick.describe_weights()
+    names = ", ".join(f"{c.challenger} ({_evidence(c)})" for c in losers)
+    message = f"dropped significantly worse challenger(s) {names}; their traffic returns to the champion"
+    tick.set_weights(weights)
+    tick.record("drop", before, tick.describe_weights(), message)
+    tick.event("Warning", "ChallengerDropped", message)
+    tick.decide("continue", message)
+
+
+def step(tick: Tick, check: GuardrailCheck) -> None:
+    spec, status = tick.spec, tick.status
+    assert spec.ab_test is not None
+    method = spec.analysis.statistics.method
+    metric = spec.analysis.primary_metric.name
+    active = [c.name for c in spec.challengers if status.weights.get(c.name, 0) > 0]
+    plan = update_plan(tick)
+    at_horizon = (
+        plan is not None
+        and plan.required_per_variant is not None
+        and all(
+            (status.samples[n].size if n in status.samples else 0) >= plan.required_per_variant
+            for n in [spec.champion.name, *active]
+        )
+    )
+    comparisons = compare_all(tick, active)
+    top = analysis.headline(comparisons)
+    tick.note(
+        comparisons=comparisons,
+        p_value=top.adjusted_p_value if top and top.adjusted_p_value is not None else (top.p_value if top else None),
+        confidence_interval=top.confidence_interval if top else None,
+        relative_lift=top.relative_lift if top else None,
+        probability_better=top.probability_better if top else None,
+        expected_loss=top.expected_loss if top else None,
+    )
+    elapsed = tick.now - (status.started_at or tick.now)
+    decisive = method != "fixedHorizon" or at_horizon
+    worse = [c for c in comparisons if c.verdict == "worse"] if decisive else []
+    better = [c for c in comparisons if c.verdict == "better"] if decisive else []
+    healthy = waiting_on_guardrails(check) is None
+    if better and healthy and elapsed >= parse_duration(spec.ab_test.min_duration):
+        winner = analysis.headline(better)
+        message = f"{winner.challenger} is better than {spec.champion.name} on {metric} ({_evidence(winner)})"
+        if spec.auto_promote:
+            promote(tick, winner.challenger, f"{message}: promoted")
+        else:
+            pause(tick, "ReadyToPromote", f"{message}: waiting for a manual promote (autoPromote off)")
+        return
+    if worse and len(worse) == len(active):
+        reasons = "; ".join(f"{c.challenger} worse ({_evidence(c)})" for c in worse)
+        rollback(tick, "PrimaryMetricWorse", f"{metric}: {reasons}", winner=spec.champion.name)
+        return
+    if worse:
+        _drop(tick, worse)
+        return
+    if method == "fixedHorizon" and at_horizon:
+        inconclusive(tick, f"planned sample size {plan.required_per_variant} reached with no significant difference")
+        return
+    if elapsed >= parse_duration(spec.ab_test.max_duration):
+        inconclusive(tick, f"maxDuration {spec.ab_test.max_duration} reached without a decision")
+        return
+    progress = "no plan yet"
+    if plan is not None and plan.required_per_variant is not None:
+        progress = f"plan {plan.required_per_variant} per variant"
+        if plan.estimated_completion is not None:
+            progress += f", ETA {plan.estimated_completion:%Y-%m-%dT%H:%MZ}"
+    evidence = _evidence(top) if top else "no comparison yet"
+    if better:
+        evidence += f"; {better[0].challenger} looks better but minDuration {spec.ab_test.min_duration} has not passed"
+    tick.decide("continue", f"{method} test of {metric}: no decision yet ({evidence}; {progress})")
