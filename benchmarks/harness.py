@@ -1,0 +1,113 @@
+"""Find `benchmarks/bench_*.py`, run each, print its table and keep it as Markdown in `benchmarks/results/`.
+
+A benchmark module exposes `run(progress: Callable[[str], None]) -> BenchTable`; `progress` reports what
+it is doing while it runs (long benchmarks otherwise look hung).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pkgutil
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+PACKAGE = "benchmarks"
+PREFIX = "bench_"
+RESULTS = Path(__file__).resolve().parent / "results"
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BenchTable:
+    """One benchmark's findings: a titled table, plus notes that say how to read it."""
+
+    title: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[str]]
+    notes: Sequence[str] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for row in self.rows:
+            if len(row) != len(self.columns):
+                raise ValueError(f"{self.title}: row {list(row)} has {len(row)} cells for {len(self.columns)} columns")
+
+
+def available() -> list[str]:
+    """Benchmark names (module name without the `bench_` prefix), sorted."""
+    package = importlib.import_module(PACKAGE)
+    return sorted(
+        info.name.removeprefix(PREFIX)
+        for info in pkgutil.iter_modules(package.__path__)
+        if info.name.startswith(PREFIX)
+    )
+
+
+def to_markdown(table: BenchTable, environment: str) -> str:
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
+
+    parts = [f"# {table.title}", "", environment, "", line(table.columns), line(["---"] * len(table.columns))]
+    parts.extend(line(row) for row in table.rows)
+    if table.notes:
+        parts.append("")
+        parts.extend(f"- {note}" for note in table.notes)
+    return "\n".join(parts) + "\n"
+
+
+def _environment() -> str:
+    return (
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} with {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, {platform.system()}."
+    )
+
+
+def _print(console: Console, table: BenchTable) -> None:
+    rich_table = Table(title=table.title)
+    for column in table.columns:
+        rich_table.add_column(column, justify="right")
+    for row in table.rows:
+        rich_table.add_row(*(str(cell) for cell in row))
+    console.print(rich_table)
+    for note in table.notes:
+        console.print(f"  - {note}")
+
+
+def run_one(name: str, console: Console) -> Path:
+    module = importlib.import_module(f"{PACKAGE}.{PREFIX}{name}")
+    started = time.perf_counter()
+    table: BenchTable = module.run(lambda message: console.print(f"[dim]{name}: {message}[/dim]"))
+    log.info("benchmark=%s seconds=%.1f", name, time.perf_counter() - started)
+    _print(console, table)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    path.write_text(to_markdown(table, _environment()))
+    return path
+
+
+def main(argv: Sequence[str]) -> int:
+    """Run the named benchmarks (all when none is named); returns the exit code."""
+    console = Console()
+    if not console.is_terminal:  # keep wide tables readable in logs and CI output
+        console = Console(width=200)
+    names = available()
+    wanted = [arg.removeprefix(PREFIX) for arg in argv] or names
+    unknown = [name for name in wanted if name not in names]
+    if unknown:
+        Console(stderr=True).print(
+            f"benchmarks: error: unknown benchmark {', '.join(unknown)}; choose from {', '.join(names)}"
+        )
+        return 2
+    for name in wanted:
+        path = run_one(name, console)
+        console.print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return 0

@@ -1,0 +1,37 @@
+"""The benchmark harness: discovery, Markdown output, and a clear error for an unknown benchmark."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def harness(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import harness
+
+    return harness
+
+
+def test_discovers_the_stats_benchmark(harness) -> None:
+    assert "stats" in harness.available()
+
+
+def test_markdown_table(harness) -> None:
+    table = harness.BenchTable(title="T", columns=("a", "b"), rows=[("1", "x|y")], notes=("read me",))
+    text = harness.to_markdown(table, "env")
+    assert text.splitlines() == ["# T", "", "env", "", "| a | b |", "| --- | --- |", "| 1 | x\\|y |", "", "- read me"]
+
+
+def test_rows_must_fit_the_columns(harness) -> None:
+    with pytest.raises(ValueError, match="2 columns"):
+        harness.BenchTable(title="T", columns=("a", "b"), rows=[("1",)])
+
+
+def test_unknown_benchmark_is_refused(harness, capsys: pytest.CaptureFixture[str]) -> None:
+    assert harness.main(["nope"]) == 2
+    assert "unknown benchmark nope" in capsys.readouterr().err
