@@ -20,6 +20,7 @@ GATEWAY_ON = {
     "enabled": True,
     "experiment": "churn-v3",
     "experimentNamespace": "ml",
+    "champion": "churn-v2",
     "upstreams": [
         {"name": "churn-v2", "url": "http://churn-v2.ml:8080"},
         {"name": "churn-v3", "url": "http://churn-v3.ml:8080"},

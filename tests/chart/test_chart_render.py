@@ -132,13 +132,16 @@ def test_gateway_reads_its_experiment_in_cluster() -> None:
     (container,) = one(objects, "Deployment", "rel-mlrollouts-gateway")["spec"]["template"]["spec"]["containers"]
     assert container["args"] == [
         "gateway",
+        "--host=0.0.0.0",
         "--port=8000",
         "--upstream=churn-v2=http://churn-v2.ml:8080",
         "--upstream=churn-v3=http://churn-v3.ml:8080",
         "--namespace=ml",
         "--experiment=churn-v3",
+        "--champion=churn-v2",
         "--user-header=x-user-id",
     ]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     role = one(objects, "Role", "rel-mlrollouts-gateway")
     assert role["metadata"]["namespace"] == "ml"
     assert role["rules"] == [

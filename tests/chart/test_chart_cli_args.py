@@ -1,0 +1,44 @@
+"""The arguments the chart passes are ones the `mlrollouts` CLI accepts (flag names drift otherwise)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import typer
+from chart_support import GATEWAY_ON, VALUE_SETS, one, render
+
+import mlrollouts.cli.gateway_commands  # registers `gateway` on `app`
+import mlrollouts.cli.operator_commands  # noqa: F401 - registers `run` on `app`
+from mlrollouts.cli.main import app
+
+
+def command(name: str) -> Any:
+    return typer.main.get_command(app).commands[name]  # type: ignore[attr-defined]
+
+
+def parsed(container: dict[str, Any]) -> dict[str, Any]:
+    assert container["command"] == ["mlrollouts"]
+    name, *args = container["args"]
+    return command(name).make_context(name, args).params
+
+
+@pytest.mark.parametrize("values_name", sorted(VALUE_SETS))
+def test_operator_args_parse(values_name: str) -> None:
+    deployment = one(render(VALUE_SETS[values_name]), "Deployment", "rel-mlrollouts")
+    params = parsed(deployment["spec"]["template"]["spec"]["containers"][0])
+    assert params["metrics_port"] == 8080 and params["liveness_port"] == 8081
+    assert params["log_format"] == "json"
+    if values_name == "namespaced":
+        assert params["namespace"] == ["a", "b"] and not params["all_namespaces"]
+    else:
+        assert params["all_namespaces"] and not params["namespace"]
+    assert params["standalone"] is (values_name == "single-replica")
+
+
+def test_gateway_args_parse() -> None:
+    deployment = one(render({"gateway": GATEWAY_ON}), "Deployment", "rel-mlrollouts-gateway")
+    params = parsed(deployment["spec"]["template"]["spec"]["containers"][0])
+    assert params["host"] == "0.0.0.0" and params["port"] == 8000
+    assert params["namespace"] == "ml" and params["experiment"] == "churn-v3"
+    assert params["kubeconfig"] is None and params["split_file"] is None  # in-cluster API
