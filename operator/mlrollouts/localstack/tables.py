@@ -6,6 +6,7 @@ The JSONPath subset covers what printer columns use: `.a.b`, `.a[0].b` and `.a[?
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -97,7 +98,7 @@ def _cell(obj: Mapping[str, Any], column: Mapping[str, Any], now: datetime.datet
     if column.get("type") == "date":
         return _age(value, now)
     if isinstance(value, (dict, list)):
-        return str(value)
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
     return value
 
 
