@@ -21,13 +21,18 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @functools.cache
+def crd_documents(filename: str) -> tuple[dict[str, Any], ...]:
+    """The CustomResourceDefinitions in one schema file, parsed once per session (libyaml when available)."""
+    documents = yaml.load_all((SCHEMA_DIR / filename).read_text(), Loader=_Loader)
+    return tuple(d for d in documents if d and d.get("kind") == "CustomResourceDefinition")
+
+
+@functools.cache
 def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     """(apiVersion, kind) → openAPIV3Schema for every served version of every CRD in the schema folder."""
     schemas: dict[tuple[str, str], dict[str, Any]] = {}
     for path in sorted(SCHEMA_DIR.glob("*.crd.yaml")):
-        for document in yaml.load_all(path.read_text(), Loader=_Loader):
-            if not document or document.get("kind") != "CustomResourceDefinition":
-                continue
+        for document in crd_documents(path.name):
             spec = document["spec"]
             for version in spec["versions"]:
                 schema = version.get("schema", {}).get("openAPIV3Schema")
