@@ -20,23 +20,16 @@ import celpy
 import jsonschema
 from celpy import celtypes
 
-from mlrollouts.api.base import NAME_PATTERN
 from mlrollouts.api.crd import openapi_schema
-from mlrollouts.api.durations import DURATION_PATTERN
 from mlrollouts.api.errors import SpecProblem
+from mlrollouts.api.experiment import PATTERN_HINTS
 
 Path = tuple[str | int, ...]
-
-_PATTERN_HINTS = {
-    NAME_PATTERN: "is not a valid name: lowercase letters, digits and '-', "
-    "starting and ending with a letter or digit (at most 63 characters)",
-    DURATION_PATTERN: "is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 30s, 10m, 14d",
-}
 
 
 def validate_manifest(obj: dict[str, Any]) -> list[SpecProblem]:
     """Problems the API server would report for this ModelExperiment (empty when it would accept it)."""
-    schema = openapi_schema()
+    schema = served_schema()
     problems = list(_unknown_fields(obj, schema, ()))
     schema_problems = [_schema_problem(e) for e in _validator().iter_errors(obj)]
     problems.extend(sorted(schema_problems, key=lambda p: p.path))
@@ -51,9 +44,15 @@ def render_path(path: Path) -> str:
 
 
 @functools.cache
+def served_schema() -> dict[str, Any]:
+    """The generated openAPIV3Schema, built once per process; treat it as read-only."""
+    return openapi_schema()
+
+
+@functools.cache
 def _validator() -> jsonschema.Draft4Validator:
     # OpenAPI v3.0 schemas use draft-4 semantics (boolean exclusiveMinimum); x-kubernetes-* keys are ignored.
-    return jsonschema.Draft4Validator(openapi_schema())
+    return jsonschema.Draft4Validator(served_schema())
 
 
 def _schema_problem(error: jsonschema.ValidationError) -> SpecProblem:
@@ -61,8 +60,8 @@ def _schema_problem(error: jsonschema.ValidationError) -> SpecProblem:
     if error.validator == "required":
         missing = re.match(r"^'(.+)' is a required property", error.message)
         return SpecProblem(render_path((*path, missing.group(1) if missing else "?")), "required field is missing")
-    if error.validator == "pattern" and error.validator_value in _PATTERN_HINTS:
-        return SpecProblem(render_path(path), f"{error.instance!r} {_PATTERN_HINTS[error.validator_value]}")
+    if error.validator == "pattern" and error.validator_value in PATTERN_HINTS:
+        return SpecProblem(render_path(path), f"{error.instance!r} {PATTERN_HINTS[error.validator_value]}")
     if error.validator == "enum":
         allowed = " | ".join(str(v) for v in error.validator_value)
         return SpecProblem(render_path(path), f"{error.instance!r} is not allowed: use one of {allowed}")

@@ -8,11 +8,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mlrollouts import GROUP, KIND, VERSION
+from mlrollouts.api.base import NAME_PATTERN
+from mlrollouts.api.durations import DURATION_PATTERN
 from mlrollouts.api.errors import FieldError, SpecError, SpecProblem
 from mlrollouts.api.spec import ModelExperimentSpec
 from mlrollouts.api.status import ModelExperimentStatus
 
 API_VERSION = f"{GROUP}/{VERSION}"
+# What a pattern means, for people: shared with the CRD-layer validator so both layers say the same.
+PATTERN_HINTS = {
+    NAME_PATTERN: "is not a valid name: lowercase letters, digits and '-', "
+    "starting and ending with a letter or digit (at most 63 characters)",
+    DURATION_PATTERN: "is not a duration: use a number and a unit (ms, s, m, h, d), e.g. 30s, 10m, 14d",
+}
 
 
 class ObjectMeta(BaseModel):
@@ -78,11 +86,8 @@ def _problems(error: ValidationError, root: type[BaseModel], path: str) -> list[
             message = "required field is missing"
         elif item["type"] == "literal_error":
             message = f"{message}, got {item.get('input')!r}"
-        elif item["type"] == "string_pattern_mismatch" and field_path.endswith(("name", "service", "subset")):
-            message = (
-                f"{item.get('input')!r} is not a valid name: lowercase letters, digits and '-', "
-                "starting and ending with a letter or digit (at most 63 characters)"
-            )
+        elif item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") in PATTERN_HINTS:
+            message = f"{item.get('input')!r} {PATTERN_HINTS[item['ctx']['pattern']]}"
         problems.append(SpecProblem(field_path, message))
     return problems
 

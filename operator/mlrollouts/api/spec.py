@@ -73,13 +73,19 @@ class Traffic(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
+                *(
+                    cel(
+                        f"(self.provider == '{name}') == has(self.{name})",
+                        f"traffic.{name} must be set exactly when traffic.provider is {name}",
+                        f".{name}",
+                    )
+                    for name in ("istio", "gatewayAPI", "service")
+                ),
                 cel(
-                    "(self.provider == 'istio') == has(self.istio)"
-                    " && (self.provider == 'gatewayAPI') == has(self.gatewayAPI)"
-                    " && (self.provider == 'service') == has(self.service)"
-                    " && (self.provider == 'gateway' || !has(self.gateway))",
-                    "exactly one provider block, the one named by traffic.provider, must be set",
-                )
+                    "self.provider == 'gateway' || !has(self.gateway)",
+                    "traffic.gateway may only be set when traffic.provider is gateway",
+                    ".gateway",
+                ),
             ]
         }
     }
@@ -99,11 +105,19 @@ class Traffic(ApiModel):
         blocks = {"istio": self.istio, "gatewayAPI": self.gateway_api, "service": self.service}
         for name, block in blocks.items():
             if name == self.provider and block is None:
-                raise FieldError(name, f"traffic.{name} is required when traffic.provider is {name!r}")
+                raise FieldError(name, f"traffic.{name} must be set exactly when traffic.provider is {name}: add it")
             if name != self.provider and block is not None:
-                raise FieldError(name, f"traffic.{name} is set but traffic.provider is {self.provider!r}: remove it")
+                raise FieldError(
+                    name,
+                    f"traffic.{name} must be set exactly when traffic.provider is {name}: "
+                    f"remove it (traffic.provider is {self.provider})",
+                )
         if self.gateway is not None and self.provider != "gateway":
-            raise FieldError("gateway", f"traffic.gateway is set but traffic.provider is {self.provider!r}: remove it")
+            raise FieldError(
+                "gateway",
+                f"traffic.gateway may only be set when traffic.provider is gateway: remove it "
+                f"(traffic.provider is {self.provider})",
+            )
         return self
 
 
@@ -198,6 +212,9 @@ class PrometheusConnection(ApiModel):
     """Per-query timeout; a query that times out counts as metrics unavailable."""
 
 
+_MEAN_QUERIES = "the count, sum and sumOfSquares queries"
+
+
 class PrimaryMetric(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": {
@@ -208,7 +225,7 @@ class PrimaryMetric(ApiModel):
                 ),
                 cel(
                     "self.type != 'mean' || (has(self.count) && has(self.sum) && has(self.sumOfSquares))",
-                    "a mean metric needs the count, sum and sumOfSquares queries",
+                    f"a mean metric needs {_MEAN_QUERIES}",
                 ),
             ]
         }
@@ -239,8 +256,8 @@ class PrimaryMetric(ApiModel):
         needed = ("successes", "trials") if self.type == "proportion" else ("count", "sum", "sum_of_squares")
         missing = [n for n in needed if getattr(self, n) is None]
         if missing:
-            names = ", ".join(_alias(n) for n in missing)
-            raise FieldError(_alias(missing[0]), f"a {self.type} metric needs the queries: {names}")
+            queries = "the successes and trials queries" if self.type == "proportion" else _MEAN_QUERIES
+            raise ValueError(f"a {self.type} metric needs {queries}: missing {', '.join(map(_alias, missing))}")
         return self
 
 
@@ -251,7 +268,12 @@ class Guardrail(ApiModel):
                 cel(
                     "has(self.max) || has(self.min) || has(self.maxIncrease) || has(self.maxRatio)",
                     "a guardrail needs at least one bound: max, min, maxIncrease or maxRatio",
-                )
+                ),
+                cel(
+                    "!has(self.max) || !has(self.min) || self.min <= self.max",
+                    "guardrail min must not exceed max",
+                    ".min",
+                ),
             ]
         }
     }
@@ -271,9 +293,9 @@ class Guardrail(ApiModel):
     @model_validator(mode="after")
     def _has_a_bound(self) -> Guardrail:
         if all(v is None for v in (self.max, self.min, self.max_increase, self.max_ratio)):
-            raise ValueError(f"guardrail {self.name!r} needs at least one bound: max, min, maxIncrease or maxRatio")
+            raise ValueError("a guardrail needs at least one bound: max, min, maxIncrease or maxRatio")
         if self.max is not None and self.min is not None and self.min > self.max:
-            raise ValueError(f"guardrail {self.name!r}: min {self.min} is above max {self.max}")
+            raise FieldError("min", f"guardrail min must not exceed max: {self.min} > {self.max}")
         return self
 
     @property
@@ -330,7 +352,7 @@ _SPEC_RULES = [
     cel(
         "self.challengers.all(c, c.name != self.champion.name)"
         " && self.challengers.all(c, self.challengers.exists_one(d, d.name == c.name))",
-        "variant names (champion and challengers) must be unique",
+        "variant names must be unique across champion and challengers",
         ".challengers",
     ),
     cel("self.strategy != 'canary' || has(self.canary)", "strategy canary needs the canary block", ".canary"),
@@ -386,12 +408,17 @@ class ModelExperimentSpec(ApiModel):
         names = self.variant_names
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise FieldError("challengers", f"variant names must be unique, repeated: {', '.join(duplicates)}")
+            raise FieldError(
+                "challengers",
+                f"variant names must be unique across champion and challengers, repeated: {', '.join(duplicates)}",
+            )
         if getattr(self, _BLOCK_ATTR[self.strategy]) is None:
-            raise FieldError(self.strategy, f"strategy {self.strategy!r} needs the {self.strategy} block")
+            raise FieldError(self.strategy, f"strategy {self.strategy} needs the {self.strategy} block")
         if self.ab_test is not None and self.ab_test.split is not None and set(self.ab_test.split) != set(names):
             raise FieldError(
-                "abTest.split", f"abTest.split must name exactly the variants {names}, got {sorted(self.ab_test.split)}"
+                "abTest.split",
+                "abTest.split must name the champion and every challenger, and nothing else: "
+                f"expected {sorted(names)}, got {sorted(self.ab_test.split)}",
             )
         if self.strategy == "canary" and len(self.challengers) != 1:
             raise FieldError(

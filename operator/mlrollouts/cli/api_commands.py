@@ -16,8 +16,8 @@ import typer
 import yaml
 
 from mlrollouts import KIND
-from mlrollouts.api.crd import openapi_schema, render_crd_yaml
-from mlrollouts.api.crd_validation import validate_manifest
+from mlrollouts.api.crd import render_crd_yaml
+from mlrollouts.api.crd_validation import served_schema, validate_manifest
 from mlrollouts.api.errors import SpecError, SpecProblem
 from mlrollouts.api.experiment import parse_experiment
 from mlrollouts.cli.main import UsageFailure, app
@@ -67,7 +67,7 @@ def _cel_messages() -> frozenset[str]:
             if isinstance(child, dict):
                 walk(child)
 
-    walk(openapi_schema())
+    walk(served_schema())
     return frozenset(found)
 
 
