@@ -3,8 +3,9 @@
 Checked on the trials since the weights last changed (the step window), so a canary step or a resumed
 test is judged against the weights that were actually in force. Not checked for bandit (weights move by
 design) or shadow (no live split). Variants with weight 0 are left out (in-flight requests after a drop are
-not a mismatch). Only judged once every variant expects at least MIN_EXPECTED trials, so small counts never
-trip it.
+not a mismatch). The expected ratio is what the router reports it applied (`status.routing.appliedWeights`,
+e.g. a replica ratio) when it covers the variants, else the weights. Only judged once every variant
+expects at least MIN_EXPECTED trials, so small counts never trip it.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def check_sample_ratio(tick: Tick) -> SampleRatio | None:
     if len(active) < 2:
         return None
     counts = [tick.new_trials(name) for name in active]
-    weights = [tick.status.weights[name] for name in active]
+    applied = tick.status.routing.applied_weights if tick.status.routing else None
+    source = applied if applied and all(applied.get(name, 0) > 0 for name in active) else tick.status.weights
+    weights = [source[name] for name in active]
     total = sum(counts)
     if min(total * w / sum(weights) for w in weights) < MIN_EXPECTED:
         return None
