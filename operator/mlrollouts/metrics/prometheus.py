@@ -77,6 +77,7 @@ class PrometheusMetrics:
     ) -> None:
         self.address = address.rstrip("/")
         self.timeout_seconds = timeout_seconds
+        self.ca_file = ca_file
         self.max_concurrent_queries = max_concurrent_queries
         session = requests.Session()
         session.verify = ca_file if ca_file else True
@@ -200,7 +201,7 @@ def _value_of(data: object) -> _Result:
 def _http_problem(text: str, address: str) -> tuple[str, bool]:
     """Turn the client's "HTTP Status Code 400 (b'{...}')" into a sentence; auth failures are shared."""
     status = text.split("HTTP Status Code ", 1)[-1].split(" ", 1)[0]
-    detail = text
+    detail = text.split("(b'", 1)[-1].removesuffix("')") if "(b'" in text else text
     start = text.find("{")
     if start >= 0:
         body = text[start : text.rfind("}") + 1]
@@ -216,7 +217,7 @@ def _http_problem(text: str, address: str) -> tuple[str, bool]:
         )
     if status == "400" or status == "422":
         return f"bad query (HTTP {status}): {detail}", False
-    return f"HTTP {status} from Prometheus at {address}: {str(detail)[:300]}", False
+    return f"HTTP {status} from Prometheus at {address}: {str(detail).strip()[:300]}", False
 
 
 def _root_cause(error: BaseException) -> str:
