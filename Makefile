@@ -38,6 +38,7 @@ bench: install
 
 crds: install
 	$(VENV)/bin/mlrollouts crd --output crds/modelexperiments.mlrollouts.dev.yaml
+	cp crds/modelexperiments.mlrollouts.dev.yaml charts/mlrollouts/crds/modelexperiments.mlrollouts.dev.yaml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
