@@ -51,10 +51,10 @@ async def test_weights_of_the_chosen_rule_only(objects: ValidatingFake) -> None:
 
 async def test_apply_twice_is_one_write(objects: ValidatingFake) -> None:
     objects.add("httproutes", http_route(two_rules()))
-    await router(objects).apply(Split({"churn-v2": 50, "churn-v3": 50}), None)
+    assert (await router(objects).apply(Split({"churn-v2": 50, "churn-v3": 50}), None)).changed
     first, writes = stored_rules(objects), objects.writes
-    await router(objects).apply(Split({"churn-v2": 50, "churn-v3": 50}), None)
-    assert stored_rules(objects) == first and objects.writes == writes
+    again = await router(objects).apply(Split({"churn-v2": 50, "churn-v3": 50}), None)
+    assert stored_rules(objects) == first and objects.writes == writes and not again.changed
 
 
 async def test_relative_weights_read_as_percentages(objects: ValidatingFake) -> None:

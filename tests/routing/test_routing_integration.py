@@ -84,7 +84,8 @@ async def test_istio_router_over_http(objects: KubeObjects, custom: kubernetes.c
     predict_edit = [{"op": "replace", "path": "/spec/http/1/route/0/weight", "value": 40}]
     await objects.patch("networking.istio.io/v1", "virtualservices", NAMESPACE, "churn", predict_edit, "json")
     assert not (await router.current_split()).consistent
-    await router.apply(Split({"churn-v2": 90, "churn-v3": 10}), Mirror(("churn-v3",), 20))
+    repaired = await router.apply(Split({"churn-v2": 90, "churn-v3": 10}), Mirror(("churn-v3",), 20))
+    assert repaired.changed and repaired.consistent
     assert get_vs(custom)["spec"]["http"][1]["route"][0]["weight"] == 90
 
     await router.restore()

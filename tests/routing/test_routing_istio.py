@@ -56,11 +56,11 @@ async def test_canary_step_changes_only_the_weights_of_the_managed_routes(object
 async def test_apply_twice_writes_once_and_leaves_the_same_object(objects: ValidatingFake) -> None:
     objects.add("virtualservices", virtual_service(managed_and_unmanaged_routes()))
     split = Split({"churn-v2": 75, "churn-v3": 25})
-    await router(objects).apply(split, None)
+    assert (await router(objects).apply(split, None)).changed
     first, writes = stored(objects), objects.writes
     again = await router(objects).apply(split, None)
     assert stored(objects) == first and objects.writes == writes
-    assert again.split == split
+    assert again.split == split and not again.changed
 
 
 async def test_subsets_on_one_fqdn_host_are_told_apart(objects: ValidatingFake) -> None:

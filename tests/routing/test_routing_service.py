@@ -29,21 +29,24 @@ def deployments(objects: ValidatingFake) -> ValidatingFake:
 
 
 async def test_a_split_finer_than_the_replicas_is_approximated_and_said_so(deployments: ValidatingFake) -> None:
-    applied = await router(deployments).apply(Split({"churn-v2": 95, "churn-v3": 5}), None)
+    r = router(deployments)
+    applied = await r.apply(Split({"churn-v2": 95, "churn-v3": 5}), None)
 
     assert (replicas(deployments, "churn-v2"), replicas(deployments, "churn-v3")) == (9, 1)
     assert applied.split == Split({"churn-v2": 90, "churn-v3": 10})
     assert applied.message == "10 replicas: 9/1 → 90/10, requested 95/5"
+    # re-applying the same request is not drift, even though 90/10 != 95/5
+    assert not (await r.apply(Split({"churn-v2": 95, "churn-v3": 5}), None)).changed
 
 
 async def test_an_exact_split_reads_back_from_the_scale_subresources(deployments: ValidatingFake) -> None:
     r = router(deployments)
     applied = await r.apply(Split({"churn-v2": 70, "churn-v3": 30}), None)
-    assert applied.split == Split({"churn-v2": 70, "churn-v3": 30})
+    assert applied.split == Split({"churn-v2": 70, "churn-v3": 30}) and applied.changed
     assert (await r.current_split()).split == Split({"churn-v2": 70, "churn-v3": 30})
     writes = deployments.writes
-    await r.apply(Split({"churn-v2": 70, "churn-v3": 30}), None)
-    assert deployments.writes == writes
+    again = await r.apply(Split({"churn-v2": 70, "churn-v3": 30}), None)
+    assert deployments.writes == writes and not again.changed
 
 
 async def test_restore_scales_the_challenger_to_zero(deployments: ValidatingFake) -> None:

@@ -21,6 +21,8 @@ class AppliedTraffic:
     message: str | None = None
     consistent: bool = True
     """False when the managed parts of the object disagree (one route edited by hand): re-apply to repair."""
+    changed: bool = False
+    """apply() wrote something: re-applying the status's traffic with changed=True means it had drifted."""
 
 
 class TrafficRouter(Protocol):

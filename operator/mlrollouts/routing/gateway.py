@@ -23,12 +23,11 @@ class GatewayRouter:
         return self._applied
 
     async def apply(self, split: Split, mirror: Mirror | None) -> AppliedTraffic:
-        self._applied = AppliedTraffic(
-            Split(complete_split(split, self._names)),
-            normalize_mirror(mirror, self._names),
-            "the built-in gateway reads the split from the experiment's status",
-        )
-        return self._applied
+        weights, wanted_mirror = complete_split(split, self._names), normalize_mirror(mirror, self._names)
+        changed = weights != dict(self._applied.split.weights) or wanted_mirror != self._applied.mirror
+        message = "the built-in gateway reads the split from the experiment's status"
+        self._applied = AppliedTraffic(Split(weights), wanted_mirror, message)
+        return AppliedTraffic(Split(weights), wanted_mirror, message, changed=changed)
 
     async def restore(self) -> None:
         await self.apply(Split.all_to(self._names[0], self._names), None)

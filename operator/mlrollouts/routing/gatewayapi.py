@@ -7,6 +7,7 @@ Other rules, the rule's matches and its other filters stay as they were. Backend
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from mlrollouts.api.spec import GatewayApiTraffic, Variant
@@ -52,10 +53,11 @@ class GatewayApiRouter:
             self._set_rule(self._rule(route), weights, wanted_mirror)
             return route
 
-        await update_object(
+        changed = await update_object(
             self._objects, self._api_version, PLURAL, self._namespace, self._config.http_route, FIELD, change
         )
-        return verify(await self.current_split(), Split(weights), wanted_mirror, self._what)
+        applied = verify(await self.current_split(), Split(weights), wanted_mirror, self._what)
+        return replace(applied, changed=changed)
 
     async def restore(self) -> None:
         await self.apply(Split.all_to(self._names[0], self._names), None)

@@ -8,6 +8,7 @@ subset when the variant has one; a missing destination is added with the champio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from mlrollouts.api.spec import IstioTraffic, Variant
@@ -55,7 +56,7 @@ class IstioRouter:
                 self._set_route(route, weights, wanted_mirror, label)
             return service
 
-        await update_object(
+        changed = await update_object(
             self._objects,
             self._api_version,
             PLURAL,
@@ -65,10 +66,10 @@ class IstioRouter:
             change,
         )
         applied = verify(await self.current_split(), Split(weights), wanted_mirror, self._what)
+        message = applied.message
         if wanted_mirror is not None and len(wanted_mirror.targets) > 1:
-            note = "several mirror targets use the route's `mirrors` list (Istio 1.22 or later)"
-            return AppliedTraffic(applied.split, applied.mirror, f"{applied.message}; {note}")
-        return applied
+            message = f"{message}; several mirror targets use the route's `mirrors` list (Istio 1.22 or later)"
+        return replace(applied, message=message, changed=changed)
 
     async def restore(self) -> None:
         await self.apply(Split.all_to(self._names[0], self._names), None)

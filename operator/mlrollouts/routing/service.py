@@ -44,10 +44,12 @@ class ServiceRouter:
         total = self._config.total_replicas
         replicas = replica_counts(weights, total)
         achieved = percentages(replicas, "replica plan")
+        changed = False
         # Scale up before scaling down so the Service never runs out of ready pods mid-change.
         for name in sorted(self._names, key=lambda n: -replicas[n]):
             current = await self._get_scale(name)
             if current != replicas[name]:
+                changed = True
                 await self._objects.patch_scale(self._namespace, self._deployments[name], replicas[name])
                 logger.info(
                     "routing scaled deployment=%s/%s replicas=%d->%d",
@@ -62,7 +64,7 @@ class ServiceRouter:
             if achieved.weights != weights
             else read_back.message
         )
-        return AppliedTraffic(read_back.split, None, message)
+        return AppliedTraffic(read_back.split, None, message, changed=changed)
 
     async def restore(self) -> None:
         await self.apply(Split.all_to(self._names[0], self._names), None)
