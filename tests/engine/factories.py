@@ -93,8 +93,11 @@ def observe(
     return Observations(
         time=time,
         variants={
-            name: VariantObservation(samples={"successes": s, "trials": n}, guardrails=dict(guardrails.get(name, {})))
-            for name, (s, n) in counts.items()
+            name: VariantObservation(
+                samples=dict(zip(("successes", "trials"), counts[name], strict=True)) if name in counts else {},
+                guardrails=dict(guardrails.get(name, {})),
+            )
+            for name in {**counts, **guardrails}
         },
         errors=errors,
         cumulative_counters=cumulative,
