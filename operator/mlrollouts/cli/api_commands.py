@@ -111,9 +111,11 @@ def validate_command(
     files: Annotated[
         list[str],
         typer.Option("-f", "--filename", help="Manifest file (multi-document YAML allowed); '-' reads stdin."),
-    ],
+    ] = [],  # noqa: B006 - typer copies option defaults; an empty list lets us say how to fix it
 ) -> int:
     """Check ModelExperiment manifests offline against the CRD (schema + CEL) and the operator's rules."""
+    if not files:
+        raise UsageFailure("-f", "give at least one manifest file, e.g. -f examples/churn-v3.yaml ('-' for stdin)")
     texts = [(source, _read(source)) for source in files]
     reports = [report for source, text in texts for report in check_source(source, text)]
     for report in reports:
