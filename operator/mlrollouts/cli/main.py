@@ -12,6 +12,22 @@ import sys
 import click
 import typer
 
+try:  # typer >= 0.29 ships its own copy of click, whose exceptions are not click's
+    from typer._click import exceptions as _typer_click
+except ImportError:  # older typer raises click's own exceptions
+    _typer_click = click.exceptions
+
+
+def _both(name: str) -> tuple[type[BaseException], ...]:
+    return tuple({getattr(click.exceptions, name), getattr(_typer_click, name, getattr(click.exceptions, name))})
+
+
+_NO_ARGS = _both("NoArgsIsHelpError")
+_USAGE = _both("UsageError")
+_EXIT = _both("Exit")
+_ABORT = _both("Abort")
+_CLICK = _both("ClickException")
+
 app = typer.Typer(
     name="mlrollouts",
     help="Controlled experiments between ML model versions on Kubernetes, decided with sound statistics.",
@@ -56,26 +72,30 @@ def main(argv: list[str] | None = None) -> int:
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="mlrollouts", standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as error:
+    except _NO_ARGS as error:
         click.echo(error.ctx.get_help() if error.ctx else str(error))
         return 0
-    except click.UsageError as error:
-        hint = f" (see 'mlrollouts {error.ctx.command_path.split(' ', 1)[-1]} --help')" if error.ctx else ""
+    except _USAGE as error:
+        path = error.ctx.command_path.split(" ", 1) if error.ctx else []
+        hint = f" (see 'mlrollouts {path[1]} --help')" if len(path) > 1 else " (see 'mlrollouts --help')"
         click.echo(f"mlrollouts: error: {error.format_message()}{hint}", err=True)
         return 2
     except UsageFailure as error:
         click.echo(f"mlrollouts: error: {error}", err=True)
         return 2
-    except click.exceptions.Exit as error:
+    except _EXIT as error:
         return error.exit_code
-    except click.Abort:
+    except _ABORT:
         click.echo("mlrollouts: aborted", err=True)
         return 130
-    except click.ClickException as error:
+    except _CLICK as error:
         click.echo(f"mlrollouts: error: {error.format_message()}", err=True)
         return error.exit_code
     return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as a module, this file is `__main__`; commands register on mlrollouts.cli.main.app, so call that one.
+    from mlrollouts.cli.main import main as registered_main
+
+    sys.exit(registered_main())
