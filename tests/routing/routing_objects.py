@@ -3,15 +3,10 @@ and realistic VirtualService / HTTPRoute / Deployment builders."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 from mlrollouts.api.spec import Variant
 from mlrollouts.routing.fake import FakeKubeObjects
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/schema_validation.py is shared
-
 from schema_validation import validate_custom_object
 
 NAMESPACE = "ml"

@@ -42,7 +42,9 @@ class FakeKubeObjects:
         name: str,
         body: Any,
         patch_type: PatchType = "merge",
+        subresource: str | None = None,
     ) -> dict[str, Any]:
+        """A status-subresource patch is applied as a patch of the whole object: the fake keeps no split."""
         current = self._find(api_version, plural, namespace, name)
         if patch_type == "merge":
             proposed = merge_patch(current, body)

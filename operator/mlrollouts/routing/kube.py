@@ -52,6 +52,7 @@ class ObjectClient(Protocol):
         name: str,
         body: Any,
         patch_type: PatchType = "merge",
+        subresource: str | None = None,
     ) -> dict[str, Any]: ...
 
     async def replace(
@@ -96,8 +97,11 @@ class KubeObjects:
         name: str,
         body: Any,
         patch_type: PatchType = "merge",
+        subresource: str | None = None,
     ) -> dict[str, Any]:
-        return await self._call("PATCH", api_version, plural, namespace, name, body, _CONTENT_TYPES[patch_type])
+        return await self._call(
+            "PATCH", api_version, plural, namespace, name, body, _CONTENT_TYPES[patch_type], subresource=subresource
+        )
 
     async def replace(
         self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any]
