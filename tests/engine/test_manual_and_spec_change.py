@@ -93,3 +93,23 @@ def test_same_generation_is_not_a_spec_change():
     status = started(spec, generation=3)
     decision = decide(spec, status, observe(T0, COUNTS), T0, generation=3)
     assert "SpecChanged" not in [e.reason for e in decision.events]
+
+
+def test_spec_change_keeps_a_manual_pause_but_resumes_other_pauses():
+    spec = make_spec("canary")
+    paused = decide(spec, started(spec), observe(T0, COUNTS), T0, manual="pause").status
+    kept = decide(spec, paused, observe(T0, COUNTS), T0, generation=2).status
+    assert (kept.phase, kept.reason, kept.observed_generation) == ("Paused", "ManualPause", 2)
+    srm = decide(spec, started(spec), observe(T0, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), T0).status
+    assert srm.reason == "SampleRatioMismatch"
+    assert decide(spec, srm, observe(T0, COUNTS), T0, generation=2).status.phase == "Progressing"
+
+
+def test_history_is_bounded_and_keeps_the_newest_entries():
+    spec = make_spec("canary")
+    status = started(spec)
+    for index in range(60):
+        now = T0 + timedelta(minutes=index)
+        status = decide(spec, status, observe(now, {}), now, manual="pause" if index % 2 == 0 else "resume").status
+    assert len(status.history) == 50
+    assert status.history[-1].time == T0 + timedelta(minutes=59) and status.history[-1].action == "resume"

@@ -8,6 +8,7 @@ consecutive such ticks and nothing advances, promotes or counts as a guardrail f
 `metricsFailureLimit` the experiment pauses (reason MetricsUnavailable, traffic kept) or rolls back, per
 `onMetricsUnavailable`. When data comes back the count resets and an experiment paused for
 MetricsUnavailable resumes by itself (fresh step window), since nothing but the data was wrong.
+A Paused experiment only holds on missing metrics (it already moves nothing).
 `observations.errors` only explain missing values; errors about values that are not needed are ignored.
 """
 
