@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,8 +21,7 @@ from mlrollouts.api import ModelExperiment
 from mlrollouts.engine.types import Observations
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
-from mlrollouts.metrics.prometheus import PrometheusMetrics
-from mlrollouts.metrics.secrets import provider_for
+from mlrollouts.metrics.prometheus import PrometheusMetrics, provider_for
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -217,3 +217,23 @@ async def test_the_bearer_token_is_sent_and_a_wrong_one_is_reported(
         "check spec.analysis.prometheus.bearerTokenSecretRef (4 of 4 queries failed)",
     )
     assert bad_provider.query_errors == 4
+
+
+async def test_a_server_that_never_answers_times_out_per_query(
+    experiment_factory: Callable[..., ModelExperiment],
+) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)  # connections complete in the kernel backlog; no answer ever comes
+        address = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        provider = PrometheusMetrics(address, timeout_seconds=0.5)
+        started = time.monotonic()
+        observations = await provider.observe(experiment_factory(address), datetime.now(UTC))
+        elapsed = time.monotonic() - started
+    assert 0.5 <= elapsed < 2.0  # the four queries wait concurrently, not one after another
+    assert sorted(observations.errors) == sorted(
+        f"{name} of {variant}: timed out after 0.5s"
+        for variant in ("churn-v2", "churn-v3")
+        for name in ("successes", "trials")
+    )
+    assert provider.query_errors == 4

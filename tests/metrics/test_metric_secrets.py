@@ -9,7 +9,8 @@ import pytest
 
 from mlrollouts.api import ModelExperiment
 from mlrollouts.metrics.base import MetricsUnavailable
-from mlrollouts.metrics.secrets import MetricsConfigError, SecretKeyNotFound, SecretNotFound, provider_for
+from mlrollouts.metrics.prometheus import provider_for
+from mlrollouts.metrics.secrets import MetricsConfigError, SecretKeyNotFound, SecretNotFound
 
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ==\n-----END CERTIFICATE-----\n"
 

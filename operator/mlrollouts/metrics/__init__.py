@@ -1,0 +1,1 @@
+"""Metrics providers: Prometheus (`prometheus.provider_for`), safe query `templates`, credentials (`secrets`)."""

@@ -32,11 +32,15 @@ from urllib3.util.retry import Retry
 
 from mlrollouts.api import ModelExperiment
 from mlrollouts.engine.types import Observations, VariantObservation
+from mlrollouts.metrics.secrets import ReadSecret, connection_for
 from mlrollouts.metrics.templates import TemplateError, query_templates, render, uses_window, variant_values
 
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_QUERIES = 8
+# No client-side retries (the next tick retries, and retries would multiply the timeout). read=False
+# re-raises a read timeout as requests' Timeout; with read=0 urllib3 reports it as a connection error.
+_NO_RETRIES = Retry(total=None, connect=0, read=False, redirect=0, status=0, other=0)
 
 
 @dataclass(frozen=True)
@@ -82,9 +86,8 @@ class PrometheusMetrics:
         session = requests.Session()
         session.verify = ca_file if ca_file else True
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        # No client-side retries: a tick is retried by the next tick, and retries would multiply the timeout.
         self._client = PrometheusConnect(
-            self.address, headers=headers, session=session, retry=Retry(total=0), timeout=timeout_seconds
+            self.address, headers=headers, session=session, retry=_NO_RETRIES, timeout=timeout_seconds
         )
         self._lock = threading.Lock()
         self.query_errors = 0
@@ -132,6 +135,17 @@ class PrometheusMetrics:
         with self._lock:
             self.query_errors += 1
         return _Result(None, problem, connection_problem=shared)
+
+
+def provider_for(experiment: ModelExperiment, read_secret: ReadSecret) -> PrometheusMetrics:
+    """The provider an experiment's spec.analysis.prometheus describes; MetricsConfigError names a bad Secret."""
+    connection = connection_for(experiment, read_secret)
+    return PrometheusMetrics(
+        connection.address,
+        token=connection.token,
+        ca_file=connection.ca_file,
+        timeout_seconds=connection.timeout_seconds,
+    )
 
 
 def _plan(experiment: ModelExperiment, now: datetime) -> list[_Query]:

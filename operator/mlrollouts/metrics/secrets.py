@@ -1,4 +1,4 @@
-"""Build the Prometheus provider of an experiment from its spec and the Secrets it names.
+"""Credentials of an experiment's Prometheus (bearer token, CA bundle, timeout) from its spec and Secrets.
 
 The controller passes `read_secret(namespace, name, key) -> bytes`, so this module needs no Kubernetes
 client; it must raise SecretNotFound / SecretKeyNotFound (both LookupError) for what is missing. A missing
@@ -12,12 +12,12 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlrollouts.api import ModelExperiment, parse_duration
 from mlrollouts.api.spec import SecretKeyRef
 from mlrollouts.metrics.base import MetricsUnavailable
-from mlrollouts.metrics.prometheus import PrometheusMetrics
 
 ReadSecret = Callable[[str, str, str], bytes]
 
@@ -40,28 +40,36 @@ class MetricsConfigError(MetricsUnavailable):
         super().__init__(f"{field}: {message}")
 
 
-def provider_for(experiment: ModelExperiment, read_secret: ReadSecret) -> PrometheusMetrics:
-    """A provider with the bearer token, CA bundle and timeout of spec.analysis.prometheus."""
-    connection = experiment.spec.analysis.prometheus
+@dataclass(frozen=True)
+class Connection:
+    address: str
+    token: str | None
+    ca_file: str | None
+    timeout_seconds: float
+
+
+def connection_for(experiment: ModelExperiment, read_secret: ReadSecret) -> Connection:
+    """Address, bearer token, CA bundle file and timeout of spec.analysis.prometheus."""
+    settings = experiment.spec.analysis.prometheus
     namespace = experiment.metadata.namespace
     base = "spec.analysis.prometheus"
     token = None
-    if connection.bearer_token_secret_ref is not None:
+    if settings.bearer_token_secret_ref is not None:
         field = f"{base}.bearerTokenSecretRef"
-        raw = _read(read_secret, namespace, connection.bearer_token_secret_ref, field)
-        token = _decode_token(raw, connection.bearer_token_secret_ref, namespace, field)
+        raw = _read(read_secret, namespace, settings.bearer_token_secret_ref, field)
+        token = _decode_token(raw, settings.bearer_token_secret_ref, namespace, field)
     ca_file = None
-    if connection.ca_secret_ref is not None:
+    if settings.ca_secret_ref is not None:
         field = f"{base}.caSecretRef"
-        pem = _read(read_secret, namespace, connection.ca_secret_ref, field)
+        pem = _read(read_secret, namespace, settings.ca_secret_ref, field)
         if b"-----BEGIN CERTIFICATE-----" not in pem:
-            ref = connection.ca_secret_ref
+            ref = settings.ca_secret_ref
             raise MetricsConfigError(
                 field, f'key "{ref.key}" of secret {namespace}/{ref.name} is not a PEM certificate bundle'
             )
         ca_file = str(_ca_file(pem))
-    timeout = parse_duration(connection.timeout).total_seconds()
-    return PrometheusMetrics(connection.address, token=token, ca_file=ca_file, timeout_seconds=timeout)
+    timeout = parse_duration(settings.timeout).total_seconds()
+    return Connection(settings.address, token, ca_file, timeout)
 
 
 def _read(read_secret: ReadSecret, namespace: str, ref: SecretKeyRef, field: str) -> bytes:
