@@ -100,6 +100,19 @@ def test_events_with_generate_name_get_distinct_names(
     assert first.metadata.name != second.metadata.name
     assert first.metadata.name.startswith("ranker-") and len(first.metadata.name) == len("ranker-") + 5
     assert [e.reason for e in core.list_namespaced_event("default").items] == ["Promoted", "Promoted"]
+    events_v1 = kubernetes.client.EventsV1Api(k8s_api_client)
+    new_style = {
+        "metadata": {"generateName": "ranker-"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "mlrollouts.dev/operator",
+        "reportingInstance": "test",
+        "action": "Promote",
+        "reason": "Promoted",
+        "regarding": {"kind": "ModelExperiment", "name": "ranker", "namespace": "default"},
+        "type": "Normal",
+    }
+    created = events_v1.create_namespaced_event("default", new_style)
+    assert created.metadata.name.startswith("ranker-") and created.metadata.resource_version
 
 
 def test_namespaces_are_served_and_required(
