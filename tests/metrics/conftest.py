@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,8 +71,11 @@ class ProxyLog:
 
 
 @contextmanager
-def bearer_proxy(upstream: str, token: str) -> Iterator[tuple[str, ProxyLog]]:
-    """Forward GETs to `upstream` only with `Authorization: Bearer <token>`, else 401 (as an auth proxy does)."""
+def bearer_proxy(upstream: str, token: str, tls: tuple[Path, Path] | None = None) -> Iterator[tuple[str, ProxyLog]]:
+    """Forward GETs to `upstream` only with `Authorization: Bearer <token>`, else 401 (as an auth proxy does).
+
+    With `tls` (certificate, key) it serves HTTPS, as a Prometheus behind a TLS proxy.
+    """
     seen = ProxyLog()
 
     class Handler(BaseHTTPRequestHandler):
@@ -90,10 +96,16 @@ def bearer_proxy(upstream: str, token: str) -> Iterator[tuple[str, ProxyLog]]:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    scheme = "http"
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        yield f"{scheme}://127.0.0.1:{server.server_address[1]}", seen
     finally:
         server.shutdown()
         server.server_close()
@@ -104,3 +116,34 @@ def bearer_proxy(upstream: str, token: str) -> Iterator[tuple[str, ProxyLog]]:
 def proxy_factory() -> Callable[[str, str], Any]:
     """`with proxy_factory(upstream, token) as (url, log): ...`"""
     return bearer_proxy
+
+
+@pytest.fixture(scope="session")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (openssl CLI), its own CA: what a caSecretRef would hold."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    return cert, key

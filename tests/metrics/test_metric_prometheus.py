@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -237,3 +238,23 @@ async def test_a_server_that_never_answers_times_out_per_query(
         for name in ("successes", "trials")
     )
     assert provider.query_errors == 4
+
+
+async def test_a_ca_from_the_secret_verifies_a_tls_prometheus(
+    stack: Stack,
+    experiment_factory: Callable[..., ModelExperiment],
+    proxy_factory: Callable[..., object],
+    self_signed: tuple[Path, Path],
+) -> None:
+    cert, key = self_signed
+    secrets = {("ml", "prom", "token"): b"s3cret", ("ml", "prom", "ca.crt"): cert.read_bytes()}
+    refs = {"bearerTokenSecretRef": {"name": "prom", "key": "token"}, "caSecretRef": {"name": "prom", "key": "ca.crt"}}
+    with proxy_factory(stack.prometheus.address, "s3cret", tls=(cert, key)) as (url, _):
+        experiment = experiment_factory(url, prometheus=refs)
+        trusted = await provider_for(experiment, lambda *ref: secrets[ref]).observe(experiment, datetime.now(UTC))
+        untrusted = await PrometheusMetrics(url, token="s3cret").observe(experiment, datetime.now(UTC))
+    assert trusted.errors == () and trusted.samples_available
+    assert untrusted.errors == (
+        f"TLS to Prometheus at {url} failed: TLS certificate verification failed: "
+        "check spec.analysis.prometheus.caSecretRef (4 of 4 queries failed)",
+    )

@@ -121,6 +121,8 @@ class PrometheusMetrics:
             data = self._client.custom_query(promql, params={"time": f"{at:.3f}"})
         except requests.exceptions.Timeout:
             return self._failed(f"timed out after {self.timeout_seconds:g}s")
+        except requests.exceptions.SSLError as error:
+            return self._failed(f"TLS to Prometheus at {self.address} failed: {_root_cause(error)}", shared=True)
         except requests.exceptions.ConnectionError as error:
             return self._failed(f"Prometheus at {self.address} is unreachable: {_root_cause(error)}", shared=True)
         except requests.exceptions.RequestException as error:
