@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,10 +24,11 @@ import numpy as np
 
 from benchmarks.harness import BenchTable, Progress
 
-LATENCY_REQUESTS = 1000
-THROUGHPUT_REQUESTS = 3000
+LATENCY_REQUESTS = 800
+THROUGHPUT_REQUESTS = 2000
 CONCURRENCY = 32
-WARMUP = 100
+WARMUP = 50
+ROUNDS = 2  # targets alternate within each round, so a burst of load elsewhere hits all of them alike
 
 
 def model_app():  # runs in the model-server subprocess
@@ -124,7 +126,9 @@ def run(progress: Progress) -> BenchTable:
         "gateway": f"http://127.0.0.1:{gateway_port}/predict",
         "naive router": f"http://127.0.0.1:{naive_port}/predict",
     }
-    results: dict[str, tuple[np.ndarray, float]] = {}
+    latencies: dict[str, list[np.ndarray]] = {name: [] for name in targets}
+    busy_seconds: dict[str, float] = dict.fromkeys(targets, 0.0)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
         split = Path(scratch) / "split.json"
         split.write_text(json.dumps({"a": 50, "b": 50}))
@@ -137,16 +141,23 @@ def run(progress: Progress) -> BenchTable:
             process(gateway, f"http://127.0.0.1:{gateway_port}/readyz"),
             process(serve_command("naive", naive_port, model, model), targets["naive router"]),
         ):
-            for name, url in targets.items():
-                progress(f"{name}: {LATENCY_REQUESTS} sequential requests")
-                sequential, _ = asyncio.run(measure(url, LATENCY_REQUESTS, 1))
-                progress(f"{name}: {THROUGHPUT_REQUESTS} requests, {CONCURRENCY} in flight")
-                _, throughput = asyncio.run(measure(url, THROUGHPUT_REQUESTS, CONCURRENCY))
-                results[name] = (sequential, throughput)
-    return table(results)
+            for round_number in range(ROUNDS):
+                order = list(targets) if round_number % 2 == 0 else list(reversed(targets))
+                for name in order:
+                    progress(f"round {round_number + 1}/{ROUNDS}: {name}")
+                    sequential, _ = asyncio.run(measure(targets[name], LATENCY_REQUESTS // ROUNDS, 1))
+                    latencies[name].append(sequential)
+                    share = THROUGHPUT_REQUESTS // ROUNDS
+                    _, throughput = asyncio.run(measure(targets[name], share, CONCURRENCY))
+                    busy_seconds[name] += share / throughput
+    results = {
+        name: (np.concatenate(latencies[name]), THROUGHPUT_REQUESTS // ROUNDS * ROUNDS / busy_seconds[name])
+        for name in targets
+    }
+    return table(results, load_before, os.getloadavg()[0])
 
 
-def table(results: dict[str, tuple[np.ndarray, float]]) -> BenchTable:
+def table(results: dict[str, tuple[np.ndarray, float]], load_before: float, load_after: float) -> BenchTable:
     direct_p50, direct_p99 = np.percentile(results["direct"][0], [50, 99]) * 1000
     rows = []
     for name, (latencies, throughput) in results.items():
@@ -163,10 +174,12 @@ def table(results: dict[str, tuple[np.ndarray, float]]) -> BenchTable:
         rows=rows,
         notes=[
             f"Latency: {LATENCY_REQUESTS} sequential POSTs per target; throughput: {THROUGHPUT_REQUESTS} POSTs "
-            f"with {CONCURRENCY} in flight; {WARMUP} warm-up requests first. Loopback, one model process.",
+            f"with {CONCURRENCY} in flight; {ROUNDS} interleaved rounds, {WARMUP} warm-up requests before each "
+            "measurement. Loopback, one model process, one gateway process.",
             f"The naive router adds {p50_ratio:.1f}x the gateway's added p50 latency; the gateway serves "
             f"{gateway[1] / naive[1]:.1f}x the naive router's throughput.",
-            "The load generator, gateway and model share the machine's CPUs, so throughput is a lower bound.",
+            "The load generator, gateway and model share the machine's CPUs, so throughput is a lower bound; "
+            f"1-minute load average {load_before:.1f} before and {load_after:.1f} after the run.",
         ],
     )
 
