@@ -32,7 +32,14 @@ class FakeModel:
     def app(self) -> Starlette:
         async def predict(request: Request) -> JSONResponse:
             body = await request.body()
-            self.received.append({"path": request.url.path, "body": body, "headers": dict(request.headers)})
+            self.received.append(
+                {
+                    "path": request.url.path,
+                    "body": body,
+                    "headers": dict(request.headers),
+                    "client_port": request.client.port if request.client else None,
+                }
+            )
             if self.delay_seconds:
                 await asyncio.sleep(self.delay_seconds)
             return JSONResponse(

@@ -125,3 +125,11 @@ def test_path_prefix_forwards_the_same_path(start_gateway, models) -> None:
     response = gateway.client.post(f"{gateway.url}/v1/models/churn:predict?explain=1", json={"user_id": "f"})
     assert response.status_code == 200
     assert models["churn-v2"][0].received[-1]["path"] == "/v1/models/churn:predict"
+
+
+def test_upstream_connections_are_pooled_not_opened_per_request(start_gateway, models) -> None:
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})
+    for index in range(30):
+        assert gateway.predict(f"user-{index}").status_code == 200
+    ports = {request["client_port"] for request in models["churn-v2"][0].received}
+    assert len(ports) == 1  # sequential requests reuse one keep-alive connection
