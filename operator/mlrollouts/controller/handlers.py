@@ -1,0 +1,121 @@
+"""kopf handlers: a few lines each. One analysis loop (daemon) per experiment, woken early by spec or
+annotation changes; a finalizer that gives the champion its traffic back; an index for route conflicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from mlrollouts import GROUP, PLURAL, VERSION
+from mlrollouts.api import TERMINAL_PHASES, SpecError
+from mlrollouts.controller import telemetry
+from mlrollouts.controller.ports import Runtime
+from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile
+from mlrollouts.routing.base import RoutingError
+from mlrollouts.routing.factory import routing_target
+
+log = logging.getLogger(__name__)
+RESOURCE = (GROUP, VERSION, PLURAL)
+MIN_INTERVAL_SECONDS = 0.2
+
+
+@kopf.index(*RESOURCE)
+def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]] | None:
+    """Which live experiment manages which routing object; the oldest claim wins a conflict."""
+    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES or body.meta.get("deletionTimestamp"):
+        return None
+    try:
+        experiment = load(body)
+    except SpecError:
+        return None
+    target = routing_target(experiment)
+    if target is None:
+        return None
+    return {target: (body.meta.get("creationTimestamp") or "", body.meta.name or "")}
+
+
+@kopf.on.update(*RESOURCE, field="spec")
+@kopf.on.field(*RESOURCE, field=f"metadata.annotations.{ACTION_ANNOTATION}")
+def wake_analysis(memo: kopf.Memo, **_: Any) -> None:
+    """A spec edit or a manual action is handled now, not at the next interval."""
+    wake = memo.get("wake")
+    if wake is not None:
+        wake.set()
+
+
+@kopf.daemon(*RESOURCE, cancellation_timeout=5.0)
+async def analysis_loop(
+    meta: kopf.Meta, stopped: kopf.DaemonStopped, memo: kopf.Memo, routing_claims: kopf.Index, **_: Any
+) -> None:
+    runtime: Runtime = memo.runtime
+    namespace, name = meta.namespace, meta.name
+    wake = memo.setdefault("wake", asyncio.Event())
+    while not stopped:
+        interval = await _tick(runtime, namespace, name, routing_claims)
+        if interval is None:
+            return  # terminal: nothing left to decide
+        wake.clear()
+        await _sleep(stopped, wake, interval)
+
+
+async def _tick(runtime: Runtime, namespace: str, name: str, claims: kopf.Index) -> float | None:
+    started = time.perf_counter()
+    body = await runtime.read(namespace, name)
+    if body is None:
+        return None
+    ports = runtime.ports(body, lambda experiment: _rival(experiment, claims))
+    try:
+        result = await reconcile(body, datetime.now(UTC), ports)
+    except (RoutingError, OSError) as error:
+        telemetry.reconcile_errors.labels(namespace, name).inc()
+        telemetry.reconcile_duration.labels("error").observe(time.perf_counter() - started)
+        log.warning("experiment=%s/%s tick failed: %s", namespace, name, error)
+        return runtime.retry_interval
+    telemetry.reconcile_duration.labels("ok").observe(time.perf_counter() - started)
+    if result.experiment is None:
+        return runtime.invalid_recheck_interval
+    telemetry.record_experiment(result.experiment, time.time() if result.transitioned else None)
+    if result.decision:
+        telemetry.decisions.labels(namespace, name, result.decision).inc()
+    if result.experiment.status.is_terminal:
+        return None
+    return max(MIN_INTERVAL_SECONDS, result.experiment.spec.interval_seconds)
+
+
+def _rival(experiment: Any, claims: kopf.Index) -> str | None:
+    target = routing_target(experiment)
+    if target is None or target not in claims:
+        return None
+    me = (experiment.metadata.name,)
+    oldest = min(claims[target], key=lambda claim: (claim[0], claim[1]))
+    return None if oldest[1:] == me else oldest[1]
+
+
+async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
+    waiters = [asyncio.ensure_future(stopped.wait()), asyncio.ensure_future(wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+@kopf.on.delete(*RESOURCE)
+async def give_traffic_back(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Deleting a running experiment restores the champion to 100 % and removes mirrors; a finished one is left."""
+    telemetry.forget_experiment(body.meta.namespace, body.meta.name)
+    status = body.get("status") or {}
+    if status.get("phase") in TERMINAL_PHASES or not status.get("weights"):
+        return
+    try:
+        experiment = load(body)
+    except SpecError as error:
+        raise kopf.PermanentError(f"cannot restore traffic, the spec is invalid: {error}") from error
+    await memo.runtime.router_for(experiment).restore()
+    kopf.info(body, reason="TrafficRestored", message=f"{experiment.spec.champion.name} restored to 100 %")

@@ -1,0 +1,113 @@
+"""The operator's runtime: the API client, router and metrics factories a tick is given (see tick.TickPorts)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from mlrollouts.api import API_VERSION, ModelExperiment
+from mlrollouts.api.errors import SpecError, SpecProblem
+from mlrollouts.controller import telemetry
+from mlrollouts.controller.tick import TickPorts
+from mlrollouts.engine.types import Event
+from mlrollouts.metrics.base import MetricsProvider
+from mlrollouts.metrics.prometheus import provider_for
+from mlrollouts.routing.base import TrafficRouter
+from mlrollouts.routing.factory import make_router
+from mlrollouts.routing.kube import ObjectClient, ObjectNotFound
+
+PLURAL = "modelexperiments"
+
+
+@dataclass
+class Runtime:
+    objects: ObjectClient
+    retry_interval: float = 5.0
+    """Seconds before a tick that failed (API or routing error) is tried again."""
+    invalid_recheck_interval: float = 30.0
+    """Seconds between re-checks of an invalid experiment (edits wake it at once anyway)."""
+    _providers: dict[tuple, MetricsProvider] = field(default_factory=dict)
+
+    async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A fresh GET per tick: the watch cache may not yet show the status we wrote last tick."""
+        try:
+            return await self.objects.get(API_VERSION, PLURAL, namespace, name)
+        except ObjectNotFound:
+            return None
+
+    def router_for(self, experiment: ModelExperiment) -> TrafficRouter:
+        return make_router(experiment, self.objects)
+
+    async def metrics_for(self, experiment: ModelExperiment) -> MetricsProvider:
+        secrets = await self._referenced_secrets(experiment)
+        prometheus = experiment.spec.analysis.prometheus
+        key = (prometheus.address, prometheus.timeout, tuple(sorted(secrets.items())))
+        if key not in self._providers:
+            self._providers[key] = provider_for(experiment, lambda ns, name, k: secrets[(ns, name, k)])
+        return self._providers[key]
+
+    async def _referenced_secrets(self, experiment: ModelExperiment) -> dict[tuple[str, str, str], bytes]:
+        namespace = experiment.metadata.namespace
+        prometheus = experiment.spec.analysis.prometheus
+        found: dict[tuple[str, str, str], bytes] = {}
+        for path, ref in (
+            ("bearerTokenSecretRef", prometheus.bearer_token_secret_ref),
+            ("caSecretRef", prometheus.ca_secret_ref),
+        ):
+            if ref is None:
+                continue
+            field_path = f"spec.analysis.prometheus.{path}"
+            try:
+                secret = await self.objects.get("v1", "secrets", namespace, ref.name)
+            except ObjectNotFound:
+                raise SpecError([SpecProblem(field_path, f"secret {namespace}/{ref.name} not found")]) from None
+            data = (secret.get("data") or {}).get(ref.key)
+            if data is None:
+                raise SpecError([SpecProblem(field_path, f"secret {namespace}/{ref.name} has no key {ref.key!r}")])
+            found[(namespace, ref.name, ref.key)] = base64.b64decode(data)
+        return found
+
+    def ports(self, body: Mapping[str, Any], conflict_with: Callable[[ModelExperiment], str | None]) -> TickPorts:
+        def post_event(event: Event) -> None:
+            kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+
+        async def metrics_for(experiment: ModelExperiment) -> MetricsProvider:
+            provider = await self.metrics_for(experiment)
+            return _CountingProvider(provider, experiment)
+
+        return TickPorts(
+            metrics_for=metrics_for,
+            router_for=self.router_for,
+            write_status=self.write_status,
+            clear_annotation=self.clear_annotation,
+            post_event=post_event,
+            conflict_with=conflict_with,
+        )
+
+    async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        """The tick's single status write: the whole status replaced, so nothing stale survives."""
+        patch = [{"op": "add", "path": "/status", "value": status}]
+        await self.objects.patch(API_VERSION, PLURAL, namespace, name, patch, "json", subresource="status")
+
+    async def clear_annotation(self, namespace: str, name: str, key: str) -> None:
+        body = {"metadata": {"annotations": {key: None}}}
+        await self.objects.patch(API_VERSION, PLURAL, namespace, name, body, "merge")
+
+
+@dataclass
+class _CountingProvider:
+    """Counts failed queries for the operator's own metrics without the provider knowing about telemetry."""
+
+    inner: MetricsProvider
+    experiment: ModelExperiment
+
+    async def observe(self, experiment: ModelExperiment, now: Any) -> Any:
+        observations = await self.inner.observe(experiment, now)
+        if observations.errors:
+            meta = experiment.metadata
+            telemetry.query_errors.labels(meta.namespace, meta.name).inc(len(observations.errors))
+        return observations

@@ -1,0 +1,68 @@
+"""Start the operator: kopf with our settings, the metrics endpoint, and the runtime in kopf's memo."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+
+import kopf
+import kubernetes
+
+from mlrollouts import GROUP
+from mlrollouts.controller import telemetry
+from mlrollouts.controller.ports import Runtime
+from mlrollouts.routing.kube import KubeObjects
+
+log = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+    # Progress and diff-base in annotations: `status` belongs to the experiment alone, replaced whole each tick.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING  # our Events are explicit; kopf's own are for trouble only
+    settings.watching.server_timeout = int(os.environ.get("MLROLLOUTS_WATCH_TIMEOUT", "300"))
+    settings.watching.client_timeout = settings.watching.server_timeout + 10
+    settings.networking.request_timeout = 30
+    # Replicas with equal peering priorities pause each other; a random one elects a single active replica.
+    settings.peering.priority = random.randint(0, 32767)
+    # The chart grants no cluster-wide list on namespaces or CRDs: the namespaces are given, not discovered.
+    settings.scanning.disabled = True
+
+
+def client_configuration() -> kubernetes.client.Configuration:
+    """In-cluster service account when there is one, else $KUBECONFIG / ~/.kube/config (as kubectl)."""
+    configuration = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config(client_configuration=configuration)
+    return configuration
+
+
+def run_operator(
+    namespaces: list[str],
+    *,
+    standalone: bool,
+    peering: str,
+    metrics_port: int | None,
+    liveness_port: int | None,
+) -> None:
+    import mlrollouts.controller.handlers  # noqa: F401 - registers the handlers with kopf
+
+    if metrics_port:
+        telemetry.serve(metrics_port)
+    runtime = Runtime(KubeObjects(client_configuration()))
+    log.info("operator starting namespaces=%s standalone=%s peering=%s", namespaces or "*", standalone, peering)
+    kopf.run(
+        standalone=standalone,
+        peering_name=None if standalone else peering,
+        namespaces=namespaces,
+        clusterwide=not namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+        memo=kopf.Memo(runtime=runtime),
+    )

@@ -1,0 +1,94 @@
+"""The operator's own Prometheus metrics (names are a contract with the chart's alerts and dashboard)."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from mlrollouts.api import ModelExperiment
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+PHASES = ("Pending", "Shadowing", "Progressing", "Paused", "Promoted", "RolledBack", "Inconclusive", "Invalid")
+_EXPERIMENT = ("namespace", "experiment")
+
+experiments_by_phase = Gauge("mlrollouts_experiments", "Experiments per phase.", ["phase"], registry=REGISTRY)
+experiment_info = Gauge(
+    "mlrollouts_experiment_info", "One series per experiment.", [*_EXPERIMENT, "strategy", "phase"], registry=REGISTRY
+)
+challenger_weight = Gauge(
+    "mlrollouts_challenger_weight", "Percent of live traffic per variant.", [*_EXPERIMENT, "variant"], registry=REGISTRY
+)
+experiment_step = Gauge("mlrollouts_experiment_step", "Current canary step.", _EXPERIMENT, registry=REGISTRY)
+last_transition = Gauge(
+    "mlrollouts_experiment_last_transition_timestamp_seconds",
+    "Time of the last step or phase change.",
+    _EXPERIMENT,
+    registry=REGISTRY,
+)
+analysis_interval = Gauge(
+    "mlrollouts_analysis_interval_seconds", "The experiment's analysis interval.", _EXPERIMENT, registry=REGISTRY
+)
+p_value = Gauge("mlrollouts_p_value", "p-value of the primary metric.", _EXPERIMENT, registry=REGISTRY)
+probability_better = Gauge(
+    "mlrollouts_probability_better", "P(challenger better) of the primary metric.", _EXPERIMENT, registry=REGISTRY
+)
+srm_p_value = Gauge("mlrollouts_srm_p_value", "Sample-ratio-mismatch p-value.", _EXPERIMENT, registry=REGISTRY)
+decisions = Counter("mlrollouts_decisions", "Decisions taken, by action.", [*_EXPERIMENT, "action"], registry=REGISTRY)
+reconcile_duration = Histogram(
+    "mlrollouts_reconcile_duration_seconds",
+    "Duration of one reconcile tick.",
+    ["result"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+reconcile_errors = Counter(
+    "mlrollouts_reconcile_errors", "Ticks that failed (routing, API).", _EXPERIMENT, registry=REGISTRY
+)
+query_errors = Counter(
+    "mlrollouts_prometheus_query_errors", "Prometheus queries that failed.", _EXPERIMENT, registry=REGISTRY
+)
+
+_phase_of: dict[tuple[str, str], str] = {}
+
+
+def serve(port: int) -> None:
+    start_http_server(port, addr="0.0.0.0", registry=REGISTRY)
+
+
+def record_experiment(experiment: ModelExperiment, transition_time: float | None) -> None:
+    """Refresh the per-experiment gauges from its status (called after each status write)."""
+    key = (experiment.metadata.namespace, experiment.metadata.name)
+    status = experiment.status
+    phase = status.phase or "Pending"
+    previous = _phase_of.get(key)
+    if previous and previous != phase:
+        experiment_info.remove(*key, experiment.spec.strategy, previous)
+    _phase_of[key] = phase
+    experiment_info.labels(*key, experiment.spec.strategy, phase).set(1)
+    for variant, weight in status.weights.items():
+        if variant != experiment.spec.champion.name:  # the alerts find the champion by its missing series
+            challenger_weight.labels(*key, variant).set(weight)
+    experiment_step.labels(*key).set(status.step or 0)
+    analysis_interval.labels(*key).set(experiment.spec.interval_seconds)
+    if transition_time is not None:
+        last_transition.labels(*key).set(transition_time)
+    analysis = status.analysis
+    if analysis is not None:
+        for gauge, value in ((p_value, analysis.p_value), (probability_better, analysis.probability_better)):
+            if value is not None:
+                gauge.labels(*key).set(value)
+        if analysis.srm_p_value is not None:
+            srm_p_value.labels(*key).set(analysis.srm_p_value)
+    _refresh_phase_counts()
+
+
+def forget_experiment(namespace: str, name: str) -> None:
+    _phase_of.pop((namespace, name), None)
+    _refresh_phase_counts()
+
+
+def _refresh_phase_counts() -> None:
+    counts = Tally(_phase_of.values())
+    for phase in PHASES:
+        experiments_by_phase.labels(phase).set(counts.get(phase, 0))

@@ -1,0 +1,214 @@
+"""One reconcile tick (DESIGN §3): read → metrics → engine → routing → one status write + Events.
+
+Thin glue on purpose: every decision is the engine's. This module only moves data between the API server,
+Prometheus, the router and the engine, in the order that keeps a restart safe: an action is applied before
+the status that records it, and applying it twice is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from mlrollouts.api import ModelExperiment, RoutingStatus, SpecError, parse_experiment
+from mlrollouts.api.errors import SpecProblem
+from mlrollouts.engine import decide, expected_traffic
+from mlrollouts.engine.types import Event, ManualAction, Observations, SetTraffic
+from mlrollouts.metrics.base import MetricsProvider
+from mlrollouts.metrics.templates import validate_templates
+from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
+
+log = logging.getLogger(__name__)
+
+ACTION_ANNOTATION = "mlrollouts.dev/action"
+MANUAL_ACTIONS: tuple[ManualAction, ...] = ("promote", "rollback", "pause", "resume")
+
+
+@dataclass(frozen=True)
+class TickPorts:
+    """Everything a tick talks to, injected so tests and the benchmark can count or replace it."""
+
+    metrics_for: Callable[[ModelExperiment], Awaitable[MetricsProvider]]
+    router_for: Callable[[ModelExperiment], TrafficRouter]
+    write_status: Callable[[str, str, dict[str, Any]], Awaitable[None]]
+    clear_annotation: Callable[[str, str, str], Awaitable[None]]
+    post_event: Callable[[Event], None]
+    conflict_with: Callable[[ModelExperiment], str | None]
+    """Name of an older live experiment managing the same routing object, if any."""
+
+
+@dataclass(frozen=True)
+class TickResult:
+    experiment: ModelExperiment | None
+    status: dict[str, Any]
+    decision: str | None = None
+    transitioned: bool = False
+
+
+def load(body: Mapping[str, Any]) -> ModelExperiment:
+    """Parse the object; template variables are checked too, so a bad query is an invalid spec, not an outage."""
+    raw = {k: v for k, v in body.items() if k in ("apiVersion", "kind", "metadata", "spec")}
+    status = dict(body.get("status") or {})
+    status.pop("kopf", None)
+    raw["status"] = status
+    experiment = parse_experiment(raw)
+    validate_templates(experiment.spec)
+    return experiment
+
+
+def invalid_status(body: Mapping[str, Any], problems: list[SpecProblem], now: datetime, reason: str) -> dict:
+    """Phase Invalid with the problems as the message; everything else (weights, samples) kept untouched."""
+    status = dict(body.get("status") or {})
+    status.pop("kopf", None)
+    message = "; ".join(str(p) for p in problems)
+    conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
+    previous = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    unchanged = previous.get("status") == "False" and previous.get("message") == message
+    conditions.append(
+        {
+            "type": "Ready",
+            "status": "False",
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": previous.get("lastTransitionTime") if unchanged else now.isoformat(),
+        }
+    )
+    status.update(
+        phase="Invalid",
+        reason=reason,
+        message=message,
+        conditions=conditions,
+        observedGeneration=(body.get("metadata") or {}).get("generation"),
+    )
+    return status
+
+
+def manual_action(body: Mapping[str, Any]) -> tuple[ManualAction | None, str | None]:
+    """The requested manual action and the raw annotation value (to remove it once handled)."""
+    raw = ((body.get("metadata") or {}).get("annotations") or {}).get(ACTION_ANNOTATION)
+    if raw is None:
+        return None, None
+    value = raw.strip().lower()
+    return (value if value in MANUAL_ACTIONS else None), raw  # type: ignore[return-value]
+
+
+async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -> TickResult:
+    meta = body.get("metadata") or {}
+    namespace, name = meta.get("namespace", "default"), meta.get("name", "")
+    manual, raw_annotation = manual_action(body)
+    if raw_annotation is not None and manual is None:
+        ports.post_event(
+            Event(
+                "Warning",
+                "UnknownAction",
+                f"annotation {ACTION_ANNOTATION}={raw_annotation!r} ignored: use one of {', '.join(MANUAL_ACTIONS)}",
+            )
+        )
+        await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
+    try:
+        experiment = load(body)
+    except SpecError as error:
+        return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
+    if experiment.status.is_terminal:
+        if manual is not None:
+            ports.post_event(Event("Normal", "ActionIgnored", f"{manual} ignored: phase is {experiment.status.phase}"))
+            await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
+        return TickResult(experiment, experiment.status.to_wire())
+    rival = ports.conflict_with(experiment)
+    if rival is not None:
+        target = experiment.spec.traffic.provider
+        problem = SpecProblem(
+            "spec.traffic",
+            f"{target} object already managed by experiment {rival}: "
+            "finish or delete that experiment first, or point this one at another object",
+        )
+        return await _mark_invalid(body, namespace, name, [problem], now, "Conflict", ports)
+
+    try:
+        observations = await _observe(experiment, now, ports)
+    except SpecError as error:  # e.g. the bearer-token Secret it names does not exist
+        return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
+    decision = decide(
+        experiment.spec, experiment.status, observations, now, generation=meta.get("generation"), manual=manual
+    )
+    router = ports.router_for(experiment)
+    status = decision.status
+    try:
+        applied = await _apply_actions(decision.actions, router)
+        if applied is None and status.phase not in (None, "Invalid") and status.weights:
+            applied = await _repair_drift(expected_traffic(status, experiment.spec), router, ports)
+    except RoutingError as error:
+        ports.post_event(Event("Warning", "RoutingFailed", str(error)))
+        raise
+    if applied is not None:
+        status = status.model_copy(update={"routing": _routing_status(experiment, applied)})
+    wire = status.to_wire()
+    await ports.write_status(namespace, name, wire)
+    for event in decision.events:
+        ports.post_event(event)
+    if manual is not None:
+        await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
+    updated = experiment.model_copy(update={"status": status})
+    previous = experiment.status
+    transitioned = (previous.phase, previous.step) != (status.phase, status.step)
+    decided = status.analysis.decision if status.analysis else None
+    return TickResult(updated, wire, decided, transitioned)
+
+
+async def _observe(experiment: ModelExperiment, now: datetime, ports: TickPorts) -> Observations:
+    provider = await ports.metrics_for(experiment)
+    return await provider.observe(experiment, now)
+
+
+async def _apply_actions(actions: tuple[SetTraffic, ...], router: TrafficRouter) -> AppliedTraffic | None:
+    applied = None
+    for action in actions:
+        applied = await router.apply(action.split, action.mirror)
+    return applied
+
+
+async def _repair_drift(expected: SetTraffic, router: TrafficRouter, ports: TickPorts) -> AppliedTraffic | None:
+    """Someone edited the routing object by hand: put back what the experiment says, and say so.
+
+    Re-applying is idempotent and writes only when the object differs, so `changed` is the drift test; comparing
+    splits would not do, since a replica ratio only approximates the requested split.
+    """
+    applied = await router.apply(expected.split, expected.mirror)
+    if not applied.changed:
+        return None
+    ports.post_event(
+        Event(
+            "Warning",
+            "TrafficDrift",
+            f"the routing object no longer matched the experiment's split {dict(expected.split.weights)}: repaired",
+        )
+    )
+    return applied
+
+
+def _routing_status(experiment: ModelExperiment, applied: AppliedTraffic) -> RoutingStatus:
+    return RoutingStatus(
+        provider=experiment.spec.traffic.provider, applied_weights=dict(applied.split.weights), message=applied.message
+    )
+
+
+async def _mark_invalid(
+    body: Mapping[str, Any],
+    namespace: str,
+    name: str,
+    problems: list[SpecProblem],
+    now: datetime,
+    reason: str,
+    ports: TickPorts,
+) -> TickResult:
+    previous = body.get("status") or {}
+    status = invalid_status(body, problems, now, reason)
+    if previous.get("message") != status["message"] or previous.get("phase") != "Invalid":
+        ports.post_event(Event("Warning", reason, status["message"]))
+        log.warning("experiment=%s/%s invalid reason=%s message=%r", namespace, name, reason, status["message"])
+    # Written raw, not through the status model: the spec it would describe cannot be parsed.
+    await ports.write_status(namespace, name, status)
+    return TickResult(None, status, None, previous.get("phase") != "Invalid")

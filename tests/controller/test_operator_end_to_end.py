@@ -1,0 +1,201 @@
+"""The operator end to end: kopf against the emulated API server, real Prometheus, real metric exporters.
+
+Timings are compressed (1 s analysis interval, 2 s steps), so each test runs in seconds, not hours.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+
+import kubernetes
+import pytest
+from stack import Stack, canary_manifest, virtual_service_manifest
+
+pytestmark = pytest.mark.integration
+
+
+def _route_weights(stack: Stack, name: str = "churn") -> dict[str, int]:
+    route = next(r for r in stack.virtual_service(name)["spec"]["http"] if r.get("name") == "predict")
+    return {d["destination"]["host"]: d.get("weight", 0) for d in route["route"]}
+
+
+def _challenger_weights_reached(status: dict) -> list[int]:
+    """Challenger weights of each step advance, in order, from the experiment's history."""
+    advances = [h for h in status["history"] if h["action"] == "advance"]
+    return [int(re.search(r"churn-v3 (\d+)%", h["to"]).group(1)) for h in advances]
+
+
+def _setup(stack: Stack, name: str, vs: str = "churn") -> None:
+    stack.objects.create_namespaced_custom_object(
+        "networking.istio.io",
+        "v1",
+        "default",
+        "virtualservices",
+        virtual_service_manifest(vs, "churn-v2", "churn-v3"),
+    )
+
+
+def _cleanup(stack: Stack, *names: str, vs: str = "churn") -> None:
+    for name in names:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            stack.objects.delete_namespaced_custom_object(
+                "mlrollouts.dev", "v1alpha1", "default", "modelexperiments", name
+            )
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        items = stack.objects.list_namespaced_custom_object("mlrollouts.dev", "v1alpha1", "default", "modelexperiments")
+        if not [i for i in items["items"] if i["metadata"]["name"] in names]:
+            break
+        time.sleep(0.2)
+    with contextlib.suppress(kubernetes.client.ApiException):
+        stack.objects.delete_namespaced_custom_object("networking.istio.io", "v1", "default", "virtualservices", vs)
+
+
+def test_better_challenger_is_promoted_step_by_step(stack: Stack) -> None:
+    _setup(stack, "better")
+    stack.exporter.control("churn-v2", success=0.72)
+    stack.exporter.control("churn-v3", success=0.78)
+    stack.create(canary_manifest("better", stack.prometheus.address))
+    stack.follow_traffic("better")
+    try:
+        status = stack.wait_for("better", lambda s: s.get("phase") == "Promoted", 90, "phase Promoted")
+        assert _route_weights(stack) == {"churn-v2": 0, "churn-v3": 100}
+        assert _challenger_weights_reached(status) == [50], status["history"]
+        assert status["history"][-1]["action"] == "promoted"
+        route = next(r for r in stack.virtual_service("churn")["spec"]["http"] if r.get("name") == "admin")
+        assert route["route"] == [{"destination": {"host": "churn-v2"}}], "unmanaged route must be untouched"
+    finally:
+        _cleanup(stack, "better")
+
+
+def test_latency_regression_rolls_back_within_failure_limit(stack: Stack) -> None:
+    _setup(stack, "slow")
+    stack.exporter.control("churn-v3", latency=2.0)
+    stack.create(canary_manifest("slow", stack.prometheus.address, steps=[20, 100]))
+    stack.follow_traffic("slow")
+    try:
+        status = stack.wait_for("slow", lambda s: s.get("phase") == "RolledBack", 45, "phase RolledBack")
+        assert _route_weights(stack)["churn-v2"] == 100
+        assert "p95-latency" in status["analysis"]["reason"]
+        failing = next(g for g in status["guardrails"] if g["name"] == "p95-latency")
+        assert failing["consecutiveFailures"] == 2 and failing["healthy"] is False
+    finally:
+        _cleanup(stack, "slow")
+
+
+def test_prometheus_outage_holds_and_never_promotes(stack: Stack) -> None:
+    _setup(stack, "outage")
+    manifest = canary_manifest("outage", "http://127.0.0.1:9", steps=[20, 100])  # nothing listens there
+    stack.create(manifest)
+    try:
+        status = stack.wait_for(
+            "outage",
+            lambda s: s.get("phase") == "Paused" and s.get("reason") == "MetricsUnavailable",
+            30,
+            "Paused with MetricsUnavailable",
+        )
+        assert status["weights"]["churn-v3"] == 20, "hold keeps the traffic where it was"
+        assert status["metricsFailures"] >= 3
+        available = next(c for c in status["conditions"] if c["type"] == "MetricsAvailable")
+        assert available["status"] == "False"
+    finally:
+        _cleanup(stack, "outage")
+
+
+def test_prometheus_outage_rolls_back_when_configured(stack: Stack) -> None:
+    _setup(stack, "outage-rb")
+    stack.create(canary_manifest("outage-rb", "http://127.0.0.1:9", steps=[20, 100], onMetricsUnavailable="rollback"))
+    try:
+        stack.wait_for("outage-rb", lambda s: s.get("phase") == "RolledBack", 30, "RolledBack")
+        assert _route_weights(stack)["churn-v2"] == 100
+    finally:
+        _cleanup(stack, "outage-rb")
+
+
+def test_invalid_manifest_is_marked_invalid_with_the_field_and_moves_no_traffic(stack: Stack) -> None:
+    _setup(stack, "broken")
+    manifest = canary_manifest("broken", stack.prometheus.address, steps=[20, 60])  # does not end at 100
+    stack.create(manifest)
+    try:
+        status = stack.wait_for("broken", lambda s: s.get("phase") == "Invalid", 20, "phase Invalid")
+        assert "canary.steps" in status["message"] and "100" in status["message"]
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "False"
+        assert _route_weights(stack) == {"churn-v2": 100}, "no traffic moved on an invalid spec"
+        stack.objects.patch_namespaced_custom_object(
+            "mlrollouts.dev",
+            "v1alpha1",
+            "default",
+            "modelexperiments",
+            "broken",
+            {"spec": {"canary": {"steps": [20, 100]}}},
+        )
+        stack.wait_for("broken", lambda s: s.get("phase") == "Progressing", 20, "fixed spec resumes")
+    finally:
+        _cleanup(stack, "broken")
+
+
+def test_delete_mid_run_restores_the_champion(stack: Stack) -> None:
+    _setup(stack, "deleted")
+    stack.create(canary_manifest("deleted", stack.prometheus.address, steps=[30, 100]))
+    try:
+        stack.wait_for("deleted", lambda s: s.get("weights", {}).get("churn-v3") == 30, 20, "first step")
+        assert _route_weights(stack)["churn-v3"] == 30
+    finally:
+        _cleanup(stack, "deleted", vs="keep")
+    assert _route_weights(stack) == {"churn-v2": 100, "churn-v3": 0}
+    _cleanup(stack)
+
+
+def test_operator_killed_mid_step_continues_without_repeating_or_skipping(stack: Stack) -> None:
+    _setup(stack, "restart")
+    stack.exporter.control("churn-v2", success=0.72)
+    stack.exporter.control("churn-v3", success=0.78)
+    manifest = canary_manifest("restart", stack.prometheus.address, steps=[10, 20, 40, 70, 100])
+    stack.create(manifest)
+    stack.follow_traffic("restart")
+    try:
+        stack.wait_for("restart", lambda s: (s.get("step") or 0) >= 1, 40, "step 1")
+        stack.operator.kill()
+        time.sleep(1.5)
+        stack.operator.start()
+        status = stack.wait_for("restart", lambda s: s.get("phase") == "Promoted", 90, "Promoted after restart")
+        reached = _challenger_weights_reached(status)
+        assert reached == [20, 40, 70], f"a step was repeated or skipped: {status['history']}"
+    finally:
+        _cleanup(stack, "restart")
+
+
+def test_hand_edited_virtual_service_is_repaired(stack: Stack) -> None:
+    _setup(stack, "drift")
+    stack.create(canary_manifest("drift", stack.prometheus.address, steps=[30, 100]))
+    try:
+        stack.wait_for("drift", lambda s: s.get("weights", {}).get("churn-v3") == 30, 20, "first step")
+        vs = stack.virtual_service("churn")
+        for route in vs["spec"]["http"]:
+            if route.get("name") == "predict":
+                for destination in route["route"]:
+                    destination["weight"] = 100 if destination["destination"]["host"] == "churn-v3" else 0
+        stack.objects.replace_namespaced_custom_object(
+            "networking.istio.io", "v1", "default", "virtualservices", "churn", vs
+        )
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _route_weights(stack)["churn-v3"] != 30:
+            time.sleep(0.2)
+        assert _route_weights(stack)["churn-v3"] == 30, "drift was not repaired"
+    finally:
+        _cleanup(stack, "drift")
+
+
+def test_second_experiment_on_the_same_route_is_a_conflict(stack: Stack) -> None:
+    _setup(stack, "first")
+    stack.create(canary_manifest("first", stack.prometheus.address, steps=[30, 100]))
+    try:
+        stack.wait_for("first", lambda s: s.get("phase") == "Progressing", 20, "first Progressing")
+        stack.create(canary_manifest("second", stack.prometheus.address, steps=[30, 100]))
+        status = stack.wait_for("second", lambda s: s.get("phase") == "Invalid", 20, "second Invalid")
+        assert status["reason"] == "Conflict" and "first" in status["message"]
+    finally:
+        _cleanup(stack, "first", "second")
