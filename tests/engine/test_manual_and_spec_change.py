@@ -100,9 +100,11 @@ def test_spec_change_keeps_a_manual_pause_but_resumes_other_pauses():
     paused = decide(spec, started(spec), observe(T0, COUNTS), T0, manual="pause").status
     kept = decide(spec, paused, observe(T0, COUNTS), T0, generation=2).status
     assert (kept.phase, kept.reason, kept.observed_generation) == ("Paused", "ManualPause", 2)
-    srm = decide(spec, started(spec), observe(T0, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), T0).status
+    opened, later = T0 + timedelta(minutes=2), T0 + timedelta(minutes=3)
+    window = decide(spec, started(spec), observe(opened, {CHAMPION: (0, 0), CHALLENGER: (0, 0)}), opened).status
+    srm = decide(spec, window, observe(later, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), later).status
     assert srm.reason == "SampleRatioMismatch"
-    assert decide(spec, srm, observe(T0, COUNTS), T0, generation=2).status.phase == "Progressing"
+    assert decide(spec, srm, observe(later, COUNTS), later, generation=2).status.phase == "Progressing"
 
 
 def test_history_is_bounded_and_keeps_the_newest_entries():

@@ -1,17 +1,35 @@
-"""Sample ratio mismatch pauses the experiment with the numbers; small or balanced counts do not."""
+"""Sample ratio mismatch pauses the experiment with the numbers; small, balanced or still-settling counts do not.
+
+The SRM window opens two analysis intervals after the weights change (metrics lag routing), with the counts
+of that moment as its baseline; these tests open it explicitly with `settled`.
+"""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from factories import CHALLENGER, CHAMPION, SECOND, T0, make_spec, observe, started
 from scipy import stats
 
+from mlrollouts.api import ModelExperimentSpec, ModelExperimentStatus
 from mlrollouts.engine import decide
+
+SETTLED = T0 + timedelta(minutes=2)  # two 1m intervals after the step started
+LATER = SETTLED + timedelta(minutes=1)
+
+
+def settled(spec: ModelExperimentSpec, status: ModelExperimentStatus, counts: dict) -> ModelExperimentStatus:
+    """One tick that opens the SRM window with `counts` as its baseline."""
+    status = decide(spec, status, observe(SETTLED, counts), SETTLED).status
+    assert status.srm_window_samples, "the window should open two intervals after the step started"
+    return status
 
 
 def test_imbalanced_canary_step_pauses_with_counts_expected_percent_and_p():
     spec = make_spec("canary", block={"steps": [10, 50, 100]})
+    status = settled(spec, started(spec), {CHAMPION: (0, 0), CHALLENGER: (0, 0)})
     counts = {CHAMPION: (850, 8500), CHALLENGER: (150, 1500)}  # 15 % where 10 % was asked
-    decision = decide(spec, started(spec), observe(T0, counts), T0)
+    decision = decide(spec, status, observe(LATER, counts), LATER)
     status = decision.status
     expected_p = stats.chisquare([8500, 1500], [9000, 1000]).pvalue
     assert (status.phase, status.reason) == ("Paused", "SampleRatioMismatch")
@@ -25,10 +43,29 @@ def test_imbalanced_canary_step_pauses_with_counts_expected_percent_and_p():
     assert (condition.status, condition.reason) == ("False", "SampleRatioMismatch")
 
 
+def test_trials_from_before_the_new_split_showed_are_not_judged():
+    """Right after a weight change the counts still follow the old split: that is lag, not a mismatch."""
+    spec = make_spec("canary", block={"steps": [10, 50, 100]})
+    lagging = T0 + timedelta(seconds=90)  # before the window opens
+    status = decide(spec, started(spec), observe(lagging, {CHAMPION: (0, 9900), CHALLENGER: (0, 100)}), lagging)
+    assert status.status.phase == "Progressing" and status.status.analysis.srm_p_value is None
+
+
+def test_only_trials_after_the_window_opened_count():
+    spec = make_spec("canary", block={"steps": [10, 50, 100]})
+    status = settled(spec, started(spec), {CHAMPION: (0, 9900), CHALLENGER: (0, 100)})  # lag-skewed baseline
+    counts = {CHAMPION: (0, 9900 + 1800), CHALLENGER: (0, 100 + 200)}  # 10 % since the window opened
+    status = decide(spec, status, observe(LATER, counts), LATER).status
+    assert status.phase == "Progressing"
+    assert status.analysis.srm_p_value == stats.chisquare([1800, 200], [1800, 200]).pvalue
+
+
 def test_balanced_abn_split_is_healthy():
     spec = make_spec("abTest", challengers=2)
+    zero = {CHAMPION: (0, 0), CHALLENGER: (0, 0), SECOND: (0, 0)}
+    status = settled(spec, started(spec), zero)
     counts = {CHAMPION: (100, 1020), CHALLENGER: (100, 990), SECOND: (100, 1000)}
-    status = decide(spec, started(spec), observe(T0, counts), T0).status
+    status = decide(spec, status, observe(LATER, counts), LATER).status
     assert status.phase == "Progressing"
     assert status.analysis.srm_p_value > 0.5
     condition = {c.type: c for c in status.conditions}["SampleRatioHealthy"]
@@ -37,16 +74,22 @@ def test_balanced_abn_split_is_healthy():
 
 def test_too_few_expected_trials_are_not_judged():
     spec = make_spec("canary")
+    status = settled(spec, started(spec), {CHAMPION: (0, 0), CHALLENGER: (0, 0)})
     counts = {CHAMPION: (1, 300), CHALLENGER: (1, 200)}  # 10 % expected of 500 is 50 < 100
-    status = decide(spec, started(spec), observe(T0, counts), T0).status
+    status = decide(spec, status, observe(LATER, counts), LATER).status
     assert status.phase == "Progressing" and status.analysis.srm_p_value is None
 
 
 def test_resume_after_mismatch_judges_only_new_trials():
     spec = make_spec("canary")
-    paused = decide(spec, started(spec), observe(T0, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), T0).status
-    resumed = decide(spec, paused, observe(T0, {}), T0, manual="resume").status
-    later = {CHAMPION: (0, 8500 + 1800), CHALLENGER: (0, 1500 + 200)}
-    status = decide(spec, resumed, observe(T0, later), T0).status
+    status = settled(spec, started(spec), {CHAMPION: (0, 0), CHALLENGER: (0, 0)})
+    paused = decide(spec, status, observe(LATER, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), LATER).status
+    assert paused.reason == "SampleRatioMismatch"
+    resumed = decide(spec, paused, observe(LATER, {}), LATER, manual="resume").status
+    reopen = LATER + timedelta(minutes=2)
+    status = decide(spec, resumed, observe(reopen, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), reopen).status
+    later = reopen + timedelta(minutes=1)
+    counts = {CHAMPION: (0, 8500 + 1800), CHALLENGER: (0, 1500 + 200)}
+    status = decide(spec, status, observe(later, counts), later).status
     assert status.phase == "Progressing"
     assert status.analysis.srm_p_value == stats.chisquare([1800, 200], [1800, 200]).pvalue

@@ -130,6 +130,8 @@ class ModelExperimentStatus(ApiModel):
     samples: dict[str, VariantSamples] = Field(default_factory=dict)
     step_start_samples: dict[str, float] = Field(default_factory=dict)
     """Trials (or count) of each variant when the current step began."""
+    srm_window_samples: dict[str, float] = Field(default_factory=dict)
+    """Trials (or count) of each variant when the sample-ratio window opened; empty until the new split shows."""
     counters: dict[str, dict[str, CounterState]] = Field(default_factory=dict)
     """variant -> sample query name -> raw counter bookkeeping."""
     sequential_p_values: dict[str, float] = Field(default_factory=dict)

@@ -138,6 +138,7 @@ def spec_changed(tick: Tick, generation: int) -> None:
         samples={},
         counters={},
         step_start_samples={},
+        srm_window_samples={},
         sequential_p_values={},
         metrics_failures=0,
         guardrails=[],

@@ -7,7 +7,7 @@ decision kind plus its reason sentence is always recorded in `status.analysis`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from mlrollouts.api.spec import ModelExperimentSpec
@@ -49,6 +49,10 @@ class Tick:
     def begin(cls, spec: ModelExperimentSpec, status: ModelExperimentStatus, now: datetime) -> Tick:
         return cls(spec=spec, before=status, now=now, status=status)
 
+    @property
+    def interval(self) -> timedelta:
+        return timedelta(seconds=self.spec.interval_seconds)
+
     def update(self, **fields: Any) -> None:
         self.status = self.status.model_copy(update=fields)
 
@@ -81,7 +85,9 @@ class Tick:
 
     def set_weights(self, weights: dict[str, int]) -> None:
         """Move traffic; the step window (time and samples, also the SRM window) restarts with it."""
-        self.update(weights=dict(weights), step_started_at=self.now, step_start_samples=self.sizes())
+        self.update(
+            weights=dict(weights), step_started_at=self.now, step_start_samples=self.sizes(), srm_window_samples={}
+        )
 
     def describe_weights(self, weights: dict[str, int] | None = None) -> str:
         shown = self.status.weights if weights is None else weights
