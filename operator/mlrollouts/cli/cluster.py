@@ -25,7 +25,7 @@ class Cluster:
                 config_file=kubeconfig, context=context, client_configuration=configuration
             )
         except (kubernetes.config.ConfigException, FileNotFoundError, TypeError) as error:
-            where = kubeconfig or '$KUBECONFIG / ~/.kube/config'
+            where = kubeconfig or "$KUBECONFIG / ~/.kube/config"
             raise ClusterError(f"cannot load kubeconfig {where}: {error}") from None
         self.server = configuration.host
         self._context_namespace = _context_namespace(kubeconfig, context)
