@@ -133,3 +133,28 @@ def test_upstream_connections_are_pooled_not_opened_per_request(start_gateway, m
         assert gateway.predict(f"user-{index}").status_code == 200
     ports = {request["client_port"] for request in models["churn-v2"][0].received}
     assert len(ports) == 1  # sequential requests reuse one keep-alive connection
+
+
+def test_a_slow_challenger_times_out_and_the_champion_answers(start_gateway, models) -> None:
+    models["churn-v3"][0].delay_seconds = 1.0
+    gateway = start_gateway({"churn-v2": 0, "churn-v3": 100}, timeout_seconds=0.2)
+    started = time.monotonic()
+    response = gateway.predict("gina")
+    assert time.monotonic() - started < 0.9
+    assert response.headers["x-mlrollouts-variant"] == "churn-v2" and response.status_code == 200
+    assert gateway.metric("ab_test_errors_total", variant="churn-v3", kind="timeout") == 1
+    # a timeout still counts in the latency histogram, at the time it took to give up
+    assert gateway.metric("ab_test_latency_seconds_bucket", variant="churn-v3", le="0.1") == 0
+    assert gateway.metric("ab_test_latency_seconds_bucket", variant="churn-v3", le="0.25") == 1
+
+
+def test_metrics_carry_the_model_version_and_prediction_decile(start_gateway) -> None:
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})
+    for index in range(3):
+        gateway.predict(f"hal-{index}")
+    labels = {"experiment_id": "churn-exp", "variant": "churn-v2", "model_version": "churn-v2-build7"}
+    assert gateway.metric("ab_test_requests_total", **labels) == 3
+    assert gateway.metric("ab_test_latency_seconds_count", **labels) == 3
+    assert gateway.metric("ab_test_predictions_total", **labels, bucket="0.2-0.3") == 3  # the fake says 0.25
+    assert gateway.metric("ab_test_split_weight_percent", variant="churn-v3") == 0
+    assert gateway.client.get(f"{gateway.url}/healthz").text == "ok"
