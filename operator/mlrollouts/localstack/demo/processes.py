@@ -1,0 +1,115 @@
+"""Child processes that are always stopped: each in its own process group, logs in the run folder.
+
+A process group per child means SIGTERM reaches anything it spawned too (uvicorn workers, kopf tasks);
+a child that ignores SIGTERM for `grace` seconds gets SIGKILL. `check()` turns an unexpected exit into an
+error carrying the tail of that child's log, so a failed demo says which part failed and why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+log = logging.getLogger(__name__)
+
+
+class DemoError(RuntimeError):
+    """The demo could not run as planned; the message says which part and what to do."""
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: pathlib.Path
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def python_module(module: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", module, *args]
+
+
+class Supervisor:
+    def __init__(self, log_dir: pathlib.Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[Child] = []
+
+    def start(self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None) -> Child:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        with log_path.open("ab") as output:
+            process = subprocess.Popen(
+                list(command),
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,
+            )
+        child = Child(name, process, log_path)
+        self.children.append(child)
+        log.info("started name=%s pid=%s log=%s", name, process.pid, log_path)
+        return child
+
+    def check(self) -> None:
+        for child in self.children:
+            code = child.process.poll()
+            if code is not None:
+                raise DemoError(
+                    f"{child.name} exited with code {code}; its log {child.log_path} ends with:\n{child.log_tail()}"
+                )
+
+    def stop(self, child: Child, grace: float = 5.0) -> None:
+        if child.process.poll() is None:
+            _signal_group(child.process.pid, signal.SIGTERM)
+            try:
+                child.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                _signal_group(child.process.pid, signal.SIGKILL)
+                child.process.wait(grace)
+        _signal_group(child.process.pid, signal.SIGKILL)  # leftovers of the group, if any
+        log.info("stopped name=%s pid=%s returncode=%s", child.name, child.process.pid, child.process.returncode)
+
+    def stop_all(self) -> None:
+        """Newest first, so the traffic stops before the gateway and the gateway before its upstreams."""
+        while self.children:
+            child = self.children.pop()
+            try:
+                self.stop(child)
+            except Exception:  # keep stopping the others
+                log.exception("could not stop name=%s pid=%s", child.name, child.process.pid)
+
+    def wait_http(self, child: Child, url: str, timeout: float = 30.0) -> None:
+        """Until `url` answers 200; fails early, with the child's log, if the child exits."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=1.0) as client:
+            while time.monotonic() < deadline:
+                if child.process.poll() is not None:
+                    self.check()
+                try:
+                    if client.get(url).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+        raise DemoError(f"{child.name} did not answer {url} within {timeout:.0f}s; log {child.log_path}")
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signum)

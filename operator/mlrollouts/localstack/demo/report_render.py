@@ -1,0 +1,175 @@
+"""Draw the report's figures (matplotlib, Agg) and the HTML page that embeds them as base64 PNGs."""
+
+from __future__ import annotations
+
+import base64
+import html
+import pathlib
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from mlrollouts.localstack.demo.report import ReportData, Series, wilson_interval
+
+FIGSIZE = (9.0, 3.6)
+DPI = 110
+
+
+def _finish(figure: Any, axes: Any, title: str, ylabel: str, path: pathlib.Path) -> pathlib.Path:
+    axes.set_title(title)
+    axes.set_xlabel("seconds since the experiment was applied")
+    axes.set_ylabel(ylabel)
+    axes.grid(alpha=0.3)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc="best", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return path
+
+
+def _no_data(axes: Any) -> None:
+    axes.text(0.5, 0.5, "no data in Prometheus for this panel", ha="center", va="center", transform=axes.transAxes)
+
+
+def plot_weights(data: ReportData, path: pathlib.Path) -> pathlib.Path:
+    figure, axes = plt.subplots(figsize=FIGSIZE)
+    for series in data.weights:
+        axes.step(series.times, series.values, where="post", label=series.label)
+    if not data.weights:
+        _no_data(axes)
+    axes.set_ylim(-2, 102)
+    return _finish(figure, axes, "Traffic weight per variant (mlrollouts_challenger_weight)", "percent", path)
+
+
+def plot_primary(data: ReportData, path: pathlib.Path) -> pathlib.Path:
+    figure, axes = plt.subplots(figsize=FIGSIZE)
+    metric = (data.experiment.get("spec") or {}).get("analysis", {}).get("primaryMetric", {}).get("name", "metric")
+    for successes, trials in data.retention:
+        times, rates, lows, highs = [], [], [], []
+        for t, s, n in zip(trials.times, successes.values, trials.values, strict=False):
+            if n >= 1:
+                low, high = wilson_interval(s, n)
+                times.append(t)
+                rates.append(s / n)
+                lows.append(low)
+                highs.append(high)
+        if times:
+            (line,) = axes.plot(times, rates, label=f"{trials.label} (n={int(trials.values[-1])})")
+            axes.fill_between(times, lows, highs, alpha=0.2, color=line.get_color())
+    if not data.retention:
+        _no_data(axes)
+    return _finish(figure, axes, f"{metric} per variant since the start, with 95 % Wilson bands", metric, path)
+
+
+def plot_statistics(data: ReportData, path: pathlib.Path) -> pathlib.Path:
+    figure, axes = plt.subplots(figsize=FIGSIZE)
+    statistics = (data.experiment.get("spec") or {}).get("analysis", {}).get("statistics") or {}
+    drawn = False
+    for series in (data.p_value, data.probability_better):
+        if isinstance(series, Series) and series.values:
+            axes.plot(series.times, series.values, label=series.label)
+            drawn = True
+    axes.axhline(statistics.get("alpha", 0.05), color="grey", linestyle="--", label="alpha")
+    if data.probability_better is not None:
+        axes.axhline(_probability_threshold(data), color="green", linestyle=":", label="P(better) threshold")
+    if not drawn:
+        _no_data(axes)
+    axes.set_ylim(-0.02, 1.02)
+    return _finish(figure, axes, "Evidence over time (mlrollouts_p_value, mlrollouts_probability_better)", "", path)
+
+
+def _probability_threshold(data: ReportData) -> float:
+    spec = data.experiment.get("spec") or {}
+    if spec.get("strategy") == "bandit":
+        return float((spec.get("bandit") or {}).get("promoteThreshold", 0.95))
+    return float((spec.get("analysis", {}).get("statistics") or {}).get("probabilityThreshold", 0.95))
+
+
+def plot_guardrails(data: ReportData, path: pathlib.Path) -> pathlib.Path | None:
+    if not data.guardrails:
+        return None
+    figure, axes_list = plt.subplots(
+        len(data.guardrails), 1, figsize=(FIGSIZE[0], 3.0 * len(data.guardrails)), squeeze=False
+    )
+    champion = ((data.experiment.get("spec") or {}).get("champion") or {}).get("name")
+    for axes, guardrail in zip(axes_list[:, 0], data.guardrails, strict=True):
+        for series in guardrail.by_variant:
+            axes.plot(series.times, series.values, label=series.label)
+            if series.label == champion:
+                for key, offset in (("maxIncrease", True), ("maxRatio", False)):
+                    if key in guardrail.bounds:
+                        bound = guardrail.bounds[key]
+                        limit = [v + bound if offset else v * bound for v in series.values]
+                        axes.plot(series.times, limit, color="red", linestyle=":", label=f"champion {key} {bound:g}")
+        for key in ("max", "min"):
+            if key in guardrail.bounds:
+                axes.axhline(
+                    guardrail.bounds[key], color="red", linestyle="--", label=f"{key} {guardrail.bounds[key]:g}"
+                )
+        if not guardrail.by_variant:
+            _no_data(axes)
+        axes.set_title(f"Guardrail {guardrail.name}")
+        axes.set_ylabel("value")
+        axes.grid(alpha=0.3)
+        axes.legend(loc="best", fontsize="small")
+    axes_list[-1, 0].set_xlabel("seconds since the experiment was applied")
+    figure.tight_layout()
+    figure.savefig(path, dpi=DPI)
+    plt.close(figure)
+    return path
+
+
+def render_plots(data: ReportData, out_dir: pathlib.Path) -> list[tuple[str, pathlib.Path]]:
+    images = [
+        ("Traffic weights", plot_weights(data, out_dir / "weights.png")),
+        ("Primary metric", plot_primary(data, out_dir / "primary-metric.png")),
+        ("p-value and P(better)", plot_statistics(data, out_dir / "statistics.png")),
+    ]
+    guardrails = plot_guardrails(data, out_dir / "guardrails.png")
+    if guardrails is not None:
+        images.append(("Guardrails vs thresholds", guardrails))
+    return images
+
+
+def render_html(data: ReportData, images: list[tuple[str, pathlib.Path]]) -> str:
+    status = data.experiment.get("status") or {}
+    analysis = status.get("analysis") or {}
+    e = html.escape
+    summary = [
+        ("Phase", status.get("phase")),
+        ("Reason", f"{status.get('reason') or ''}: {status.get('message') or ''}".strip(": ")),
+        ("Winner", status.get("winner")),
+        ("Weights", ", ".join(f"{k} {v} %" for k, v in (status.get("weights") or {}).items())),
+        ("Decision", f"{analysis.get('decision') or ''}: {analysis.get('reason') or ''}".strip(": ")),
+        ("p-value", analysis.get("pValue")),
+        ("P(better)", analysis.get("probabilityBetter")),
+    ]
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in summary if v not in (None, ""))
+    history = "".join(
+        f"<tr><td>{e(str(h.get('time')))}</td><td>{e(str(h.get('action')))}</td><td>{e(str(h.get('from') or ''))}</td>"
+        f"<td>{e(str(h.get('to') or ''))}</td><td>{e(str(h.get('reason') or ''))}</td></tr>"
+        for h in status.get("history") or []
+    )
+    figures = "".join(
+        f'<h2>{e(title)}</h2><img alt="{e(title)}" title="{e(path.name)}" '
+        f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode("ascii")}">'
+        for title, path in images
+    )
+    problems = "".join(f"<li><code>{e(p)}</code></li>" for p in data.problems)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>mlrollouts report: {e(data.name)}</title><style>"
+        "body{font-family:sans-serif;max-width:1040px;margin:2em auto;color:#222}"
+        "table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;"
+        "vertical-align:top}img{max-width:100%}</style></head><body>"
+        f"<h1>Experiment {e(data.name)} ({e(str((data.experiment.get('spec') or {}).get('strategy')))})</h1>"
+        f"<table>{rows}</table>{figures}"
+        f"<h2>History</h2><table><tr><th>time</th><th>action</th><th>from</th><th>to</th><th>reason</th></tr>"
+        f"{history}</table>"
+        + (f"<h2>Queries without data</h2><ul>{problems}</ul>" if problems else "")
+        + "</body></html>"
+    )

@@ -1,0 +1,85 @@
+"""Each demo scenario end to end with --fast timings: real model servers, gateway, operator, Prometheus.
+
+Checks what a person running `make demo` would look at: the final phase (and reason or winner), the
+report files, and that no process the demo started is left running.
+"""
+
+from __future__ import annotations
+
+import base64
+import pathlib
+import re
+
+import pytest
+
+from mlrollouts.cli.main import main
+from mlrollouts.localstack.demo.orchestrator import DemoOptions, Snapshot, run_demo
+from mlrollouts.localstack.demo.scenarios import SCENARIOS
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def leftover_processes(run_dir: pathlib.Path) -> list[str]:
+    """Command lines of live processes that mention the run folder (every child the demo starts does)."""
+    found = []
+    for cmdline in pathlib.Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(run_dir) in text:
+            found.append(text)
+    return found
+
+
+def check_report(html_path: pathlib.Path) -> None:
+    pngs = sorted(html_path.parent.glob("*.png"))
+    assert {p.name for p in pngs} >= {"weights.png", "primary-metric.png", "statistics.png", "guardrails.png"}
+    html = html_path.read_text()
+    embedded = re.findall(r'title="([^"]+\.png)" src="data:image/png;base64,([^"]+)"', html)
+    assert sorted(name for name, _ in embedded) == [p.name for p in pngs]
+    for name, encoded in embedded:
+        data = base64.b64decode(encoded)
+        assert data.startswith(PNG_MAGIC) and len(data) > 5000
+        assert data == (html_path.parent / name).read_bytes()
+
+
+@pytest.mark.parametrize("name", ["regression", "bandit", "shadow"])
+def test_scenario_ends_as_its_rules_say(name: str, tmp_path: pathlib.Path) -> None:
+    scenario = SCENARIOS[name]
+    snapshots: list[Snapshot] = []
+    result = run_demo(DemoOptions(scenario, tmp_path / name, timeout=75, fast=True), snapshots.append)
+    status = result.experiment["status"]
+    assert result.expected, (status.get("phase"), status.get("reason"), status.get("message"))
+    assert status["phase"] == scenario.expected_phase
+    if name == "regression":
+        assert status["reason"] == "GuardrailFailed" and "p95-latency of churn-v3" in status["message"]
+        assert status["weights"] == {"churn-v2": 100, "churn-v3": 0}
+    if name == "bandit":
+        assert status["winner"] == "churn-v3"
+        shares = [
+            s.experiment["status"]["weights"]["churn-v3"] for s in snapshots if (s.experiment or {}).get("status")
+        ]
+        assert max(shares[:-1]) > 50, "Thompson sampling moved most traffic to the best arm before promoting it"
+    if name == "shadow":
+        assert status["weights"]["churn-v3"] == 0 and "ready for a canary" in status["message"]
+    assert [s.elapsed for s in snapshots] == sorted(s.elapsed for s in snapshots)
+    assert result.report_html is not None
+    check_report(result.report_html)
+    assert leftover_processes(tmp_path / name) == []
+
+
+def test_make_demo_default_scenario_promotes_through_the_cli(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["demo", "--fast", "--plain", "--timeout", "75", "--output", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "kubectl get mexp -w" in out and "KUBECONFIG=" in out
+    assert "phase=Progressing step=0" in out  # plain progress lines, since pytest's stdout is no TTY
+    assert "ended in phase Promoted (Promoted)" in out and "as expected" in out
+    html = pathlib.Path(re.search(r"report: (\S+report\.html)", out).group(1))
+    check_report(html)
+    assert "advance" in html.read_text() and "churn-v3 promoted to 100%" in html.read_text()
+    assert leftover_processes(tmp_path) == []
