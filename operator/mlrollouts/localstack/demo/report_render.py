@@ -115,7 +115,8 @@ def plot_guardrails(data: ReportData, path: pathlib.Path) -> pathlib.Path | None
         axes.set_title(f"Guardrail {guardrail.name}")
         axes.set_ylabel("value")
         axes.grid(alpha=0.3)
-        axes.legend(loc="best", fontsize="small")
+        if axes.get_legend_handles_labels()[0]:
+            axes.legend(loc="best", fontsize="small")
     axes_list[-1, 0].set_xlabel("seconds since the experiment was applied")
     figure.tight_layout()
     figure.savefig(path, dpi=DPI)
