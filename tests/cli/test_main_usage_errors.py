@@ -37,3 +37,25 @@ def test_console_script_exit_code_reaches_the_shell() -> None:
 def test_no_arguments_prints_help(capsys: pytest.CaptureFixture) -> None:
     assert main([]) == 0
     assert "Commands" in capsys.readouterr().out
+
+
+def test_command_map_names_every_command_of_every_module() -> None:
+    """main() imports only the module of the command being run, so the map must say exactly who defines what."""
+    import importlib
+
+    from mlrollouts.cli.main import COMMAND_MODULES, app
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module)
+    defined = {
+        (info.name or info.callback.__name__.replace("_", "-")): info.callback.__module__
+        for info in app.registered_commands
+    }
+    mapped = {command: module for module, commands in COMMAND_MODULES.items() for command in commands}
+    assert defined == mapped
+
+
+def test_running_one_command_does_not_import_the_statistics(tmp_path) -> None:
+    code = "import sys; from mlrollouts.cli.main import main; main(['status', '--help']);print('scipy' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip().endswith("False"), result.stdout + result.stderr

@@ -37,16 +37,17 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# Modules that register commands on `app` when imported. A module that is not there yet is skipped.
-COMMAND_MODULES = (
-    "mlrollouts.cli.stats_commands",
-    "mlrollouts.cli.api_commands",
-    "mlrollouts.cli.operator_commands",
-    "mlrollouts.cli.localstack_commands",
-    "mlrollouts.cli.gateway_commands",
-    "mlrollouts.cli.demo_commands",
-    "mlrollouts.cli.experiment_commands",
-)
+# Modules that register commands on `app` when imported, with the commands each defines. Only the module of
+# the command being run is imported (scipy alone costs seconds to import); anything else imports them all.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "mlrollouts.cli.stats_commands": ("plan", "analyze"),
+    "mlrollouts.cli.api_commands": ("validate", "crd"),
+    "mlrollouts.cli.operator_commands": ("run",),
+    "mlrollouts.cli.localstack_commands": ("apiserver",),
+    "mlrollouts.cli.gateway_commands": ("gateway",),
+    "mlrollouts.cli.demo_commands": ("demo", "report"),
+    "mlrollouts.cli.experiment_commands": ("status", "list", "promote", "rollback", "pause", "resume"),
+}
 
 
 class UsageFailure(Exception):
@@ -57,8 +58,10 @@ class UsageFailure(Exception):
         self.argument = argument
 
 
-def _register_commands() -> None:
-    for module in COMMAND_MODULES:
+def _register_commands(argv: list[str] | None = None) -> None:
+    requested = next((arg for arg in (argv or []) if not arg.startswith("-")), None)
+    owners = [module for module, commands in COMMAND_MODULES.items() if requested in commands]
+    for module in owners or COMMAND_MODULES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
@@ -68,7 +71,8 @@ def _register_commands() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
-    _register_commands()
+    argv = sys.argv[1:] if argv is None else argv
+    _register_commands(argv)
     command = typer.main.get_command(app)
     try:
         result = command.main(args=argv, prog_name="mlrollouts", standalone_mode=False)
