@@ -59,3 +59,13 @@ def test_running_one_command_does_not_import_the_statistics(tmp_path) -> None:
     code = "import sys; from mlrollouts.cli.main import main; main(['status', '--help']);print('scipy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip().endswith("False"), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "plan", "gateway", "apiserver", "status"])
+def test_each_command_runs_when_only_its_module_is_loaded(command: str) -> None:
+    """With one module imported, the app must still be a group that dispatches on the command name."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mlrollouts", command, "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"Usage: mlrollouts {command}" in result.stdout

@@ -37,6 +37,14 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Controlled experiments between ML model versions on Kubernetes, decided with sound statistics."""
+    # An explicit callback keeps `app` a group even when only one command module is imported; without it
+    # typer would turn the lone command into the whole program and read its name as a stray argument.
+
+
 # Modules that register commands on `app` when imported, with the commands each defines. Only the module of
 # the command being run is imported (scipy alone costs seconds to import); anything else imports them all.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
