@@ -27,6 +27,20 @@ def _challenger_weights_reached(status: dict) -> list[int]:
     return [int(re.search(r"churn-v3 (\d+)%", h["to"]).group(1)) for h in advances]
 
 
+def _wait_for_event(stack: Stack, name: str, reason: str, kind: str, text: str, timeout: float = 10) -> None:
+    """kopf posts Events asynchronously; wait for the one about `name` with `reason`."""
+    core = kubernetes.client.CoreV1Api(stack.api)
+    deadline = time.monotonic() + timeout
+    seen: list[tuple[str, str, str]] = []
+    while time.monotonic() < deadline:
+        events = core.list_namespaced_event("default").items
+        seen = [(e.type, e.reason, e.message or "") for e in events if e.involved_object.name == name]
+        if any(t == kind and r == reason and text in m for t, r, m in seen):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no {kind} Event {reason} mentioning {text!r} for {name}; saw {seen}")
+
+
 def _setup(stack: Stack, name: str, vs: str = "churn") -> None:
     stack.objects.create_namespaced_custom_object(
         "networking.istio.io",
@@ -124,6 +138,7 @@ def test_invalid_manifest_is_marked_invalid_with_the_field_and_moves_no_traffic(
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "False"
         assert _route_weights(stack) == {"churn-v2": 100}, "no traffic moved on an invalid spec"
+        _wait_for_event(stack, "broken", "InvalidSpec", "Warning", "canary.steps")
         stack.objects.patch_namespaced_custom_object(
             "mlrollouts.dev",
             "v1alpha1",
