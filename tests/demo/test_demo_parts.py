@@ -151,3 +151,18 @@ def test_plain_progress_line_shows_what_drives_the_decision() -> None:
     assert traffic_line({"sent": 10, "failed": 1, "served": {"a": 4}, "retained": {"a": 3}}) == (
         "traffic: 10 requests, 1 failed; served a 4 (75.0% retained)"
     )
+
+
+def test_live_panel_shows_phase_weights_and_how_to_watch() -> None:
+    from rich.console import Console
+
+    from mlrollouts.localstack.demo.live import ProgressDisplay
+
+    console = Console(record=True, width=120, force_terminal=True)
+    experiment = SCENARIOS["better"].manifest("http://p:9090")
+    experiment["status"] = {"phase": "Progressing", "step": 1, "weights": {"churn-v2": 90, "churn-v3": 10}}
+    display = ProgressDisplay(console, "canary demo", plain=False)
+    console.print(display.renderable(Snapshot(experiment, 12.0, {"sent": 5}, "KUBECONFIG=/k kubectl get mexp -w")))
+    text = console.export_text()
+    assert "Progressing" in text and "churn-v2 90 %" in text and "churn-v3 10 %" in text
+    assert "elapsed 12s" in text and "KUBECONFIG=/k kubectl get mexp -w" in text

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import pathlib
 import re
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -45,11 +47,32 @@ def check_report(html_path: pathlib.Path) -> None:
         assert data == (html_path.parent / name).read_bytes()
 
 
+def reporter(run_dir: pathlib.Path, name: str, out: pathlib.Path, codes: list[int]) -> Callable[[Snapshot], None]:
+    """A progress callback that runs `mlrollouts report NAME` once against the running stack."""
+
+    def report_once(snapshot: Snapshot) -> None:
+        status = (snapshot.experiment or {}).get("status") or {}
+        if not codes and status.get("phase") == "Shadowing" and status.get("guardrails"):
+            time.sleep(2.0)  # a few more scrapes
+            codes.append(main(["report", name, "--kubeconfig", str(run_dir / "kubeconfig"), "--output", str(out)]))
+
+    return report_once
+
+
 @pytest.mark.parametrize("name", ["regression", "bandit", "shadow"])
 def test_scenario_ends_as_its_rules_say(name: str, tmp_path: pathlib.Path) -> None:
     scenario = SCENARIOS[name]
     snapshots: list[Snapshot] = []
-    result = run_demo(DemoOptions(scenario, tmp_path / name, timeout=75, fast=True), snapshots.append)
+    codes: list[int] = []
+    run_dir = tmp_path / name
+    report_while_running = reporter(run_dir, "churn-v3-shadow", tmp_path / "report", codes)
+
+    def show(snapshot: Snapshot) -> None:
+        snapshots.append(snapshot)
+        if name == "shadow":
+            report_while_running(snapshot)
+
+    result = run_demo(DemoOptions(scenario, run_dir, timeout=75, fast=True), show)
     status = result.experiment["status"]
     assert result.expected, (status.get("phase"), status.get("reason"), status.get("message"))
     assert status["phase"] == scenario.expected_phase
@@ -64,6 +87,9 @@ def test_scenario_ends_as_its_rules_say(name: str, tmp_path: pathlib.Path) -> No
         assert max(shares[:-1]) > 50, "Thompson sampling moved most traffic to the best arm before promoting it"
     if name == "shadow":
         assert status["weights"]["churn-v3"] == 0 and "ready for a canary" in status["message"]
+        assert codes == [0], "mlrollouts report NAME works against the running stack"
+        check_report(tmp_path / "report" / "report.html")
+        assert "shadow-p95-latency" in (tmp_path / "report" / "report.html").read_text()
     assert [s.elapsed for s in snapshots] == sorted(s.elapsed for s in snapshots)
     assert result.report_html is not None
     check_report(result.report_html)

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import httpx
 import kubernetes
 
 from mlrollouts import GROUP, PLURAL, VERSION
 from mlrollouts.api import TERMINAL_PHASES
 from mlrollouts.localstack.demo import report
-from mlrollouts.localstack.demo.processes import Child, DemoError, Supervisor, python_module
+from mlrollouts.localstack.demo.processes import Child, DemoError, Supervisor, mlrollouts_cli, python_module
 from mlrollouts.localstack.demo.scenarios import Scenario, load_manifest_text
 from mlrollouts.localstack.demo.traffic import read_stats
 from mlrollouts.localstack.kubectl import NO_VALIDATION, Kubectl
@@ -122,18 +123,19 @@ def _start_processes(
         upstreams.append((model.name, f"http://127.0.0.1:{port}", child))
     for _, url, child in upstreams:
         supervisor.wait_http(child, f"{url}/healthz")
+        _warm_up(url)
     gateway_port = free_port()
     gateway_args = ["gateway", "--port", str(gateway_port), "--kubeconfig", str(apiserver.kubeconfig)]
     gateway_args += ["--namespace", NAMESPACE, "--experiment", name, "--user-header", "x-user-id"]
     gateway_args += ["--log-level", "warning"]
     for model_name, url, _ in upstreams:
         gateway_args += ["--upstream", f"{model_name}={url}"]
-    gateway = supervisor.start("gateway", python_module("mlrollouts.cli.main", *gateway_args))
+    gateway = supervisor.start("gateway", mlrollouts_cli(*gateway_args))
     operator_port = free_port()
     operator_args = ["run", "--standalone", "--namespace", NAMESPACE, "--metrics-port", str(operator_port)]
     operator = supervisor.start(
         "operator",
-        python_module("mlrollouts.cli.main", *operator_args, "--liveness-port", "0"),
+        mlrollouts_cli(*operator_args, "--liveness-port", "0"),
         env={"KUBECONFIG": str(apiserver.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": "30"},
     )
     supervisor.wait_http(gateway, f"http://127.0.0.1:{gateway_port}/healthz")
@@ -219,6 +221,13 @@ def _experiment(
         time.monotonic() - started,
         options.run_dir,
     )
+
+
+def _warm_up(url: str, requests: int = 20) -> None:
+    """A fresh server's first answers are slow (lazy imports); keep them out of the latency guardrails."""
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        for index in range(requests):
+            client.post("/predict", json={"user_id": f"warm-up-{index}"})
 
 
 def _wait_for_file(supervisor: Supervisor, child: Child, path: pathlib.Path, timeout: float = 20.0) -> None:

@@ -88,8 +88,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "regression",
-            "canary: churn-v3 retains better but it is 4x slower -> RolledBack by the p95-latency guardrail",
-            (CHAMPION, ModelServer("churn-v3", retention=0.78, latency=0.06)),
+            "canary: churn-v3 retains better but it is 5x slower -> RolledBack by the p95-latency guardrail",
+            (CHAMPION, ModelServer("churn-v3", retention=0.78, latency=0.08)),
             expected_phase="RolledBack",
             expected_reason="GuardrailFailed",
             fast_spec={**FAST_ANALYSIS, "canary": {"steps": [20, 50, 100], "stepDuration": "30s"}},
