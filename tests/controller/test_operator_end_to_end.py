@@ -161,6 +161,7 @@ def test_delete_mid_run_restores_the_champion(stack: Stack) -> None:
     finally:
         _cleanup(stack, "deleted", vs="keep")
     assert _route_weights(stack) == {"churn-v2": 100, "churn-v3": 0}
+    _wait_for_event(stack, "deleted", "TrafficRestored", "Normal", "churn-v2 restored to 100 %")
     _cleanup(stack)
 
 

@@ -118,4 +118,6 @@ async def give_traffic_back(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     except SpecError as error:
         raise kopf.PermanentError(f"cannot restore traffic, the spec is invalid: {error}") from error
     await memo.runtime.router_for(experiment).restore()
-    kopf.info(body, reason="TrafficRestored", message=f"{experiment.spec.champion.name} restored to 100 %")
+    kopf.event(
+        body, type="Normal", reason="TrafficRestored", message=f"{experiment.spec.champion.name} restored to 100 %"
+    )
