@@ -1,0 +1,244 @@
+"""What users and other tools see of the running operator: kubectl (apply, printer columns, watch), its
+metrics endpoint, manual actions through the CLI, a bearer token from a Secret, and kopf peering for HA.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import pathlib
+import time
+
+import kubernetes
+import pytest
+import yaml
+from stack import GROUP, PLURAL, VERSION, Stack, canary_manifest
+from surface_support import LineReader, PeeringOperator, bearer_proxy, column, scrape, ticks
+
+from mlrollouts.cli.main import main
+from mlrollouts.localstack.kubectl import NO_VALIDATION, Kubectl
+
+pytestmark = pytest.mark.integration
+REPO = pathlib.Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+PRINTER_COLUMNS = ["NAME", "STRATEGY", "PHASE", "WEIGHT", "DECISION", "P", "P(BETTER)", "AGE"]
+ACTION_ANNOTATION = "mlrollouts.dev/action"
+
+
+def gateway_canary(name: str, prometheus: str, **overrides: object) -> dict:
+    """A canary through the built-in gateway: no routing object, so experiments never conflict."""
+    return canary_manifest(name, prometheus, traffic={"provider": "gateway"}, **overrides)
+
+
+def delete_experiments(stack: Stack, *names: str) -> None:
+    for name in names:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            stack.objects.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        items = stack.objects.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]
+        if not {i["metadata"]["name"] for i in items} & set(names):
+            return
+        time.sleep(0.2)
+
+
+def kubectl_for(stack: Stack, tmp_path: pathlib.Path) -> Kubectl:
+    return Kubectl(stack.apiserver.kubeconfig, tmp_path / "kubectl-cache")
+
+
+def test_examples_apply_and_show_printer_columns_and_phase(stack: Stack, tmp_path: pathlib.Path) -> None:
+    kubectl = kubectl_for(stack, tmp_path)
+    manifests = [yaml.safe_load(path.read_text()) for path in EXAMPLES]
+    for namespace in {m["metadata"]["namespace"] for m in manifests}:
+        stack.apiserver.ensure_namespace(namespace)
+    for path in EXAMPLES:
+        applied = kubectl.run("apply", "-f", str(path), NO_VALIDATION)
+        assert applied.returncode == 0, f"{path.name}: {applied.stderr}"
+    watched = sorted(m["metadata"]["name"] for m in manifests if m["metadata"]["namespace"] == "default")
+    try:
+        listing = kubectl.run("get", "mexp", "-A")
+        assert listing.returncode == 0, listing.stderr
+        header, *rows = listing.stdout.splitlines()
+        assert header.split() == ["NAMESPACE", *PRINTER_COLUMNS]
+        assert sorted(row.split()[1] for row in rows) == sorted(m["metadata"]["name"] for m in manifests)
+
+        deadline, phases = time.monotonic() + 15, {}
+        while time.monotonic() < deadline:
+            header, *rows = kubectl.run("get", "mexp", "-n", "default").stdout.splitlines()
+            phases = {row.split()[0]: column(header, row, "PHASE") for row in rows}
+            if all(phases.get(name) for name in watched):
+                break
+            time.sleep(0.3)
+        assert watched and all(phases.get(name) for name in watched), f"no phase shown after ticks: {phases}"
+    finally:
+        for path in EXAMPLES:
+            kubectl.run("delete", "-f", str(path), "--wait=false")
+        delete_experiments(stack, *watched)
+
+
+def test_get_watch_streams_the_phase_change(stack: Stack, tmp_path: pathlib.Path) -> None:
+    kubectl = kubectl_for(stack, tmp_path)
+    child = kubectl.popen("get", "mexp", "-n", "default", "-w")
+    reader = LineReader(child)
+    reader.start()
+    try:
+        time.sleep(1)  # kubectl lists (nothing yet) and opens its watch
+        stack.create(gateway_canary("watched", stack.prometheus.address))
+        header = reader.wait_for(lambda line: line.startswith("NAME"), 10)
+        assert header.split() == PRINTER_COLUMNS
+        first = reader.wait_for(lambda line: line.startswith("watched "), 10)
+        assert "Progressing" not in first, "the new object is streamed before any tick"
+        changed = reader.wait_for(lambda line: line.startswith("watched ") and "Progressing" in line, 15)
+        _name, strategy, phase, weight, *_ = changed.split()  # watch lines are not aligned to the header
+        assert (strategy, phase) == ("canary", "Progressing")
+        assert '"churn-v3":20' in weight
+    finally:
+        child.terminate()
+        child.wait(5)
+        delete_experiments(stack, "watched")
+
+
+def test_metrics_endpoint_exposes_phases_weights_decisions_durations_and_query_errors(stack: Stack) -> None:
+    stack.create(gateway_canary("metered", stack.prometheus.address))
+    stack.create(gateway_canary("unreachable", "http://127.0.0.1:9"))  # nothing listens there
+    try:
+        stack.wait_for("metered", lambda s: s.get("weights", {}).get("churn-v3") == 20, 15, "first step")
+        stack.wait_for("unreachable", lambda s: s.get("metricsFailures", 0) >= 1, 15, "a failed query")
+        time.sleep(1.5)  # the gauges are refreshed after the status write
+        samples = scrape(stack.operator.metrics_port)
+
+        def values(metric: str, **labels: str) -> list[float]:
+            return [v for n, lab, v in samples if n == metric and labels.items() <= lab.items()]
+
+        assert sum(values("mlrollouts_experiments", phase="Progressing")) >= 1
+        weights = {lab["variant"]: v for n, lab, v in samples if n == "mlrollouts_challenger_weight"}
+        assert values("mlrollouts_challenger_weight", experiment="metered", variant="churn-v3") == [20]
+        assert "churn-v2" not in weights, "the champion has no weight series (the alerts rely on that)"
+        actions = {lab["action"] for n, lab, _ in samples if n == "mlrollouts_decisions_total"}
+        assert actions and actions <= {"continue", "advance", "promote", "rollback", "pause", "hold"}
+        count = sum(values("mlrollouts_reconcile_duration_seconds_count"))
+        assert count >= 2 and sum(values("mlrollouts_reconcile_duration_seconds_bucket", le="+Inf")) == count
+        assert sum(values("mlrollouts_reconcile_duration_seconds_sum")) > 0
+        assert sum(values("mlrollouts_prometheus_query_errors_total", experiment="unreachable")) >= 1
+    finally:
+        delete_experiments(stack, "metered", "unreachable")
+
+
+def _history_actions(stack: Stack, name: str) -> list[str]:
+    return [entry["action"] for entry in stack.status(name).get("history", [])]
+
+
+def _request(stack: Stack, action: str, name: str, phase: str, capsys: pytest.CaptureFixture[str]) -> float:
+    """Run `mlrollouts ACTION NAME` and return how long the operator took to reach `phase`."""
+    started = time.monotonic()
+    assert main([action, name, "--kubeconfig", str(stack.apiserver.kubeconfig), "--namespace", "default"]) == 0
+    assert f"{action} requested for default/{name}" in capsys.readouterr().out
+    stack.wait_for(name, lambda s: s.get("phase") == phase, 5, f"{action} -> {phase}")
+    return time.monotonic() - started
+
+
+def test_manual_pause_resume_rollback_through_the_cli(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    stack.create(gateway_canary("manual", stack.prometheus.address, steps=[20, 100]))
+    try:
+        stack.wait_for("manual", lambda s: s.get("phase") == "Progressing", 15, "Progressing")
+        for action, phase in (("pause", "Paused"), ("resume", "Progressing"), ("rollback", "RolledBack")):
+            took = _request(stack, action, "manual", phase, capsys)
+            assert took < 2.5, f"{action} took {took:.1f}s, more than ~2 analysis intervals of 1s"
+            annotations = stack.get("manual")["metadata"].get("annotations") or {}
+            assert ACTION_ANNOTATION not in annotations, "the handled request is removed"
+        assert _history_actions(stack, "manual")[-3:] == ["pause", "resume", "rolledBack"]
+        assert stack.status("manual")["weights"] == {"churn-v2": 100, "churn-v3": 0}
+    finally:
+        delete_experiments(stack, "manual")
+
+
+def test_bearer_token_from_a_secret_reaches_prometheus_and_a_missing_secret_is_invalid(stack: Stack) -> None:
+    core = kubernetes.client.CoreV1Api(stack.api)
+    token = "s3cret-token"
+    secret = {"metadata": {"name": "prom-token"}, "data": {"token": base64.b64encode(token.encode()).decode()}}
+    core.create_namespaced_secret("default", secret)
+    reference = {"name": "prom-token", "key": "token"}
+    try:
+        with bearer_proxy(stack.prometheus.address, token) as (url, seen):
+            prometheus = {"address": url, "timeout": "2s", "bearerTokenSecretRef": reference}
+            manifest = gateway_canary("tokened", url)
+            manifest["spec"]["analysis"]["prometheus"] = prometheus
+            stack.create(manifest)
+            stack.follow_traffic("tokened")
+            status = stack.wait_for(
+                "tokened",
+                lambda s: (s.get("samples", {}).get("churn-v2", {}).get("trials") or 0) > 0,
+                20,
+                "samples read through the token-checking proxy",
+            )
+            assert status["metricsFailures"] == 0
+            assert seen and set(seen) == {f"Bearer {token}"}
+        missing = gateway_canary("no-secret", stack.prometheus.address)
+        missing["spec"]["analysis"]["prometheus"]["bearerTokenSecretRef"] = {"name": "absent", "key": "token"}
+        stack.create(missing)
+        status = stack.wait_for("no-secret", lambda s: s.get("phase") == "Invalid", 15, "Invalid")
+        assert "spec.analysis.prometheus.bearerTokenSecretRef" in status["message"]
+        assert "absent" in status["message"]
+    finally:
+        delete_experiments(stack, "tokened", "no-secret")
+        core.delete_namespaced_secret("prom-token", "default")
+
+
+def _peering_objects(stack: Stack) -> None:
+    """kopf's peering CRDs and the object the replicas share (namespaced, as the operator watches `default`)."""
+    stack.apiserver.install_crd_files([REPO / "charts" / "mlrollouts" / "crds" / "kopf-peering.yaml"])
+    body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": "mlrollouts"}}
+    stack.objects.create_namespaced_custom_object(
+        "kopf.dev", "v1", "default", "kopfpeerings", {**body, "kind": "KopfPeering"}
+    )
+    cluster = {**body, "kind": "ClusterKopfPeering"}
+    stack.objects.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", cluster)
+
+
+def _no_step_twice(status: dict) -> None:
+    entries = [(h["action"], h.get("to")) for h in status.get("history", [])]
+    assert entries.count(("start", "Progressing")) <= 1 and len(set(entries)) == len(entries), entries
+
+
+def _peering_lines(replica: PeeringOperator) -> list[str]:
+    return [line for line in replica.log().splitlines() if "kopf._core.engines.peering" in line] or [""]
+
+
+def test_kopf_peering_one_replica_acts_and_the_other_takes_over(module_stack: Stack, tmp_path: pathlib.Path) -> None:
+    stack = module_stack
+    _peering_objects(stack)
+    stack.exporter.control("churn-v2", rate=0, success=0.72, latency=0.05, error_rate=0.0, silent=False)
+    stack.exporter.control("churn-v3", rate=0, success=0.78, latency=0.05, error_rate=0.0, silent=False)
+    replicas = [PeeringOperator(stack.apiserver.kubeconfig, tmp_path / f"replica-{i}.log").start() for i in (0, 1)]
+    try:
+        time.sleep(3)  # both replicas announce themselves in the peering object and one pauses
+        stack.create(gateway_canary("ha", stack.prometheus.address, steps=[10, 20, 40, 70, 100]))
+        stack.follow_traffic("ha")
+        stack.wait_for("ha", lambda s: (s.get("step") or 0) >= 1, 30, "step 1 with two replicas")
+        counts = [ticks(r.metrics_port) for r in replicas]
+        assert sorted(c > 0 for c in counts) == [False, True], f"ticks per replica {counts}; logs: " + "\n".join(
+            r.log()[-1500:] for r in replicas
+        )
+        active, passive = (replicas[0], replicas[1]) if counts[0] else (replicas[1], replicas[0])
+        # kopf starts a peering replica paused, or resumes it briefly until it sees a higher-priority peer
+        assert "Resuming" not in _peering_lines(passive)[-1], "the passive replica is paused by peering"
+        _no_step_twice(stack.status("ha"))
+
+        active.stop()  # SIGTERM: kopf withdraws the replica from the peering object on its way out
+        step = stack.status("ha").get("step") or 0
+        status = stack.wait_for(
+            "ha", lambda s: (s.get("step") or 0) > step or s.get("phase") == "Promoted", 30, "progress after takeover"
+        )
+        assert ticks(passive.metrics_port) > 0
+        assert "Resuming operations after the pause" in _peering_lines(passive)[-1]
+        _no_step_twice(status)
+    finally:
+        if stack.follower:
+            stack.follower.stopping.set()
+            stack.follower.join(2)
+            stack.follower = None
+        delete_experiments(stack, "ha")
+        for replica in replicas:
+            replica.stop()
+        for variant in ("churn-v2", "churn-v3"):
+            stack.exporter.control(variant, rate=0)
