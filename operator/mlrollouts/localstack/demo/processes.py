@@ -44,18 +44,9 @@ def python_module(module: str, *args: str) -> list[str]:
     return [sys.executable, "-m", module, *args]
 
 
-# `python -m mlrollouts.cli.main gateway ...` imports only the gateway's command module since 8e13fc4, and a
-# Typer app with a single command runs it as the root command ("unexpected extra argument (gateway)").
-# Registering every command first keeps `gateway`/`run` subcommands whatever main() imports.
-_CLI_BOOTSTRAP = (
-    "import sys; from mlrollouts.cli.main import _register_commands, main; "
-    "_register_commands(); sys.exit(main(sys.argv[1:]))"
-)
-
-
 def mlrollouts_cli(*args: str) -> list[str]:
-    """`mlrollouts ARGS...` as a child process of this interpreter."""
-    return [sys.executable, "-c", _CLI_BOOTSTRAP, *args]
+    """`mlrollouts ARGS...` as a child process of this interpreter (no reliance on PATH)."""
+    return python_module("mlrollouts.cli.main", *args)
 
 
 class Supervisor:

@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from mlrollouts.localstack.demo.report import ReportData, Series, wilson_interval
+from mlrollouts.localstack.demo.report import ReportData, wilson_interval
 
 FIGSIZE = (9.0, 3.6)
 DPI = 110
@@ -66,20 +66,27 @@ def plot_primary(data: ReportData, path: pathlib.Path) -> pathlib.Path:
 
 
 def plot_statistics(data: ReportData, path: pathlib.Path) -> pathlib.Path:
+    """p-value on a log axis (always-valid p-values fall by orders of magnitude), P(better) on a linear one."""
     figure, axes = plt.subplots(figsize=FIGSIZE)
     statistics = (data.experiment.get("spec") or {}).get("analysis", {}).get("statistics") or {}
-    drawn = False
-    for series in (data.p_value, data.probability_better):
-        if isinstance(series, Series) and series.values:
-            axes.plot(series.times, series.values, label=series.label)
-            drawn = True
-    axes.axhline(statistics.get("alpha", 0.05), color="grey", linestyle="--", label="alpha")
-    if data.probability_better is not None:
-        axes.axhline(_probability_threshold(data), color="green", linestyle=":", label="P(better) threshold")
-    if not drawn:
+    p_value, better = data.p_value, data.probability_better
+    if p_value is not None and p_value.values:
+        axes.plot(p_value.times, [max(v, 1e-16) for v in p_value.values], label=p_value.label)
+        axes.axhline(statistics.get("alpha", 0.05), color="grey", linestyle="--", label="alpha")
+        axes.set_yscale("log")
+        axes.set_ylim(top=1.5)
+    if better is not None and better.values:
+        right = axes.twinx() if p_value is not None and p_value.values else axes
+        right.plot(better.times, better.values, color="tab:green", label=better.label)
+        right.axhline(_probability_threshold(data), color="green", linestyle=":", label="P(better) threshold")
+        right.set_ylim(-0.02, 1.02)
+        right.set_ylabel("P(better)")
+        if right is not axes:
+            right.legend(loc="lower right", fontsize="small")
+    if (p_value is None or not p_value.values) and (better is None or not better.values):
         _no_data(axes)
-    axes.set_ylim(-0.02, 1.02)
-    return _finish(figure, axes, "Evidence over time (mlrollouts_p_value, mlrollouts_probability_better)", "", path)
+    ylabel = "p-value (log)" if p_value is not None and p_value.values else "P(better)"
+    return _finish(figure, axes, "Evidence over time (mlrollouts_p_value, mlrollouts_probability_better)", ylabel, path)
 
 
 def _probability_threshold(data: ReportData) -> float:
