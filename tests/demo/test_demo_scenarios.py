@@ -20,6 +20,7 @@ from mlrollouts.localstack.demo.scenarios import SCENARIOS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RATE = 100.0  # requests per second: enough samples for --fast, and less CPU on a busy CI machine
 
 
 def leftover_processes(run_dir: pathlib.Path) -> list[str]:
@@ -72,7 +73,7 @@ def test_scenario_ends_as_its_rules_say(name: str, tmp_path: pathlib.Path) -> No
         if name == "shadow":
             report_while_running(snapshot)
 
-    result = run_demo(DemoOptions(scenario, run_dir, timeout=75, fast=True), show)
+    result = run_demo(DemoOptions(scenario, run_dir, timeout=75, fast=True, rate=RATE), show)
     status = result.experiment["status"]
     assert result.expected, (status.get("phase"), status.get("reason"), status.get("message"))
     assert status["phase"] == scenario.expected_phase
@@ -99,7 +100,7 @@ def test_scenario_ends_as_its_rules_say(name: str, tmp_path: pathlib.Path) -> No
 def test_make_demo_default_scenario_promotes_through_the_cli(
     tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = main(["demo", "--fast", "--plain", "--timeout", "75", "--output", str(tmp_path)])
+    code = main(["demo", "--fast", "--plain", "--timeout", "75", "--rate", str(RATE), "--output", str(tmp_path)])
     out = capsys.readouterr().out
     assert code == 0, out
     assert "kubectl get mexp -w" in out and "KUBECONFIG=" in out
