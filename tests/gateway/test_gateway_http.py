@@ -158,3 +158,27 @@ def test_metrics_carry_the_model_version_and_prediction_decile(start_gateway) ->
     assert gateway.metric("ab_test_predictions_total", **labels, bucket="0.2-0.3") == 3  # the fake says 0.25
     assert gateway.metric("ab_test_split_weight_percent", variant="churn-v3") == 0
     assert gateway.client.get(f"{gateway.url}/healthz").text == "ok"
+
+
+def test_error_and_outcome_series_exist_at_zero_before_the_first_error(start_gateway) -> None:
+    """An error-rate query must read 0 for a healthy variant, not "no data" (which the operator treats as
+    metrics unavailable and eventually pauses on)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    gateway = start_gateway({"churn-v2": 90, "churn-v3": 10})
+    text = gateway.client.get(f"{gateway.url}/metrics").text
+    series = {
+        (
+            sample.name,
+            sample.labels.get("variant"),
+            sample.labels.get("kind") or sample.labels.get("outcome"),
+        ): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    for variant in ("churn-v2", "churn-v3"):
+        assert series[("ab_test_requests_total", variant, None)] == 0
+        for kind in ("connect", "timeout", "status_5xx"):
+            assert series[("ab_test_errors_total", variant, kind)] == 0
+        for outcome in ("success", "failure"):
+            assert series[("model_outcomes_total", variant, outcome)] == 0

@@ -66,6 +66,7 @@ class Gateway:
         self.config = config
         self.source = source
         self.metrics = GatewayMetrics()
+        self.metrics.declare_variants(config.experiment, list(config.upstreams))
         self.champion = config.champion_name
         self.split: SplitState | None = None
         self.assignment: Assignment | None = None

@@ -21,6 +21,9 @@ def prediction_bucket(value: float) -> str:
     return f"{index / 10:.1f}-{(index + 1) / 10:.1f}"
 
 
+ERROR_KINDS = ("connect", "timeout", "status_5xx")
+
+
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -105,3 +108,18 @@ class GatewayMetrics:
         self.shadow_mode = Gauge(
             "ab_test_shadow_mode", "1 while the gateway mirrors to challengers.", ("experiment_id",), registry=r
         )
+
+    def declare_variants(self, experiment: str, variants: list[str]) -> None:
+        """Start every variant's request, error and outcome counters at 0.
+
+        A counter that only appears at its first error makes `rate(errors) / rate(requests)` return no data
+        for a healthy variant, which the operator must read as "metrics unavailable", not as 0 %.
+        The model_version label starts as the variant name (what is reported until an upstream says otherwise).
+        """
+        for variant in variants:
+            labels = (experiment, variant, variant)
+            self.requests.labels(*labels)
+            for kind in ERROR_KINDS:
+                self.errors.labels(*labels, kind)
+            for outcome in ("success", "failure"):
+                self.outcomes.labels(*labels, outcome)
