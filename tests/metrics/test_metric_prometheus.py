@@ -152,6 +152,7 @@ async def test_guardrails_nan_and_empty_results(
     assert "empty result for trials of churn-v9: no series matched" in errors
     assert "empty result for guardrail p95-latency of churn-v9" in errors
     assert not observations.samples_available
+    assert observations.failed_queries == 0  # no data is not a failed query
 
 
 async def test_bad_promql_and_several_series_cost_only_their_query(
@@ -174,6 +175,7 @@ async def test_bad_promql_and_several_series_cost_only_their_query(
     assert "parse error: unclosed left parenthesis" in errors
     assert "2 series for guardrail unsummed of churn-v2:" in errors and "wrap it in sum(...)" in errors
     assert provider.query_errors == 2  # the broken query, once per variant; several series is not a query error
+    assert observations.failed_queries == 2  # what the operator exports as mlrollouts_prometheus_query_errors_total
 
 
 async def test_a_stopped_prometheus_makes_every_value_unavailable(
@@ -194,6 +196,7 @@ async def test_a_stopped_prometheus_makes_every_value_unavailable(
         f"Prometheus at {address} is unreachable: connection refused (6 of 6 queries failed)",
     )
     assert provider.query_errors == 6
+    assert observations.failed_queries == 6
 
 
 async def test_the_bearer_token_is_sent_and_a_wrong_one_is_reported(

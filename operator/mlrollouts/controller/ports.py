@@ -88,9 +88,16 @@ class Runtime:
             conflict_with=conflict_with,
         )
 
-    async def write_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        """The tick's single status write: the whole status replaced, so nothing stale survives."""
-        patch = [{"op": "add", "path": "/status", "value": status}]
+    async def write_status(
+        self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
+    ) -> None:
+        """The tick's single status write: the whole status replaced, so nothing stale survives.
+
+        Guarded by the resourceVersion the tick read: a tick that decided on a stale read (a second replica
+        during a peering hand-over, or an edit in between) is refused instead of repeating a step.
+        """
+        guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
+        patch = [*(guard if resource_version else []), {"op": "add", "path": "/status", "value": status}]
         await self.objects.patch(API_VERSION, PLURAL, namespace, name, patch, "json", subresource="status")
 
     async def clear_annotation(self, namespace: str, name: str, key: str) -> None:
@@ -107,7 +114,7 @@ class _CountingProvider:
 
     async def observe(self, experiment: ModelExperiment, now: Any) -> Any:
         observations = await self.inner.observe(experiment, now)
-        if observations.errors:
+        if observations.failed_queries:
             meta = experiment.metadata
-            telemetry.query_errors.labels(meta.namespace, meta.name).inc(len(observations.errors))
+            telemetry.query_errors.labels(meta.namespace, meta.name).inc(observations.failed_queries)
         return observations

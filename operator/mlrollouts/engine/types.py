@@ -58,6 +58,8 @@ class Observations:
     variants: Mapping[str, VariantObservation]
     errors: tuple[str, ...] = ()
     """Why something was unavailable, as sentences (query error text, "empty result for ...")."""
+    failed_queries: int = 0
+    """Queries that failed (transport, HTTP, PromQL); empty and NaN results are not failures of the query."""
     cumulative_counters: bool = False
     """True when sample queries return raw counters (no {{window}}): the engine keeps baselines in status."""
 

@@ -187,6 +187,7 @@ def _assemble(
         time=now,
         variants={v: VariantObservation(samples=samples[v], guardrails=guardrails[v]) for v in samples},
         errors=tuple(errors),
+        failed_queries=sum(1 for r in results if r.problem is not None and r.lead is None),
         cumulative_counters=not any(uses_window(t) for t in sample_templates),
     )
 
