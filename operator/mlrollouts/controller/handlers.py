@@ -19,6 +19,7 @@ from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import routing_target
+from mlrollouts.routing.kube import ObjectConflict
 
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -72,6 +73,10 @@ async def _tick(runtime: Runtime, namespace: str, name: str, claims: kopf.Index)
     ports = runtime.ports(body, lambda experiment: _rival(experiment, claims))
     try:
         result = await reconcile(body, datetime.now(UTC), ports)
+    except ObjectConflict as error:
+        telemetry.reconcile_duration.labels("conflict").observe(time.perf_counter() - started)
+        log.info("experiment=%s/%s changed during the tick, re-reading: %s", namespace, name, error)
+        return MIN_INTERVAL_SECONDS
     except (RoutingError, OSError) as error:
         telemetry.reconcile_errors.labels(namespace, name).inc()
         telemetry.reconcile_duration.labels("error").observe(time.perf_counter() - started)
@@ -79,6 +84,7 @@ async def _tick(runtime: Runtime, namespace: str, name: str, claims: kopf.Index)
         return runtime.retry_interval
     telemetry.reconcile_duration.labels("ok").observe(time.perf_counter() - started)
     if result.experiment is None:
+        telemetry.record_invalid(namespace, name, (body.get("spec") or {}).get("strategy"))
         return runtime.invalid_recheck_interval
     telemetry.record_experiment(result.experiment, time.time() if result.transitioned else None)
     if result.decision:

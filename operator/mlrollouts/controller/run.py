@@ -30,6 +30,9 @@ def configure(settings: kopf.OperatorSettings, **_: object) -> None:
     settings.networking.request_timeout = 30
     # Replicas with equal peering priorities pause each other; a random one elects a single active replica.
     settings.peering.priority = random.randint(0, 32767)
+    # A replica that dies without a word is presumed gone after `lifetime` seconds (kopf's default is 60 s,
+    # a minute with no analysis); keep-alives go out well within it.
+    settings.peering.lifetime = int(os.environ.get("MLROLLOUTS_PEERING_LIFETIME", "20"))
     # The chart grants no cluster-wide list on namespaces or CRDs: the namespaces are given, not discovered.
     settings.scanning.disabled = True
 

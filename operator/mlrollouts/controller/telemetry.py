@@ -50,6 +50,7 @@ query_errors = Counter(
 )
 
 _phase_of: dict[tuple[str, str], str] = {}
+_strategy_of: dict[tuple[str, str], str] = {}
 
 
 def serve(port: int) -> None:
@@ -60,12 +61,7 @@ def record_experiment(experiment: ModelExperiment, transition_time: float | None
     """Refresh the per-experiment gauges from its status (called after each status write)."""
     key = (experiment.metadata.namespace, experiment.metadata.name)
     status = experiment.status
-    phase = status.phase or "Pending"
-    previous = _phase_of.get(key)
-    if previous and previous != phase:
-        experiment_info.remove(*key, experiment.spec.strategy, previous)
-    _phase_of[key] = phase
-    experiment_info.labels(*key, experiment.spec.strategy, phase).set(1)
+    _set_phase(key, experiment.spec.strategy, status.phase or "Pending")
     for variant, weight in status.weights.items():
         if variant != experiment.spec.champion.name:  # the alerts find the champion by its missing series
             challenger_weight.labels(*key, variant).set(weight)
@@ -83,9 +79,25 @@ def record_experiment(experiment: ModelExperiment, transition_time: float | None
     _refresh_phase_counts()
 
 
-def forget_experiment(namespace: str, name: str) -> None:
-    _phase_of.pop((namespace, name), None)
+def record_invalid(namespace: str, name: str, strategy: str | None) -> None:
+    _set_phase((namespace, name), strategy or "unknown", "Invalid")
     _refresh_phase_counts()
+
+
+def forget_experiment(namespace: str, name: str) -> None:
+    key = (namespace, name)
+    if key in _phase_of:
+        experiment_info.remove(*key, _strategy_of.pop(key), _phase_of.pop(key))
+    _refresh_phase_counts()
+
+
+def _set_phase(key: tuple[str, str], strategy: str, phase: str) -> None:
+    """One experiment_info series per experiment: the old one goes when the phase or strategy changes."""
+    previous = (_strategy_of.get(key), _phase_of.get(key))
+    if previous[1] is not None and previous != (strategy, phase):
+        experiment_info.remove(*key, *previous)
+    _strategy_of[key], _phase_of[key] = strategy, phase
+    experiment_info.labels(*key, strategy, phase).set(1)
 
 
 def _refresh_phase_counts() -> None:

@@ -20,6 +20,7 @@ from mlrollouts.engine.types import Event, ManualAction, Observations, SetTraffi
 from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.templates import validate_templates
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
+from mlrollouts.routing.kube import ObjectConflict
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ class TickPorts:
 
     metrics_for: Callable[[ModelExperiment], Awaitable[MetricsProvider]]
     router_for: Callable[[ModelExperiment], TrafficRouter]
-    write_status: Callable[[str, str, dict[str, Any]], Awaitable[None]]
+    write_status: Callable[[str, str, dict[str, Any], str | None], Awaitable[None]]
+    """(namespace, name, status, resourceVersion read): refused with ObjectConflict if the object changed since."""
     clear_annotation: Callable[[str, str, str], Awaitable[None]]
     post_event: Callable[[Event], None]
     conflict_with: Callable[[ModelExperiment], str | None]
@@ -108,6 +110,7 @@ async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) ->
             )
         )
         await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
+        raise ObjectConflict("the action annotation was removed: the tick starts again from a fresh read")
     try:
         experiment = load(body)
     except SpecError as error:
@@ -146,7 +149,7 @@ async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) ->
     if applied is not None:
         status = status.model_copy(update={"routing": _routing_status(experiment, applied)})
     wire = status.to_wire()
-    await ports.write_status(namespace, name, wire)
+    await ports.write_status(namespace, name, wire, meta.get("resourceVersion"))
     for event in decision.events:
         ports.post_event(event)
     if manual is not None:
@@ -210,5 +213,5 @@ async def _mark_invalid(
         ports.post_event(Event("Warning", reason, status["message"]))
         log.warning("experiment=%s/%s invalid reason=%s message=%r", namespace, name, reason, status["message"])
     # Written raw, not through the status model: the spec it would describe cannot be parsed.
-    await ports.write_status(namespace, name, status)
+    await ports.write_status(namespace, name, status, (body.get("metadata") or {}).get("resourceVersion"))
     return TickResult(None, status, None, previous.get("phase") != "Invalid")

@@ -32,7 +32,15 @@ class ObjectNotFound(RoutingError):
 
 
 class ObjectConflict(RoutingError):
-    """Someone else changed the object since it was read (HTTP 409); re-read and try again."""
+    """Someone else changed the object since it was read (HTTP 409, or a failed JSON-patch `test`); re-read."""
+
+
+class ApiRequestFailed(RoutingError):
+    """The API server refused a request; `http_status` tells a conflict (422 on a `test` op) from the rest."""
+
+    def __init__(self, message: str, http_status: int) -> None:
+        super().__init__(message)
+        self.http_status = http_status
 
 
 def describe(plural: str, namespace: str, name: str) -> str:
@@ -99,9 +107,17 @@ class KubeObjects:
         patch_type: PatchType = "merge",
         subresource: str | None = None,
     ) -> dict[str, Any]:
-        return await self._call(
-            "PATCH", api_version, plural, namespace, name, body, _CONTENT_TYPES[patch_type], subresource=subresource
-        )
+        try:
+            return await self._call(
+                "PATCH", api_version, plural, namespace, name, body, _CONTENT_TYPES[patch_type], subresource=subresource
+            )
+        except ApiRequestFailed as error:
+            guarded = patch_type == "json" and any(op.get("op") == "test" for op in body)
+            if guarded and error.http_status == 422:  # the API server's answer to a failed `test` op
+                raise ObjectConflict(
+                    f"{describe(plural, namespace, name)} changed since it was read: {error}"
+                ) from error
+            raise
 
     async def replace(
         self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any]
@@ -139,8 +155,8 @@ class KubeObjects:
             raise ObjectConflict(f"{describe(plural, namespace, name)} changed while it was being updated")
         if not 200 <= status < 300:
             detail = data.get("message") if isinstance(data, dict) else None
-            raise RoutingError(
-                f"{method} {describe(plural, namespace, name)} failed with HTTP {status}: {detail or data}"
+            raise ApiRequestFailed(
+                f"{method} {describe(plural, namespace, name)} failed with HTTP {status}: {detail or data}", status
             )
         return data
 
