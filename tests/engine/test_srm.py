@@ -28,8 +28,12 @@ def settled(spec: ModelExperimentSpec, status: ModelExperimentStatus, counts: di
 def test_imbalanced_canary_step_pauses_with_counts_expected_percent_and_p():
     spec = make_spec("canary", block={"steps": [10, 50, 100]})
     status = settled(spec, started(spec), {CHAMPION: (0, 0), CHALLENGER: (0, 0)})
-    counts = {CHAMPION: (850, 8500), CHALLENGER: (150, 1500)}  # 15 % where 10 % was asked
-    decision = decide(spec, status, observe(LATER, counts), LATER)
+    first = decide(spec, status, observe(LATER, {CHAMPION: (425, 4250), CHALLENGER: (75, 750)}), LATER).status
+    assert first.phase == "Progressing" and first.analysis.decision == "hold"  # one check is not enough
+    assert first.srm_mismatches == 1 and "holding until the next check confirms it" in first.analysis.reason
+    counts = {CHAMPION: (850, 8500), CHALLENGER: (150, 1500)}  # 15 % where 10 % was asked, again
+    confirm = LATER + timedelta(minutes=1)
+    decision = decide(spec, first, observe(confirm, counts), confirm)
     status = decision.status
     expected_p = stats.chisquare([8500, 1500], [9000, 1000]).pvalue
     assert (status.phase, status.reason) == ("Paused", "SampleRatioMismatch")
@@ -41,6 +45,18 @@ def test_imbalanced_canary_step_pauses_with_counts_expected_percent_and_p():
     assert ("Warning", "SampleRatioMismatch") in [(e.type, e.reason) for e in decision.events]
     condition = {c.type: c for c in status.conditions}["SampleRatioHealthy"]
     assert (condition.status, condition.reason) == ("False", "SampleRatioMismatch")
+
+
+def test_a_skewed_read_that_corrects_itself_does_not_pause():
+    """Two separate count queries can straddle a scrape; the next read catches up and the alarm clears."""
+    spec = make_spec("canary", block={"steps": [10, 50, 100]})
+    status = settled(spec, started(spec), {CHAMPION: (0, 0), CHALLENGER: (0, 0)})
+    skewed = {CHAMPION: (0, 4000), CHALLENGER: (0, 700)}  # the champion's last scrape not yet counted
+    status = decide(spec, status, observe(LATER, skewed), LATER).status
+    assert status.srm_mismatches == 1 and status.phase == "Progressing"
+    caught_up = LATER + timedelta(minutes=1)
+    status = decide(spec, status, observe(caught_up, {CHAMPION: (0, 9000), CHALLENGER: (0, 1000)}), caught_up).status
+    assert status.phase == "Progressing" and status.srm_mismatches == 0
 
 
 def test_trials_from_before_the_new_split_showed_are_not_judged():
@@ -83,7 +99,8 @@ def test_too_few_expected_trials_are_not_judged():
 def test_resume_after_mismatch_judges_only_new_trials():
     spec = make_spec("canary")
     status = settled(spec, started(spec), {CHAMPION: (0, 0), CHALLENGER: (0, 0)})
-    paused = decide(spec, status, observe(LATER, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), LATER).status
+    first = decide(spec, status, observe(LATER, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), LATER).status
+    paused = decide(spec, first, observe(LATER, {CHAMPION: (0, 8500), CHALLENGER: (0, 1500)}), LATER).status
     assert paused.reason == "SampleRatioMismatch"
     resumed = decide(spec, paused, observe(LATER, {}), LATER, manual="resume").status
     reopen = LATER + timedelta(minutes=2)

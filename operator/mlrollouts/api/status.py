@@ -132,6 +132,8 @@ class ModelExperimentStatus(ApiModel):
     """Trials (or count) of each variant when the current step began."""
     srm_window_samples: dict[str, float] = Field(default_factory=dict)
     """Trials (or count) of each variant when the sample-ratio window opened; empty until the new split shows."""
+    srm_mismatches: int = 0
+    """Consecutive checks that found a sample ratio mismatch; the experiment pauses at the second."""
     counters: dict[str, dict[str, CounterState]] = Field(default_factory=dict)
     """variant -> sample query name -> raw counter bookkeeping."""
     sequential_p_values: dict[str, float] = Field(default_factory=dict)

@@ -139,6 +139,7 @@ def spec_changed(tick: Tick, generation: int) -> None:
         counters={},
         step_start_samples={},
         srm_window_samples={},
+        srm_mismatches=0,
         sequential_p_values={},
         metrics_failures=0,
         guardrails=[],

@@ -3,6 +3,11 @@
 Order, so that safety comes first: samples -> metrics availability -> guardrails (may roll back, even
 while Paused) -> Paused stops here -> sample-ratio check (may pause) -> the strategy's own rule.
 
+A sample ratio mismatch pauses only when SRM_CONFIRMATIONS consecutive checks find it; after the first, the
+tick holds (nothing advances). The variants' counts are separate queries, and a read that falls between
+them and a scrape skews one tick's counts by a scrape's worth of requests; a real mismatch persists, a
+skewed read does not.
+
 Metrics unavailable (a needed value is None, NaN or missing) is never "bad": `metricsFailures` counts
 consecutive such ticks and nothing advances, promotes or counts as a guardrail failure. At
 `metricsFailureLimit` the experiment pauses (reason MetricsUnavailable, traffic kept) or rolls back, per
@@ -20,6 +25,8 @@ from mlrollouts.engine.srm import check_sample_ratio
 from mlrollouts.engine.tick import Tick, fmt
 from mlrollouts.engine.transitions import pause, resume, rollback
 from mlrollouts.engine.types import Observations
+
+SRM_CONFIRMATIONS = 2
 
 
 def live_challengers(tick: Tick) -> list[str]:
@@ -84,8 +91,14 @@ def analyse(tick: Tick, observations: Observations, strategy_step) -> None:
     if srm is not None:
         tick.note(srm_p_value=srm.p_value)
         if srm.mismatch:
-            pause(tick, "SampleRatioMismatch", srm.message)
+            mismatches = tick.status.srm_mismatches + 1
+            tick.update(srm_mismatches=mismatches)
+            if mismatches >= SRM_CONFIRMATIONS:
+                pause(tick, "SampleRatioMismatch", srm.message)
+            else:
+                tick.decide("hold", f"possible {srm.message}; holding until the next check confirms it")
             return
+        tick.update(srm_mismatches=0)
     strategy_step(tick, check)
 
 

@@ -86,7 +86,11 @@ class Tick:
     def set_weights(self, weights: dict[str, int]) -> None:
         """Move traffic; the step window (time and samples, also the SRM window) restarts with it."""
         self.update(
-            weights=dict(weights), step_started_at=self.now, step_start_samples=self.sizes(), srm_window_samples={}
+            weights=dict(weights),
+            step_started_at=self.now,
+            step_start_samples=self.sizes(),
+            srm_window_samples={},
+            srm_mismatches=0,
         )
 
     def describe_weights(self, weights: dict[str, int] | None = None) -> str:
