@@ -1,0 +1,66 @@
+"""The tick's status write is refused when the object changed since it was read; the phase gauges follow."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kubernetes
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+from stack import canary_manifest
+
+from mlrollouts.api import parse_experiment
+from mlrollouts.controller import telemetry
+from mlrollouts.controller.ports import Runtime
+from mlrollouts.localstack.fixtures import local_apiserver
+from mlrollouts.localstack.server import LocalApiServer
+from mlrollouts.routing.kube import KubeObjects, ObjectConflict
+
+__all__ = ["local_apiserver"]
+GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
+
+
+@pytest.mark.integration
+def test_a_status_write_from_a_stale_read_is_refused_and_changes_nothing(local_apiserver: LocalApiServer) -> None:
+    api = kubernetes.config.new_client_from_config(config_file=str(local_apiserver.kubeconfig))
+    objects = kubernetes.client.CustomObjectsApi(api)
+    objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, canary_manifest("x", "http://p:9090"))
+    runtime = Runtime(KubeObjects.from_kubeconfig(str(local_apiserver.kubeconfig)))
+
+    async def scenario() -> None:
+        read = await runtime.read("default", "x")
+        version = read["metadata"]["resourceVersion"]
+        await runtime.write_status("default", "x", {"phase": "Progressing", "step": 1}, version)
+        with pytest.raises(ObjectConflict):  # a second writer that read the same version is refused
+            await runtime.write_status("default", "x", {"phase": "Progressing", "step": 2}, version)
+
+    asyncio.run(scenario())
+    assert objects.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "x")["status"]["step"] == 1
+    api.close()
+
+
+def _info_series(name: str) -> dict[str, float]:
+    from prometheus_client import generate_latest
+
+    text = generate_latest(telemetry.REGISTRY).decode()
+    return {
+        f"{s.labels['strategy']}/{s.labels['phase']}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "mlrollouts_experiment_info" and s.labels.get("experiment") == name
+    }
+
+
+def test_phase_gauges_follow_an_experiment_through_invalid_and_back() -> None:
+    manifest = canary_manifest("gauge-demo", "http://p:9090")
+    manifest["status"] = {"phase": "Progressing", "weights": {"churn-v2": 80, "churn-v3": 20}}
+    experiment = parse_experiment(yaml.safe_load(yaml.safe_dump(manifest)))
+    telemetry.record_experiment(experiment, None)
+    assert _info_series("gauge-demo") == {"canary/Progressing": 1}
+    telemetry.record_invalid("default", "gauge-demo", "canary")
+    assert _info_series("gauge-demo") == {"canary/Invalid": 1}
+    telemetry.record_experiment(experiment, None)
+    assert _info_series("gauge-demo") == {"canary/Progressing": 1}
+    telemetry.forget_experiment("default", "gauge-demo")
+    assert _info_series("gauge-demo") == {}
