@@ -10,9 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -79,39 +77,6 @@ class LineReader(threading.Thread):
             if predicate(line):
                 return line
         raise AssertionError(f"no matching line within {timeout}s; lines so far: {self.seen}")
-
-
-@contextmanager
-def bearer_proxy(upstream: str, token: str) -> Iterator[tuple[str, list[str]]]:
-    """Forward GETs to `upstream` only with `Authorization: Bearer <token>`, else 401; yields (url, headers seen)."""
-    seen: list[str] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(self.headers.get("Authorization", ""))
-            if self.headers.get("Authorization") != f"Bearer {token}":
-                status, body = 401, b"Unauthorized\n"
-            else:
-                answer = httpx.get(upstream + self.path, timeout=5.0)
-                status, body = answer.status_code, answer.content
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def column(header: str, row: str, name: str) -> str:

@@ -13,8 +13,9 @@ import kubernetes
 import pytest
 import yaml
 from stack import GROUP, PLURAL, VERSION, Stack, canary_manifest
-from surface_support import LineReader, PeeringOperator, bearer_proxy, column, scrape, ticks
+from surface_support import LineReader, PeeringOperator, column, scrape, ticks
 
+from bearer_proxy import bearer_proxy
 from mlrollouts.cli.main import main
 from mlrollouts.localstack.kubectl import NO_VALIDATION, Kubectl
 
@@ -172,7 +173,7 @@ def test_bearer_token_from_a_secret_reaches_prometheus_and_a_missing_secret_is_i
                 "samples read through the token-checking proxy",
             )
             assert status["metricsFailures"] == 0
-            assert seen and set(seen) == {f"Bearer {token}"}
+            assert seen.requests and {r["authorization"] for r in seen.requests} == {f"Bearer {token}"}
         missing = gateway_canary("no-secret", stack.prometheus.address)
         missing["spec"]["analysis"]["prometheus"]["bearerTokenSecretRef"] = {"name": "absent", "key": "token"}
         stack.create(missing)
