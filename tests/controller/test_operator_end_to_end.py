@@ -13,6 +13,8 @@ import kubernetes
 import pytest
 from stack import Stack, canary_manifest, virtual_service_manifest
 
+from mlrollouts.localstack.prometheus import PrometheusServer
+
 pytestmark = pytest.mark.integration
 
 
@@ -99,11 +101,27 @@ def test_latency_regression_rolls_back_within_failure_limit(stack: Stack) -> Non
         _cleanup(stack, "slow")
 
 
-def test_prometheus_outage_holds_and_never_promotes(stack: Stack) -> None:
-    _setup(stack, "outage")
-    manifest = canary_manifest("outage", "http://127.0.0.1:9", steps=[20, 100])  # nothing listens there
-    stack.create(manifest)
+def _run_until_prometheus_dies(stack: Stack, name: str, **overrides: object) -> None:
+    """Start a canary on its own Prometheus, let it read samples, then stop that Prometheus mid-run."""
+    prometheus = PrometheusServer([stack.exporter.target]).start()
     try:
+        manifest = canary_manifest(name, prometheus.address, steps=[20, 100], **overrides)
+        manifest["spec"]["canary"]["stepDuration"] = "4s"  # would promote within seconds if metrics flowed
+        stack.create(manifest)
+        stack.follow_traffic(name)
+        stack.wait_for(
+            name, lambda s: (s.get("samples", {}).get("churn-v3", {}).get("trials") or 0) > 0, 30, "samples read"
+        )
+    finally:
+        prometheus.stop()
+
+
+def test_prometheus_stopped_mid_run_holds_and_never_promotes(stack: Stack) -> None:
+    _setup(stack, "outage")
+    stack.exporter.control("churn-v2", success=0.72)
+    stack.exporter.control("churn-v3", success=0.78)
+    try:
+        _run_until_prometheus_dies(stack, "outage")
         status = stack.wait_for(
             "outage",
             lambda s: s.get("phase") == "Paused" and s.get("reason") == "MetricsUnavailable",
@@ -113,16 +131,21 @@ def test_prometheus_outage_holds_and_never_promotes(stack: Stack) -> None:
         assert status["weights"]["churn-v3"] == 20, "hold keeps the traffic where it was"
         assert status["metricsFailures"] >= 3
         available = next(c for c in status["conditions"] if c["type"] == "MetricsAvailable")
-        assert available["status"] == "False"
+        assert available["status"] == "False" and "unreachable" in available["message"]
+        time.sleep(5)  # longer than the step: with no data, nothing may advance or promote
+        status = stack.status("outage")
+        assert status["phase"] == "Paused" and _route_weights(stack)["churn-v3"] == 20
+        assert "promoted" not in [h["action"] for h in status["history"]]
     finally:
         _cleanup(stack, "outage")
 
 
-def test_prometheus_outage_rolls_back_when_configured(stack: Stack) -> None:
+def test_prometheus_stopped_mid_run_rolls_back_when_configured(stack: Stack) -> None:
     _setup(stack, "outage-rb")
-    stack.create(canary_manifest("outage-rb", "http://127.0.0.1:9", steps=[20, 100], onMetricsUnavailable="rollback"))
     try:
-        stack.wait_for("outage-rb", lambda s: s.get("phase") == "RolledBack", 30, "RolledBack")
+        _run_until_prometheus_dies(stack, "outage-rb", onMetricsUnavailable="rollback")
+        status = stack.wait_for("outage-rb", lambda s: s.get("phase") == "RolledBack", 30, "RolledBack")
+        assert status["reason"] == "MetricsUnavailable"
         assert _route_weights(stack)["churn-v2"] == 100
     finally:
         _cleanup(stack, "outage-rb")
