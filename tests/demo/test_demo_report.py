@@ -81,3 +81,18 @@ def test_bad_input_is_one_line_naming_the_flag(argv: list[str], flag: str, capsy
 def test_report_without_a_cluster_says_so(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["report", "churn", "--kubeconfig", str(tmp_path / "missing")]) == 1
     assert "cannot load kubeconfig" in capsys.readouterr().err
+
+
+def test_the_champion_holds_what_the_challengers_do_not() -> None:
+    from mlrollouts.localstack.demo.report_render import champion_share
+
+    data = ReportData(
+        {"metadata": {"name": "abn"}, "spec": {"champion": {"name": "churn-v2"}}},
+        0.0,
+        30.0,
+        weights=[
+            Series("churn-v3", [0.0, 10.0, 20.0], [10.0, 20.0, 30.0]),
+            Series("churn-v4", [0.0, 20.0], [10.0, 0.0]),
+        ],
+    )
+    assert champion_share(data) == ("churn-v2", [0.0, 10.0, 20.0], [80.0, 70.0, 70.0])

@@ -11,7 +11,7 @@ promote (sending 100 % to an unapproved challenger would defeat the purpose of a
 
 from __future__ import annotations
 
-from mlrollouts.api.durations import parse_duration
+from mlrollouts.api.durations import parse_duration, promql_duration
 from mlrollouts.engine import analysis
 from mlrollouts.engine.guardrails import GuardrailCheck
 from mlrollouts.engine.running import waiting_on_guardrails
@@ -65,7 +65,7 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
     needed = parse_duration(spec.canary.step_duration)
     waiting = []
     if elapsed < needed:
-        waiting.append(f"{_minutes(elapsed)} of {_minutes(needed)} elapsed")
+        waiting.append(f"{promql_duration(elapsed)} of {promql_duration(needed)} elapsed")
     for name in spec.variant_names:
         if status.weights.get(name, 0) > 0 and tick.new_trials(name) < spec.canary.min_samples_per_step:
             waiting.append(f"{name} has {fmt(tick.new_trials(name))} of {spec.canary.min_samples_per_step} new trials")
@@ -77,7 +77,7 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
     if waiting:
         tick.decide("continue", f"{where}: waiting: {'; '.join(waiting)} ({p_text})")
         return
-    evidence = f"{fmt(needed.total_seconds() / 60)}m elapsed, samples and guardrails ok, {p_text} not worse"
+    evidence = f"{promql_duration(needed)} elapsed, samples and guardrails ok, {p_text} not worse"
     if index + 1 >= len(steps) or steps[index + 1] == 100:
         if spec.auto_promote:
             promote(tick, challenger, f"{where} passed ({evidence}): {challenger} promoted to 100%")
@@ -93,7 +93,3 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
     tick.record("advance", before, tick.describe_weights(), message)
     tick.decide("advance", message)
     tick.event("Normal", "StepAdvanced", message)
-
-
-def _minutes(delta) -> str:
-    return f"{fmt(round(delta.total_seconds() / 60, 1))}m"

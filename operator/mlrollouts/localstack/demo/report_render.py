@@ -35,14 +35,33 @@ def _no_data(axes: Any) -> None:
     axes.text(0.5, 0.5, "no data in Prometheus for this panel", ha="center", va="center", transform=axes.transAxes)
 
 
+def champion_share(data: ReportData) -> tuple[str, list[float], list[float]] | None:
+    """The operator exports challengers only (the alerts rely on it); the champion holds the rest."""
+    champion = ((data.experiment.get("spec") or {}).get("champion") or {}).get("name")
+    if not champion or not data.weights:
+        return None
+    times = sorted({t for series in data.weights for t in series.times})
+    latest = {series.label: dict(zip(series.times, series.values, strict=True)) for series in data.weights}
+    shares, current = [], dict.fromkeys(latest, 0.0)
+    for t in times:
+        for label, values in latest.items():
+            current[label] = values.get(t, current[label])
+        shares.append(100.0 - sum(current.values()))
+    return champion, times, shares
+
+
 def plot_weights(data: ReportData, path: pathlib.Path) -> pathlib.Path:
     figure, axes = plt.subplots(figsize=FIGSIZE)
+    champion = champion_share(data)
+    if champion is not None:
+        name, times, shares = champion
+        axes.step(times, shares, where="post", label=f"{name} (champion)", linestyle="--")
     for series in data.weights:
         axes.step(series.times, series.values, where="post", label=series.label)
     if not data.weights:
         _no_data(axes)
     axes.set_ylim(-2, 102)
-    return _finish(figure, axes, "Traffic weight per variant (mlrollouts_challenger_weight)", "percent", path)
+    return _finish(figure, axes, "Traffic weight per variant", "percent", path)
 
 
 def plot_primary(data: ReportData, path: pathlib.Path) -> pathlib.Path:
