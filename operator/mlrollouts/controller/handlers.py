@@ -67,11 +67,11 @@ async def analysis_loop(
 
 async def _tick(runtime: Runtime, namespace: str, name: str, claims: kopf.Index) -> float | None:
     started = time.perf_counter()
-    body = await runtime.read(namespace, name)
-    if body is None:
-        return None
-    ports = runtime.ports(body, lambda experiment: _rival(experiment, claims))
     try:
+        body = await runtime.read(namespace, name)
+        if body is None:
+            return None  # deleted: the finalizer does the rest
+        ports = runtime.ports(body, lambda experiment: _rival(experiment, claims))
         result = await reconcile(body, datetime.now(UTC), ports)
     except ObjectConflict as error:
         telemetry.reconcile_duration.labels("conflict").observe(time.perf_counter() - started)
@@ -81,6 +81,11 @@ async def _tick(runtime: Runtime, namespace: str, name: str, claims: kopf.Index)
         telemetry.reconcile_errors.labels(namespace, name).inc()
         telemetry.reconcile_duration.labels("error").observe(time.perf_counter() - started)
         log.warning("experiment=%s/%s tick failed: %s", namespace, name, error)
+        return runtime.retry_interval
+    except Exception:  # a bug must cost one tick, not the experiment's analysis loop
+        telemetry.reconcile_errors.labels(namespace, name).inc()
+        telemetry.reconcile_duration.labels("error").observe(time.perf_counter() - started)
+        log.exception("experiment=%s/%s tick failed unexpectedly; retrying", namespace, name)
         return runtime.retry_interval
     telemetry.reconcile_duration.labels("ok").observe(time.perf_counter() - started)
     if result.experiment is None:

@@ -1,0 +1,49 @@
+"""A failing tick costs one tick: it is counted and retried, and never ends the experiment's analysis loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+
+from mlrollouts.controller import handlers, telemetry
+from mlrollouts.routing.base import RoutingError
+
+
+class _Runtime:
+    retry_interval = 7.0
+    invalid_recheck_interval = 30.0
+
+    def __init__(self, read_error: Exception | None = None, ports_error: Exception | None = None) -> None:
+        self.read_error, self.ports_error = read_error, ports_error
+
+    async def read(self, namespace: str, name: str) -> dict[str, Any]:
+        if self.read_error:
+            raise self.read_error
+        return {"metadata": {"namespace": namespace, "name": name}, "spec": {}}
+
+    def ports(self, body: dict[str, Any], conflict_with: Any) -> Any:
+        raise self.ports_error  # type: ignore[misc]
+
+
+def _errors(name: str) -> float:
+    return telemetry.reconcile_errors.labels("default", name)._value.get()
+
+
+def test_an_unreachable_api_server_is_retried_after_the_retry_interval() -> None:
+    before = _errors("unreachable")
+    runtime = _Runtime(read_error=RoutingError("GET /apis/...: Kubernetes API unreachable"))
+    assert asyncio.run(handlers._tick(runtime, "default", "unreachable", {})) == 7.0
+    assert _errors("unreachable") == before + 1
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback_and_retried(caplog: pytest.LogCaptureFixture) -> None:
+    before = _errors("buggy")
+    runtime = _Runtime(ports_error=KeyError("surprise"))
+    with caplog.at_level(logging.ERROR, logger="mlrollouts.controller.handlers"):
+        assert asyncio.run(handlers._tick(runtime, "default", "buggy", {})) == 7.0
+    assert _errors("buggy") == before + 1
+    record = next(r for r in caplog.records if "tick failed unexpectedly" in r.getMessage())
+    assert record.exc_info is not None and "surprise" in str(record.exc_info[1])
