@@ -243,3 +243,43 @@ def test_kopf_peering_one_replica_acts_and_the_other_takes_over(module_stack: St
             replica.stop()
         for variant in ("churn-v2", "churn-v3"):
             stack.exporter.control(variant, rate=0)
+
+
+def test_a_killed_replica_is_replaced_within_the_peering_lifetime(module_stack: Stack, tmp_path: pathlib.Path) -> None:
+    """SIGKILL sends no goodbye: the passive replica takes over once the active one's peering entry expires
+    (MLROLLOUTS_PEERING_LIFETIME, 20 s by default; kopf's own default of 60 s meant a minute without analysis)."""
+    stack = module_stack
+    _peering_objects(stack)
+    for variant in ("churn-v2", "churn-v3"):
+        stack.exporter.control(variant, rate=0, success=0.75, latency=0.05, error_rate=0.0, silent=False)
+    replicas = [PeeringOperator(stack.apiserver.kubeconfig, tmp_path / f"replica-{i}.log").start() for i in (0, 1)]
+    try:
+        time.sleep(3)
+        stack.create(gateway_canary("crash", stack.prometheus.address, steps=[10, 20, 40, 70, 100]))
+        stack.follow_traffic("crash")
+        stack.wait_for("crash", lambda s: s.get("phase") == "Progressing", 30, "Progressing with two replicas")
+        counts = [ticks(r.metrics_port) for r in replicas]
+        active, passive = (replicas[0], replicas[1]) if counts[0] else (replicas[1], replicas[0])
+        active.kill()
+        killed = time.monotonic()
+        deadline = killed + 45
+        while time.monotonic() < deadline and "Resuming operations" not in _peering_lines(passive)[-1]:
+            time.sleep(0.2)
+        takeover = time.monotonic() - killed
+        assert "Resuming operations" in _peering_lines(passive)[-1], (
+            f"no takeover within 45 s:\n{passive.log()[-1500:]}"
+        )
+        assert takeover < 35, f"takeover took {takeover:.1f}s"
+        before = ticks(passive.metrics_port)
+        stack.wait_for("crash", lambda s: ticks(passive.metrics_port) > before, 10, "the survivor ticks")
+        print(f"takeover after SIGKILL: {takeover:.1f}s")
+    finally:
+        if stack.follower:
+            stack.follower.stopping.set()
+            stack.follower.join(2)
+            stack.follower = None
+        delete_experiments(stack, "crash")
+        for replica in replicas:
+            replica.stop()
+        for variant in ("churn-v2", "churn-v3"):
+            stack.exporter.control(variant, rate=0)
