@@ -224,6 +224,7 @@ def test_hand_edited_virtual_service_is_repaired(stack: Stack) -> None:
         while time.monotonic() < deadline and _route_weights(stack)["churn-v3"] != 30:
             time.sleep(0.2)
         assert _route_weights(stack)["churn-v3"] == 30, "drift was not repaired"
+        _wait_for_event(stack, "drift", "TrafficDrift", "Warning", "repaired")
     finally:
         _cleanup(stack, "drift")
 
