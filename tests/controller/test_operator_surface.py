@@ -189,6 +189,11 @@ def _peering_objects(stack: Stack) -> None:
     """kopf's peering CRDs and the object the replicas share (namespaced, as the operator watches `default`)."""
     stack.apiserver.install_crd_files([REPO / "charts" / "mlrollouts" / "crds" / "kopf-peering.yaml"])
     body = {"apiVersion": "kopf.dev/v1", "metadata": {"name": "mlrollouts"}}
+    # Fresh objects per test: replicas of an earlier test of this module may have left entries behind.
+    with contextlib.suppress(kubernetes.client.ApiException):
+        stack.objects.delete_namespaced_custom_object("kopf.dev", "v1", "default", "kopfpeerings", "mlrollouts")
+    with contextlib.suppress(kubernetes.client.ApiException):
+        stack.objects.delete_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "mlrollouts")
     stack.objects.create_namespaced_custom_object(
         "kopf.dev", "v1", "default", "kopfpeerings", {**body, "kind": "KopfPeering"}
     )
