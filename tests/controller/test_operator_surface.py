@@ -8,6 +8,7 @@ import base64
 import contextlib
 import pathlib
 import time
+from collections.abc import Iterator
 
 import kubernetes
 import pytest
@@ -210,16 +211,33 @@ def _peering_lines(replica: PeeringOperator) -> list[str]:
     return [line for line in replica.log().splitlines() if "kopf._core.engines.peering" in line] or [""]
 
 
-def test_kopf_peering_one_replica_acts_and_the_other_takes_over(module_stack: Stack, tmp_path: pathlib.Path) -> None:
-    stack = module_stack
+@contextlib.contextmanager
+def _two_replicas(stack: Stack, tmp_path: pathlib.Path, experiment: str) -> Iterator[list[PeeringOperator]]:
+    """Two peered operator replicas running one gateway canary `experiment` with traffic; all undone after."""
     _peering_objects(stack)
     stack.exporter.control("churn-v2", rate=0, success=0.72, latency=0.05, error_rate=0.0, silent=False)
     stack.exporter.control("churn-v3", rate=0, success=0.78, latency=0.05, error_rate=0.0, silent=False)
     replicas = [PeeringOperator(stack.apiserver.kubeconfig, tmp_path / f"replica-{i}.log").start() for i in (0, 1)]
     try:
         time.sleep(3)  # both replicas announce themselves in the peering object and one pauses
-        stack.create(gateway_canary("ha", stack.prometheus.address, steps=[10, 20, 40, 70, 100]))
-        stack.follow_traffic("ha")
+        stack.create(gateway_canary(experiment, stack.prometheus.address, steps=[10, 20, 40, 70, 100]))
+        stack.follow_traffic(experiment)
+        yield replicas
+    finally:
+        if stack.follower:
+            stack.follower.stopping.set()
+            stack.follower.join(2)
+            stack.follower = None
+        delete_experiments(stack, experiment)
+        for replica in replicas:
+            replica.stop()
+        for variant in ("churn-v2", "churn-v3"):
+            stack.exporter.control(variant, rate=0)
+
+
+def test_kopf_peering_one_replica_acts_and_the_other_takes_over(module_stack: Stack, tmp_path: pathlib.Path) -> None:
+    stack = module_stack
+    with _two_replicas(stack, tmp_path, "ha") as replicas:
         stack.wait_for("ha", lambda s: (s.get("step") or 0) >= 1, 30, "step 1 with two replicas")
         counts = [ticks(r.metrics_port) for r in replicas]
         assert sorted(c > 0 for c in counts) == [False, True], f"ticks per replica {counts}; logs: " + "\n".join(
@@ -238,30 +256,13 @@ def test_kopf_peering_one_replica_acts_and_the_other_takes_over(module_stack: St
         assert ticks(passive.metrics_port) > 0
         assert "Resuming operations after the pause" in _peering_lines(passive)[-1]
         _no_step_twice(status)
-    finally:
-        if stack.follower:
-            stack.follower.stopping.set()
-            stack.follower.join(2)
-            stack.follower = None
-        delete_experiments(stack, "ha")
-        for replica in replicas:
-            replica.stop()
-        for variant in ("churn-v2", "churn-v3"):
-            stack.exporter.control(variant, rate=0)
 
 
 def test_a_killed_replica_is_replaced_within_the_peering_lifetime(module_stack: Stack, tmp_path: pathlib.Path) -> None:
     """SIGKILL sends no goodbye: the passive replica takes over once the active one's peering entry expires
     (MLROLLOUTS_PEERING_LIFETIME, 20 s by default; kopf's own default of 60 s meant a minute without analysis)."""
     stack = module_stack
-    _peering_objects(stack)
-    for variant in ("churn-v2", "churn-v3"):
-        stack.exporter.control(variant, rate=0, success=0.75, latency=0.05, error_rate=0.0, silent=False)
-    replicas = [PeeringOperator(stack.apiserver.kubeconfig, tmp_path / f"replica-{i}.log").start() for i in (0, 1)]
-    try:
-        time.sleep(3)
-        stack.create(gateway_canary("crash", stack.prometheus.address, steps=[10, 20, 40, 70, 100]))
-        stack.follow_traffic("crash")
+    with _two_replicas(stack, tmp_path, "crash") as replicas:
         stack.wait_for("crash", lambda s: s.get("phase") == "Progressing", 30, "Progressing with two replicas")
         counts = [ticks(r.metrics_port) for r in replicas]
         active, passive = (replicas[0], replicas[1]) if counts[0] else (replicas[1], replicas[0])
@@ -277,14 +278,3 @@ def test_a_killed_replica_is_replaced_within_the_peering_lifetime(module_stack: 
         assert takeover < 35, f"takeover took {takeover:.1f}s"
         before = ticks(passive.metrics_port)
         stack.wait_for("crash", lambda s: ticks(passive.metrics_port) > before, 10, "the survivor ticks")
-        print(f"takeover after SIGKILL: {takeover:.1f}s")
-    finally:
-        if stack.follower:
-            stack.follower.stopping.set()
-            stack.follower.join(2)
-            stack.follower = None
-        delete_experiments(stack, "crash")
-        for replica in replicas:
-            replica.stop()
-        for variant in ("churn-v2", "churn-v3"):
-            stack.exporter.control(variant, rate=0)
