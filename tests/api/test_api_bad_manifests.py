@@ -184,6 +184,13 @@ CASES = [
         "needs the count, sum and sumOfSquares queries",
     ),
     BadCase(
+        "ratio-metric-missing-cross-products",
+        "canary-service.yaml",
+        _both(_set(f"{_PROM}.type", "ratio"), _set(f"{_PROM}.numerator", "y"), _set(f"{_PROM}.denominator", "x")),
+        _PROM,
+        "a ratio metric needs the count, numerator, denominator, numeratorSquares, denominatorSquares",
+    ),
+    BadCase(
         "bad-duration",
         "churn-v3.yaml",
         _set("spec.canary.stepDuration", "10 minutes"),

@@ -96,13 +96,13 @@ def test_significantly_worse_primary_metric_rolls_back():
     result = decide(spec, started(spec), observe(T0, counts, HEALTHY), T0)
     assert (result.status.phase, result.status.reason) == ("RolledBack", "PrimaryMetricWorse")
     assert "retention of churn-v3 is significantly worse (lift -50%" in result.status.message
-    assert result.status.sequential_p_values[CHALLENGER] < 0.05
+    assert result.status.evidence[CHALLENGER].p_value < 0.05
 
 
 def test_sequential_p_value_is_a_running_minimum():
     spec = _spec()
     first = decide(spec, started(spec), observe(T0, {CHAMPION: (300, 1000), CHALLENGER: (21, 100)}, HEALTHY), T0)
-    p_first = first.status.sequential_p_values[CHALLENGER]
+    p_first = first.status.evidence[CHALLENGER].p_value
     second = decide(spec, first.status, observe(T0, {CHAMPION: (600, 2000), CHALLENGER: (60, 200)}, HEALTHY), T0)
     assert p_first < 1.0
-    assert second.status.sequential_p_values[CHALLENGER] == p_first
+    assert second.status.evidence[CHALLENGER].p_value == p_first

@@ -71,7 +71,7 @@ def test_spec_change_keeps_traffic_clamps_step_and_restarts_analysis():
     new = decision.status
     assert (new.step, new.weights) == (1, {CHAMPION: 80, CHALLENGER: 20})
     assert new.observed_generation == 2 and new.phase == "Progressing"
-    assert (new.samples, new.counters, new.sequential_p_values, new.guardrails) == ({}, {}, {}, [])
+    assert (new.samples, new.counters, new.evidence, new.guardrails) == ({}, {}, {}, [])
     assert new.step_started_at == now and new.started_at == now
     assert "SpecChanged" in [e.reason for e in decision.events]
     assert new.history[-1].action == "specChange"

@@ -10,7 +10,9 @@ from scipy import integrate, stats
 
 from mlrollouts.stats import (
     SequentialState,
+    Stratified,
     default_tau,
+    harmonic_weight,
     msprt,
     msprt_pvalue,
     msprt_pvalue_means,
@@ -46,12 +48,25 @@ def test_interval_edges_are_exactly_where_the_test_rejects() -> None:
         assert msprt(0.02 - edge, 3e-5, 0.01).p_value == pytest.approx(0.05, rel=1e-9)
 
 
-def test_proportions_and_means_use_the_unpooled_variance() -> None:
+def test_variance_is_the_larger_of_pooled_null_and_unpooled_never_a_zero_plug_in() -> None:
     result = msprt_pvalue(1380, 8500, 1545, 8200, tau=0.01)
-    rate_a, rate_b = 1380 / 8500, 1545 / 8200
-    variance = rate_a * (1 - rate_a) / 8500 + rate_b * (1 - rate_b) / 8200
-    assert result == msprt(rate_b - rate_a, variance, 0.01)
-    assert msprt_pvalue_means(100, 2.0, 4.0, 120, 2.5, 9.0, tau=0.2) == msprt(0.5, 4 / 100 + 9 / 120, 0.2)
+    pooled = (1380 + 1545 + 1) / (8500 + 8200 + 2)
+    null_variance = pooled * (1 - pooled) * (1 / 8500 + 1 / 8200)
+    rate_a, rate_b = 1381 / 8502, 1546 / 8202
+    unpooled = rate_a * (1 - rate_a) / 8500 + rate_b * (1 - rate_b) / 8200
+    assert result == msprt(1545 / 8200 - 1380 / 8500, max(null_variance, unpooled), 0.01)
+    pooled_var = (99 * 4.0 + 119 * 9.0) / 218
+    assert msprt_pvalue_means(100, 2.0, 4.0, 120, 2.5, 9.0, tau=0.2) == msprt(
+        0.5, max(pooled_var * (1 / 100 + 1 / 120), 4 / 100 + 9 / 120), 0.2
+    )
+
+
+def test_an_arm_at_n_of_n_is_not_certainty() -> None:
+    """The demo's 19/19 vs 267/367 gave p = 1.18e-21 with the plug-in variance (19/19 has variance 0)."""
+    result = msprt_pvalue(267, 367, 19, 19, tau=default_tau(0.7, 0.05))
+    assert 0.6 < result.p_value < 0.8
+    assert msprt_pvalue(0, 50, 0, 50, tau=0.01).p_value == 1.0
+    assert msprt_pvalue(0, 400, 3, 3, tau=0.01).p_value > 0.05
 
 
 def test_default_tau_is_the_planned_absolute_effect() -> None:
@@ -65,6 +80,24 @@ def test_running_state_keeps_the_minimum_and_intersects_intervals() -> None:
     assert (state.p_value, state.ci_low, state.ci_high, state.looks) == (0.04, -0.05, 0.2, 3)
     with pytest.raises(ValueError, match="p_value"):
         state.update(1.5)
+
+
+def test_direction_comes_from_the_interval_and_a_conflict_restarts() -> None:
+    early = SequentialState().update(1e-5, (0.01, 0.03))
+    assert early.sign() == 1
+    vanished = early.update(0.9, (-0.004, 0.004))  # disjoint: the effect changed, not "significantly worse"
+    assert (vanished.sign(), vanished.p_value, vanished.restarts, vanished.looks) == (0, 0.9, 1, 1)
+    assert SequentialState().update(0.01, (-0.03, -0.01)).sign() == -1
+
+
+def test_epochs_combine_with_size_weights() -> None:
+    combined = Stratified().add(0.02, 1e-4, 50.0).add(-0.01, 4e-5, 150.0)
+    estimate, variance = combined.combined()
+    assert estimate == pytest.approx((50 * 0.02 + 150 * -0.01) / 200)
+    assert variance == pytest.approx((50**2 * 1e-4 + 150**2 * 4e-5) / 200**2)
+    assert Stratified().combined() is None
+    assert Stratified().add(0.1, 0.0, 10).epochs == 0  # a zero variance is no evidence
+    assert harmonic_weight(100, 300) == pytest.approx(75.0)
 
 
 def _aa_streams() -> tuple[np.ndarray, np.ndarray, np.ndarray]:

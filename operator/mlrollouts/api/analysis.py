@@ -28,7 +28,26 @@ class PrometheusConnection(ApiModel):
     """Per-query timeout; a query that times out counts as metrics unavailable."""
 
 
+# Per metric type: (query name in the manifest and in Observations.samples, attribute of PrimaryMetric and of
+# VariantSamples). The single list the metrics provider, the engine and validation read.
+SAMPLE_QUERIES: dict[str, tuple[tuple[str, str], ...]] = {
+    "proportion": (("successes", "successes"), ("trials", "trials")),
+    "mean": (("count", "count"), ("sum", "sum"), ("sumOfSquares", "sum_of_squares")),
+    "ratio": (
+        ("count", "count"),
+        ("numerator", "numerator"),
+        ("denominator", "denominator"),
+        ("numeratorSquares", "numerator_squares"),
+        ("denominatorSquares", "denominator_squares"),
+        ("crossProducts", "cross_products"),
+    ),
+}
 _MEAN_QUERIES = "the count, sum and sumOfSquares queries"
+_RATIO_QUERIES = "the count, numerator, denominator, numeratorSquares, denominatorSquares and crossProducts queries"
+
+
+def _query_list(metric_type: str) -> str:
+    return {"proportion": "the successes and trials queries", "mean": _MEAN_QUERIES}.get(metric_type, _RATIO_QUERIES)
 
 
 class PrimaryMetric(ApiModel):
@@ -43,21 +62,39 @@ class PrimaryMetric(ApiModel):
                     "self.type != 'mean' || (has(self.count) && has(self.sum) && has(self.sumOfSquares))",
                     f"a mean metric needs {_MEAN_QUERIES}",
                 ),
+                cel(
+                    "self.type != 'ratio' || (has(self.count) && has(self.numerator) && has(self.denominator)"
+                    " && has(self.numeratorSquares) && has(self.denominatorSquares) && has(self.crossProducts))",
+                    f"a ratio metric needs {_RATIO_QUERIES}",
+                ),
             ]
         }
     }
     name: Name
-    type: Literal["proportion", "mean"] = "proportion"
+    type: Literal["proportion", "mean", "ratio"] = "proportion"
+    """proportion (successes/trials), mean (count, sum, sumOfSquares per unit) or ratio (numerator per
+    denominator, e.g. clicks per view, with the user as the unit: delta method)."""
     successes: str | None = Field(default=None, min_length=1, max_length=4096)
     """Proportion metric: PromQL for the successes of `{{variant}}` over `{{window}}`."""
     trials: str | None = Field(default=None, min_length=1, max_length=4096)
     """Proportion metric: PromQL for the trials of `{{variant}}` over `{{window}}`."""
     count: str | None = Field(default=None, min_length=1, max_length=4096)
-    """Mean metric: PromQL for the number of observations."""
+    """Mean metric: PromQL for the number of units (users, or events when each event is its own unit);
+    ratio metric: the number of users."""
     sum: str | None = Field(default=None, min_length=1, max_length=4096)
     """Mean metric: PromQL for the sum of observations."""
     sum_of_squares: str | None = Field(default=None, min_length=1, max_length=4096)
     """Mean metric: PromQL for the sum of squared observations (gives the variance)."""
+    numerator: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Ratio metric: PromQL for the sum over users of each user's numerator y (e.g. clicks)."""
+    denominator: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Ratio metric: PromQL for the sum over users of each user's denominator x (e.g. views)."""
+    numerator_squares: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Ratio metric: PromQL for the sum over users of y²."""
+    denominator_squares: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Ratio metric: PromQL for the sum over users of x²."""
+    cross_products: str | None = Field(default=None, min_length=1, max_length=4096)
+    """Ratio metric: PromQL for the sum over users of x·y."""
     direction: Literal["increase", "decrease"] = "increase"
     """Which way is better."""
     minimum_detectable_effect: float = Field(default=0.05, gt=0.0, le=10.0)
@@ -69,11 +106,9 @@ class PrimaryMetric(ApiModel):
 
     @model_validator(mode="after")
     def _queries_for_type(self) -> PrimaryMetric:
-        needed = ("successes", "trials") if self.type == "proportion" else ("count", "sum", "sum_of_squares")
-        missing = [n for n in needed if getattr(self, n) is None]
+        missing = [name for name, attr in SAMPLE_QUERIES[self.type] if getattr(self, attr) is None]
         if missing:
-            queries = "the successes and trials queries" if self.type == "proportion" else _MEAN_QUERIES
-            raise ValueError(f"a {self.type} metric needs {queries}: missing {', '.join(map(_alias, missing))}")
+            raise ValueError(f"a {self.type} metric needs {_query_list(self.type)}: missing {', '.join(missing)}")
         return self
 
 
@@ -162,7 +197,3 @@ class Analysis(ApiModel):
         if duplicates:
             raise FieldError("guardrails", f"guardrail names must be unique, repeated: {', '.join(duplicates)}")
         return self
-
-
-def _alias(field_name: str) -> str:
-    return "sumOfSquares" if field_name == "sum_of_squares" else field_name

@@ -23,11 +23,47 @@ class VariantSamples(ApiModel):
     count: float | None = None
     sum: float | None = None
     sum_of_squares: float | None = None
+    numerator: float | None = None
+    """Ratio metric: sum over users of the numerator (y), with the squares and products below."""
+    denominator: float | None = None
+    numerator_squares: float | None = None
+    denominator_squares: float | None = None
+    cross_products: float | None = None
 
     @property
     def size(self) -> float:
-        """Trials for a proportion metric, count for a mean metric."""
+        """Trials for a proportion metric, count (observations or users) for a mean or ratio metric."""
         return self.trials if self.trials is not None else (self.count or 0.0)
+
+    def minus(self, start: VariantSamples | None) -> VariantSamples:
+        """What accumulated since `start` (the epoch's opening samples), field by field."""
+        if start is None:
+            return self
+        values = self.model_dump(by_alias=False, exclude_none=True)
+        return VariantSamples(**{k: max(0.0, v - (getattr(start, k) or 0.0)) for k, v in values.items()})
+
+
+class Evidence(ApiModel):
+    """The always-valid evidence on one challenger, carried between looks (the confidence sequence)."""
+
+    p_value: float = 1.0
+    """Running minimum of the always-valid p-value since the last restart."""
+    confidence_interval: list[float | None] = Field(default_factory=lambda: [None, None], min_length=2, max_length=2)
+    """Running intersection of the (1 - alpha) intervals of challenger minus champion; null = unbounded."""
+    looks: int = 0
+    restarts: int = 0
+    """Times the intersection became empty (the effect changed) and the sequence restarted."""
+    tau: float | None = None
+    """Mixture scale fixed at the first look (a scale that moved with the data would void the guarantee)."""
+
+
+class EpochTotals(ApiModel):
+    """Closed epochs of one challenger combined (see stats.sequential.Stratified)."""
+
+    weight: float = 0.0
+    weighted_estimate: float = 0.0
+    weighted_variance: float = 0.0
+    epochs: int = 0
 
 
 class CounterState(ApiModel):
@@ -136,8 +172,12 @@ class ModelExperimentStatus(ApiModel):
     """Consecutive checks that found a sample ratio mismatch; the experiment pauses at the second."""
     counters: dict[str, dict[str, CounterState]] = Field(default_factory=dict)
     """variant -> sample query name -> raw counter bookkeeping."""
-    sequential_p_values: dict[str, float] = Field(default_factory=dict)
-    """Running minimum of the always-valid p-value per challenger (never increases)."""
+    evidence: dict[str, Evidence] = Field(default_factory=dict)
+    """Per challenger: running always-valid p and confidence sequence of the primary metric."""
+    epoch_start_samples: dict[str, VariantSamples] = Field(default_factory=dict)
+    """Samples of each variant when the current epoch (period of constant allocation) began."""
+    epoch_totals: dict[str, EpochTotals] = Field(default_factory=dict)
+    """Per challenger: the closed epochs' differences, combined."""
     metrics_failures: int = 0
     """Consecutive ticks without usable metrics."""
     plan: Plan | None = None

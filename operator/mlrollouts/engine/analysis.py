@@ -1,7 +1,9 @@
 """The primary metric, one challenger against the champion, per statistics method.
 
-- sequential: the mSPRT always-valid p-value (Johari et al.), kept as a running minimum per challenger in
-  `status.sequentialPValues`, so looking every tick never inflates the false-positive rate.
+- sequential: the mSPRT always-valid p-value (Johari et al.) on the epoch-combined difference (`epochs`),
+  with its running minimum and the running intersection of its intervals kept per challenger in
+  `status.evidence`, so looking every tick never inflates the false-positive rate; the verdict's direction
+  comes from that confidence sequence, never from the current estimate.
 - fixedHorizon: z-test (proportions) or Welch's t-test (means), valid only at the planned sample size.
 - bayesian: P(challenger better) and expected losses; exact Beta posteriors for proportions, the normal
   approximation of the difference in means for means.
@@ -17,18 +19,23 @@ from dataclasses import dataclass
 from scipy import special
 
 from mlrollouts.api.spec import ModelExperimentSpec
-from mlrollouts.api.status import Comparison, VariantSamples
+from mlrollouts.api.status import Comparison, Evidence, ModelExperimentStatus, VariantSamples
+from mlrollouts.engine import epochs
 from mlrollouts.stats import (
+    DEFAULT_RELATIVE_MDE,
     MeanStats,
+    SequentialState,
     default_tau,
     expected_loss,
     holm_adjust,
-    msprt_pvalue,
-    msprt_pvalue_means,
+    msprt,
     prob_b_beats_a,
     two_proportion_ztest,
     welch_ttest_from_sums,
 )
+
+MIN_SAMPLES_PER_ARM = 30
+"""Trials (or observations, or users) each arm needs before the first look; documented in docs/statistics.md."""
 
 
 @dataclass(frozen=True)
@@ -39,17 +46,16 @@ class Losses:
 
 
 def ready(spec: ModelExperimentSpec, samples: VariantSamples | None) -> bool:
-    """Enough data for any comparison: a trial (proportion) or two observations (mean)."""
-    if samples is None:
-        return False
-    if spec.analysis.primary_metric.type == "proportion":
-        return (samples.trials or 0) > 0
-    return (samples.count or 0) >= 2
+    """Enough data for any comparison: MIN_SAMPLES_PER_ARM trials, observations or users."""
+    return samples is not None and samples.size >= MIN_SAMPLES_PER_ARM
 
 
 def mean_of(spec: ModelExperimentSpec, samples: VariantSamples) -> float:
-    if spec.analysis.primary_metric.type == "proportion":
+    kind = spec.analysis.primary_metric.type
+    if kind == "proportion":
         return (samples.successes or 0.0) / samples.trials if samples.trials else 0.0
+    if kind == "ratio":
+        return (samples.numerator or 0.0) / samples.denominator if samples.denominator else 0.0
     return MeanStats.from_sums(samples.count or 0.0, samples.sum or 0.0, samples.sum_of_squares or 0.0).mean
 
 
@@ -82,24 +88,64 @@ def _tau(spec: ModelExperimentSpec) -> float | None:
 
 
 def sequential(
-    spec: ModelExperimentSpec, champion: VariantSamples, challenger: VariantSamples, name: str, running: float | None
-) -> Comparison:
-    """Always-valid comparison; `p_value` is the running minimum including `running` (the previous one)."""
+    spec: ModelExperimentSpec, status: ModelExperimentStatus, name: str
+) -> tuple[Comparison, Evidence] | None:
+    """Always-valid comparison on the epoch-combined difference, and the evidence to carry to the next look.
+
+    None until both arms have MIN_SAMPLES_PER_ARM (a look on a handful of samples is no look at all).
+    """
+    champion, challenger = status.samples.get(spec.champion.name), status.samples.get(name)
+    if not (ready(spec, champion) and ready(spec, challenger)):
+        return None
+    current = epochs.combined(spec, status, name)
+    if current is None:
+        return None
+    estimate, variance, _ = current
+    prior = status.evidence.get(name) or Evidence()
+    tau = prior.tau or _tau(spec) or _fallback_tau(spec, champion)
     alpha = spec.analysis.statistics.alpha
-    if spec.analysis.primary_metric.type == "proportion":
-        (s_a, n_a), (s_b, n_b) = _counts(champion), _counts(challenger)
-        result = msprt_pvalue(s_a, n_a, s_b, n_b, tau=_tau(spec), alpha=alpha)
-    else:
-        a, b = _means(champion), _means(challenger)
-        result = msprt_pvalue_means(a.n, a.mean, a.var, b.n, b.mean, b.var, tau=_tau(spec), alpha=alpha)
-    p_value = min(result.p_value, running if running is not None else 1.0)
-    return Comparison(
-        challenger=name,
-        p_value=p_value,
-        confidence_interval=_interval(result.ci_low, result.ci_high),
-        relative_lift=_lift(mean_of(spec, champion), mean_of(spec, challenger)),
-        verdict=_p_verdict(spec, p_value, result.estimate, alpha),
+    result = msprt(estimate, variance, tau, alpha=alpha)
+    low, high = prior.confidence_interval
+    state = SequentialState(
+        prior.p_value,
+        -math.inf if low is None else low,
+        math.inf if high is None else high,
+        prior.looks,
+        prior.restarts,
+    ).update(result.p_value, (result.ci_low, result.ci_high))
+    evidence = Evidence(
+        p_value=state.p_value,
+        confidence_interval=[_finite(state.ci_low), _finite(state.ci_high)],
+        looks=state.looks,
+        restarts=state.restarts,
+        tau=tau,
     )
+    base = mean_of(spec, champion)
+    verdict = _direction_verdict(spec, state.sign()) if state.p_value < alpha else "undecided"
+    comparison = Comparison(
+        challenger=name,
+        p_value=state.p_value,
+        confidence_interval=_interval(state.ci_low, state.ci_high),
+        relative_lift=estimate / base if base else None,
+        verdict=verdict,
+    )
+    return comparison, evidence
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _fallback_tau(spec: ModelExperimentSpec, champion: VariantSamples) -> float:
+    """Without a planned baseline: DEFAULT_RELATIVE_MDE of the champion's level at the first look."""
+    level = abs(mean_of(spec, champion))
+    return DEFAULT_RELATIVE_MDE * level if level > 0 else DEFAULT_RELATIVE_MDE
+
+
+def _direction_verdict(spec: ModelExperimentSpec, sign: int) -> str:
+    if sign == 0:
+        return "undecided"
+    return "better" if _good(spec, float(sign)) > 0 else "worse"
 
 
 def fixed_horizon(spec: ModelExperimentSpec, champion: VariantSamples, challenger: VariantSamples, name: str):

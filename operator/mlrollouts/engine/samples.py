@@ -17,24 +17,17 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from mlrollouts.api.analysis import SAMPLE_QUERIES
 from mlrollouts.api.spec import ModelExperimentSpec
 from mlrollouts.api.status import CounterState, ModelExperimentStatus, VariantSamples
 from mlrollouts.engine.types import Observations
 
-QUERY_FIELDS = {
-    "successes": "successes",
-    "trials": "trials",
-    "count": "count",
-    "sum": "sum",
-    "sumOfSquares": "sum_of_squares",
-}
+QUERY_FIELDS = {name: attr for queries in SAMPLE_QUERIES.values() for name, attr in queries}
 COUNT_QUERIES = frozenset({"successes", "trials", "count"})
 
 
 def sample_queries(spec: ModelExperimentSpec) -> tuple[str, ...]:
-    if spec.analysis.primary_metric.type == "proportion":
-        return ("successes", "trials")
-    return ("count", "sum", "sumOfSquares")
+    return tuple(name for name, _ in SAMPLE_QUERIES[spec.analysis.primary_metric.type])
 
 
 def usable(value: float | None) -> bool:

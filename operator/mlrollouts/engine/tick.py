@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from mlrollouts.api.spec import ModelExperimentSpec
 from mlrollouts.api.status import HISTORY_LIMIT, AnalysisStatus, HistoryEntry, ModelExperimentStatus
+from mlrollouts.engine import epochs
 from mlrollouts.engine.types import Event
 
 RUNNING_PHASES = frozenset({"Progressing", "Shadowing"})
@@ -84,8 +85,9 @@ class Tick:
         return max(0.0, sample.size - self.status.step_start_samples.get(variant, 0.0))
 
     def set_weights(self, weights: dict[str, int]) -> None:
-        """Move traffic; the step window (time and samples, also the SRM window) restarts with it."""
+        """Move traffic; the step window (time and samples, also the SRM window) and the epoch restart with it."""
         self.update(
+            **epochs.close_epoch(self.spec, self.status),
             weights=dict(weights),
             step_started_at=self.now,
             step_start_samples=self.sizes(),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mlrollouts.api import ModelExperiment, ModelExperimentSpec, parse_duration, promql_duration
+from mlrollouts.api.analysis import SAMPLE_QUERIES
 from mlrollouts.api.base import NAME_PATTERN
 from mlrollouts.api.errors import SpecError, SpecProblem
 
@@ -31,12 +32,6 @@ VALUE_PATTERNS: Mapping[str, tuple[str, str, int]] = {
 KNOWN_VARIABLES: tuple[str, ...] = tuple(VALUE_PATTERNS)
 
 _VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
-
-# Sample query names as the engine reads them (Observations.samples keys), with their spec attribute.
-SAMPLE_QUERIES: Mapping[str, tuple[tuple[str, str], ...]] = {
-    "proportion": (("successes", "successes"), ("trials", "trials")),
-    "mean": (("count", "count"), ("sum", "sum"), ("sumOfSquares", "sum_of_squares")),
-}
 
 
 class TemplateError(SpecError):

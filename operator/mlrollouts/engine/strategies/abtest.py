@@ -39,17 +39,21 @@ def compare_all(tick: Tick, active: list[str]) -> list[Comparison]:
     if method == "bayesian":
         return [analysis.bayesian(spec, champion, status.samples[n], n) for n in ready]
     if method == "sequential":
-        comparisons = [
-            analysis.sequential(spec, champion, status.samples[n], n, status.sequential_p_values.get(n)) for n in ready
-        ]
-        tick.update(
-            sequential_p_values={**status.sequential_p_values, **{c.challenger: c.p_value for c in comparisons}}
-        )
-    else:
-        comparisons = [analysis.fixed_horizon(spec, champion, status.samples[n], n) for n in ready]
+        results = [r for r in (analysis.sequential(spec, status, n) for n in ready) if r is not None]
+        tick.update(evidence={**status.evidence, **{c.challenger: e for c, e in results}})
+        comparisons = [c for c, _ in results]
+        # Holm decides significance; the direction is the confidence sequence's, never the current estimate's.
+        signs = {c.challenger: _sign(tick.status.evidence[c.challenger].confidence_interval) for c in comparisons}
+        return analysis.holm(spec, comparisons, signs)
+    comparisons = [analysis.fixed_horizon(spec, champion, status.samples[n], n) for n in ready]
     base = analysis.mean_of(spec, champion) if comparisons else 0.0
     differences = {n: analysis.mean_of(spec, status.samples[n]) - base for n in ready}
     return analysis.holm(spec, comparisons, differences)
+
+
+def _sign(interval: list[float | None]) -> float:
+    low, high = interval
+    return 1.0 if low is not None and low > 0 else -1.0 if high is not None and high < 0 else 0.0
 
 
 def _drop(tick: Tick, losers: list[Comparison]) -> None:

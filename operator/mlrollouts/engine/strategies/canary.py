@@ -21,20 +21,12 @@ from mlrollouts.engine.transitions import pause, promote, rollback
 
 
 def _compare(tick: Tick):
-    spec, status = tick.spec, tick.status
-    champion, challenger = spec.champion.name, spec.challengers[0].name
-    if not (
-        analysis.ready(spec, status.samples.get(champion)) and analysis.ready(spec, status.samples.get(challenger))
-    ):
+    challenger = tick.spec.challengers[0].name
+    result = analysis.sequential(tick.spec, tick.status, challenger)
+    if result is None:
         return None
-    comparison = analysis.sequential(
-        spec,
-        status.samples[champion],
-        status.samples[challenger],
-        challenger,
-        status.sequential_p_values.get(challenger),
-    )
-    tick.update(sequential_p_values={**status.sequential_p_values, challenger: comparison.p_value})
+    comparison, evidence = result
+    tick.update(evidence={**tick.status.evidence, challenger: evidence})
     tick.note(
         p_value=comparison.p_value,
         confidence_interval=comparison.confidence_interval,
