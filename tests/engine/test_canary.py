@@ -14,11 +14,13 @@ HEALTHY = {CHAMPION: {"p95-latency": 0.2}, CHALLENGER: {"p95-latency": 0.3}}
 SLOW = {CHAMPION: {"p95-latency": 0.2}, CHALLENGER: {"p95-latency": 0.9}}
 
 
-def _spec(**top):
+def _spec(margin: float = 0.9, **top):
+    """A wide non-inferiority margin: these tables are about steps, not about the size of the evidence."""
     return make_spec(
         "canary",
         block={"steps": [10, 50, 100], "stepDuration": "10m", "minSamplesPerStep": 100},
         guardrails=[latency(max_=0.5, failure_limit=3)],
+        metric={"nonInferiorityMargin": margin},
         **top,
     )
 
@@ -71,7 +73,7 @@ def test_last_step_promotes_challenger():
     spec = _spec()
     status = _at_last_step(spec)
     now = T0 + 2 * STEP
-    result = decide(spec, status, observe(now, {CHAMPION: (140, 1400), CHALLENGER: (60, 600)}, HEALTHY), now)
+    result = decide(spec, status, observe(now, {CHAMPION: (2890, 28900), CHALLENGER: (1210, 12100)}, HEALTHY), now)
     assert (result.status.phase, result.status.winner) == ("Promoted", CHALLENGER)
     assert result.status.weights == {CHAMPION: 0, CHALLENGER: 100}
     assert result.status.finished_at == now
@@ -79,11 +81,25 @@ def test_last_step_promotes_challenger():
     assert result.actions[0].split == Split({CHAMPION: 0, CHALLENGER: 100})
 
 
+def test_promotion_waits_until_a_loss_beyond_the_margin_is_ruled_out():
+    spec = _spec(margin=0.05)
+    status = _at_last_step(spec)
+    now = T0 + 2 * STEP
+    result = decide(spec, status, observe(now, {CHAMPION: (140, 1400), CHALLENGER: (60, 600)}, HEALTHY), now)
+    assert (result.status.phase, result.status.step, result.actions) == ("Progressing", 1, ())
+    reason = result.status.analysis.reason
+    assert "a loss beyond the 5% margin (0.005) not yet ruled out (worst case -0." in reason
+    plenty = {CHAMPION: (50140, 501400), CHALLENGER: (50060, 500600)}
+    later = decide(spec, result.status, observe(now + STEP, plenty, HEALTHY), now + STEP)
+    assert later.status.phase == "Promoted"
+    assert "margin (0.005) ruled out" in later.status.message
+
+
 def test_without_auto_promote_it_waits_at_the_step_before_100():
     spec = _spec(autoPromote=False)
     status = _at_last_step(spec)
     now = T0 + 2 * STEP
-    result = decide(spec, status, observe(now, {CHAMPION: (140, 1400), CHALLENGER: (60, 600)}, HEALTHY), now)
+    result = decide(spec, status, observe(now, {CHAMPION: (2890, 28900), CHALLENGER: (1210, 12100)}, HEALTHY), now)
     assert (result.status.phase, result.status.reason) == ("Paused", "ReadyToPromote")
     assert result.status.weights == {CHAMPION: 50, CHALLENGER: 50} and result.actions == ()
     promoted = decide(spec, result.status, observe(now, {}), now, manual="promote").status

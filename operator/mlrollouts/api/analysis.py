@@ -99,6 +99,10 @@ class PrimaryMetric(ApiModel):
     """Which way is better."""
     minimum_detectable_effect: float = Field(default=0.05, gt=0.0, le=10.0)
     """Smallest relative change worth detecting; drives the sample-size plan."""
+    non_inferiority_margin: float | None = Field(default=None, gt=0.0, le=1.0)
+    """Relative loss a canary may still be promoted with: promotion needs the confidence sequence to rule out
+    anything worse than this (default: minimumDetectableEffect). The chance of promoting a challenger worse
+    than the margin is at most alpha."""
     baseline: float | None = Field(default=None, gt=0.0)
     """Expected champion value (rate or mean) for planning; estimated from data when absent."""
     standard_deviation: float | None = Field(default=None, gt=0.0)

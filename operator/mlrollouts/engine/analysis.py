@@ -132,6 +132,22 @@ def sequential(
     return comparison, evidence
 
 
+def non_inferior(spec: ModelExperimentSpec, status: ModelExperimentStatus, name: str) -> tuple[bool, str]:
+    """Has the confidence sequence ruled out a loss larger than the margin? And the sentence saying so."""
+    metric = spec.analysis.primary_metric
+    evidence, champion = status.evidence.get(name), status.samples.get(spec.champion.name)
+    if evidence is None or champion is None:
+        return False, "non-inferiority not yet shown (no comparison yet)"
+    relative = metric.non_inferiority_margin or metric.minimum_detectable_effect
+    margin = relative * abs(mean_of(spec, champion))
+    low, high = evidence.confidence_interval
+    worst = low if metric.direction == "increase" else (None if high is None else -high)
+    shown = worst is not None and worst > -margin
+    bound = "unbounded" if worst is None else f"{worst:+.4g}"
+    verb = "ruled out" if shown else "not yet ruled out"
+    return shown, f"a loss beyond the {100 * relative:.3g}% margin ({margin:.4g}) {verb} (worst case {bound})"
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 

@@ -1,7 +1,11 @@
 """Canary: move the challenger through `canary.steps`, one step per proven-safe interval.
 
 A step advances only when it has lasted stepDuration, every variant with traffic got minSamplesPerStep new
-trials, every guardrail is healthy and the primary metric is not significantly worse. The test is the
+trials, every guardrail is healthy and the primary metric is not significantly worse. Promotion (leaving the
+last step) also needs non-inferiority: the confidence sequence must rule out a loss larger than
+`primaryMetric.nonInferiorityMargin` (default minimumDetectableEffect, relative), so the chance of promoting
+a challenger worse than the margin is at most alpha; until then the canary holds at its last step and says
+by how much the worst case still exceeds the margin. The test is the
 always-valid sequential one whatever `statistics.method` says: a canary looks at the data every tick, and
 only an always-valid p-value survives that. Significantly worse rolls back at once.
 The step whose weight is 100 is never entered as a step: reaching it is the promotion. With autoPromote
@@ -64,13 +68,19 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
     unhealthy = waiting_on_guardrails(check)
     if unhealthy:
         waiting.append(unhealthy)
-    where = f"step {index} ({steps[index]}%)"
+    last = index + 1 >= len(steps) or steps[index + 1] == 100
     p_text = f"always-valid p = {comparison.p_value:.3g}" if comparison is not None else "no comparison yet"
+    evidence = f"{promql_duration(needed)} elapsed, samples and guardrails ok, {p_text} not worse"
+    if last:
+        shown, margin_text = analysis.non_inferior(spec, tick.status, challenger)
+        evidence += f", {margin_text}"
+        if not shown:
+            waiting.append(margin_text)
+    where = f"step {index} ({steps[index]}%)"
     if waiting:
         tick.decide("continue", f"{where}: waiting: {'; '.join(waiting)} ({p_text})")
         return
-    evidence = f"{promql_duration(needed)} elapsed, samples and guardrails ok, {p_text} not worse"
-    if index + 1 >= len(steps) or steps[index + 1] == 100:
+    if last:
         if spec.auto_promote:
             promote(tick, challenger, f"{where} passed ({evidence}): {challenger} promoted to 100%")
         else:

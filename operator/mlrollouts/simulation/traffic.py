@@ -1,0 +1,77 @@
+"""Synthetic traffic for `mlrollouts simulate`: users arrive, follow the engine's weights, produce outcomes.
+
+Each analysis interval, Poisson(users per minute × minutes) users arrive and are split among the variants by
+the weights the engine last set (multinomial), so a canary's challenger sees little traffic at its first step
+and more later, exactly as in production. Outcomes: a proportion metric converts at the base rate (the
+challengers at base × (1 + effect)); a mean metric draws Normal(base, sd) per user (challengers' mean times
+(1 + effect)). A drift moves the base rate linearly from FROM to TO over the run's horizon, for everyone.
+The counters are cumulative, as Prometheus counters are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class TrafficModel:
+    users_per_minute: float
+    baseline: float
+    """Base conversion rate (proportion) or mean (mean metric) of the champion."""
+    effect: float = 0.0
+    """Relative lift of every challenger: -0.2 is 20 % worse in absolute terms of the metric."""
+    drift: tuple[float, float] | None = None
+    """Base rate (or mean) at the start and at the horizon; overrides `baseline`."""
+    horizon_minutes: float = 60.0
+    metric_type: str = "proportion"
+    standard_deviation: float | None = None
+    """Per-user standard deviation of a mean metric (default: the baseline)."""
+
+    def base_at(self, minute: float) -> float:
+        if self.drift is None:
+            return self.baseline
+        start, end = self.drift
+        return start + (end - start) * min(1.0, max(0.0, minute / self.horizon_minutes))
+
+
+@dataclass
+class Counters:
+    """Cumulative per-variant counters, as the metrics provider would read them."""
+
+    values: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, variant: str, increments: Mapping[str, float]) -> None:
+        current = self.values.setdefault(variant, {})
+        for name, value in increments.items():
+            current[name] = current.get(name, 0.0) + value
+
+
+def generate(
+    rng: np.random.Generator,
+    model: TrafficModel,
+    weights: Mapping[str, int],
+    champion: str,
+    minute: float,
+    minutes: float,
+) -> dict[str, dict[str, float]]:
+    """One interval's increments per variant: successes/trials, or count/sum/sumOfSquares."""
+    names = list(weights)
+    shares = np.array([max(0, weights[n]) for n in names], dtype=float)
+    users = int(rng.poisson(model.users_per_minute * minutes))
+    split = rng.multinomial(users, shares / shares.sum()) if shares.sum() > 0 else np.zeros(len(names), int)
+    base = model.base_at(minute + minutes / 2)
+    increments: dict[str, dict[str, float]] = {}
+    for name, n in zip(names, split, strict=True):
+        level = base if name == champion else base * (1.0 + model.effect)
+        n = int(n)
+        if model.metric_type == "proportion":
+            rate = min(1.0, max(0.0, level))
+            increments[name] = {"successes": float(rng.binomial(n, rate)) if n else 0.0, "trials": float(n)}
+        else:
+            sd = model.standard_deviation if model.standard_deviation is not None else abs(model.baseline) or 1.0
+            draws = rng.normal(level, sd, n)
+            increments[name] = {"count": float(n), "sum": float(draws.sum()), "sumOfSquares": float(draws @ draws)}
+    return increments
