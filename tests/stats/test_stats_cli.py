@@ -6,7 +6,9 @@ import json
 
 import pytest
 
+from engine.factories import CHALLENGER, CHAMPION, SECOND, T0, make_spec, observe, started
 from mlrollouts.cli.main import main
+from mlrollouts.engine import decide
 from mlrollouts.stats import msprt_pvalue, prob_b_beats_a, sample_size_proportions, two_proportion_ztest
 
 
@@ -25,9 +27,19 @@ def test_plan_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_plan_with_more_variants_and_power(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ("plan", "--baseline", "0.05", "--mde", "0.2", "--power", "0.9", "--variants", "3")
     result = run_json(capsys, *argv)
-    assert result["per_variant"] == sample_size_proportions(0.05, 0.2, power=0.9)
+    assert result["per_variant"] == sample_size_proportions(0.05, 0.2, alpha=0.025, power=0.9)
     assert result["total"] == 3 * result["per_variant"]
     assert result["days"] is None
+
+
+def test_plan_splits_alpha_across_challengers_as_the_operator_does(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_json(capsys, "plan", "--baseline", "0.18", "--mde", "-0.10", "--variants", "3")
+    assert (result["per_variant"], result["alpha_per_comparison"]) == (8317, 0.025)
+    spec = make_spec("abTest", challengers=2, metric={"baseline": 0.18, "minimumDetectableEffect": 0.10})
+    empty = dict.fromkeys((CHAMPION, CHALLENGER, SECOND), (0, 0))
+    status = decide(spec, started(spec), observe(T0, empty, cumulative=True), T0).status
+    same = run_json(capsys, "plan", "--baseline", "0.18", "--mde", "0.10", "--variants", "3")
+    assert status.plan.required_per_variant == same["per_variant"] == 8993
 
 
 def test_plan_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,8 +100,31 @@ def test_analyze_means(capsys: pytest.CaptureFixture[str]) -> None:
         "n=510,mean=0.245,std=0.1",
     )
     assert result["frequentist"]["p_value"] == pytest.approx(0.012344072, abs=1e-8)  # scipy's Welch test
-    assert result["bayesian"] is None
-    assert result["decision"] == "treatment better"
+    assert result["bayesian"]["prob_treatment_better"] == pytest.approx(0.9939, abs=1e-4)
+    assert result["method"] == "sequential"
+    # The operator's default (sequential) is not convinced by one look at p = 0.012; the fixed test is.
+    assert result["sequential"]["p_value"] > 0.05
+    assert result["decision"] == "no significant difference"
+    fixed = run_json(
+        capsys,
+        "analyze",
+        "--metric",
+        "mean",
+        "--control",
+        "n=500,mean=0.23,std=0.09",
+        "--treatment",
+        "n=510,mean=0.245,std=0.1",
+        "--method",
+        "fixed",
+    )
+    assert fixed["decision"] == "treatment better"
+
+
+def test_analyze_prints_the_srm_threshold_and_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_json(capsys, "analyze", "--control", "100/600", "--treatment", "100/400")
+    assert result["srm"] == {"p_value": pytest.approx(2.54e-10, rel=0.01), "threshold": 0.001, "verdict": "mismatch"}
+    assert main(["analyze", "--control", "100/600", "--treatment", "100/400"]) == 0
+    assert "mismatch: alarm below 0.001" in capsys.readouterr().out
 
 
 def test_analyze_table(capsys: pytest.CaptureFixture[str]) -> None:

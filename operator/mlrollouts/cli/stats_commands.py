@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from scipy import special
 
 from mlrollouts import stats
 from mlrollouts.cli.main import UsageFailure, app
@@ -103,7 +105,13 @@ def plan_command(
     daily_traffic: Annotated[
         float | None, typer.Option("--daily-traffic", help="Users per day entering the experiment (all variants).")
     ] = None,
-    variants: Annotated[int, typer.Option("--variants", help="Number of variants sharing traffic equally.")] = 2,
+    variants: Annotated[
+        int,
+        typer.Option(
+            "--variants",
+            help="Variants sharing traffic equally; alpha is split across the challengers as the operator does.",
+        ),
+    ] = 2,
     absolute: Annotated[bool, typer.Option("--absolute", help="Read --mde as a difference in rates.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -119,7 +127,8 @@ def plan_command(
         target = stats.treatment_rate(baseline, mde, relative=not absolute)
     except ValueError as error:
         raise UsageFailure("--mde", str(error)) from None
-    per_variant = stats.sample_size_proportions(baseline, mde, alpha=alpha, power=power, relative=not absolute)
+    per_comparison = alpha / (variants - 1)  # the operator's Bonferroni split across challengers (engine/planning)
+    per_variant = stats.sample_size_proportions(baseline, mde, alpha=per_comparison, power=power, relative=not absolute)
     days = None if daily_traffic is None else stats.plan_duration(per_variant, daily_traffic, 1.0 / variants)
     result = {
         "per_variant": per_variant,
@@ -128,6 +137,7 @@ def plan_command(
         "baseline": baseline,
         "treatment_rate": target,
         "alpha": alpha,
+        "alpha_per_comparison": per_comparison,
         "power": power,
         "variants": variants,
     }
@@ -137,25 +147,60 @@ def plan_command(
         (f"total ({variants} variants)", f"{per_variant * variants:,}"),
         ("days", "give --daily-traffic" if days is None else f"{days:.1f}"),
     ]
-    _emit(result, rows, f"Sample size (alpha {alpha:g}, power {power:g})", as_json)
+    split_note = f", {per_comparison:.3g} per challenger" if variants > 2 else ""
+    _emit(result, rows, f"Sample size (alpha {alpha:g}{split_note}, power {power:g})", as_json)
 
 
-def _decide(p_value: float, alpha: float, difference: float, srm: float, increase: bool) -> str:
-    if srm < stats.SRM_ALARM_THRESHOLD:
+METHODS = ("sequential", "fixed", "bayesian")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The chosen method's evidence in one place: what decides, and the sentence that says why."""
+
+    method: str
+    significant: bool
+    direction: int  # +1 treatment higher, -1 lower, 0 undecided
+    evidence: str
+
+
+def _decide(verdict: Verdict, srm: float, srm_threshold: float, increase: bool) -> str:
+    if srm < srm_threshold:
         return "sample ratio mismatch"
-    if p_value >= alpha:
+    if not verdict.significant or verdict.direction == 0:
         return "no significant difference"
-    return "treatment better" if (difference > 0) == increase else "treatment worse"
+    return "treatment better" if (verdict.direction > 0) == increase else "treatment worse"
 
 
-def _reason(decision: str, arms: str, lift: str, p_value: float, alpha: float, srm: float, split: str) -> str:
+def _reason(decision: str, arms: str, lift: str, verdict: Verdict, srm: float, srm_threshold: float, split: str) -> str:
     if decision == "sample ratio mismatch":
         return (
             f"Traffic split {split} is too unlikely under the configured weights (SRM p = {srm:.2g} < "
-            f"{stats.SRM_ALARM_THRESHOLD:g}), so assignment or logging is broken and the comparison cannot be trusted."
+            f"{srm_threshold:g}), so assignment or logging is broken and the comparison cannot be trusted."
         )
-    verdict = f"p = {p_value:.2g} < alpha {alpha:g}" if p_value < alpha else f"p = {p_value:.2g} >= alpha {alpha:g}"
-    return f"Treatment {arms} (relative lift {lift}), {verdict}."
+    return f"Treatment {arms} (relative lift {lift}); {verdict.method}: {verdict.evidence}."
+
+
+def _p_verdict(method: str, p_value: float, alpha: float, low: float, high: float) -> Verdict:
+    """Frequentist verdicts: significant at alpha, direction from the interval (for one look, its sign)."""
+    direction = 1 if low > 0 else -1 if high < 0 else 0
+    comparison = "<" if p_value < alpha else ">="
+    return Verdict(method, p_value < alpha, direction, f"p = {p_value:.3g} {comparison} alpha {alpha:g}")
+
+
+def _bayes_verdict(p_better: float, threshold: float) -> Verdict:
+    direction = 1 if p_better >= threshold else -1 if p_better <= 1 - threshold else 0
+    return Verdict(
+        "bayesian", direction != 0, direction, f"P(treatment higher) = {p_better:.4f}, threshold {threshold:g}"
+    )
+
+
+def _srm_rows(srm: float, threshold: float) -> tuple[dict[str, Any], tuple[str, str]]:
+    verdict = "mismatch" if srm < threshold else "ok"
+    return {"p_value": srm, "threshold": threshold, "verdict": verdict}, (
+        "SRM p-value",
+        f"{srm:.3g} ({verdict}: alarm below {threshold:g})",
+    )
 
 
 def _lift_text(lift: float, low: float, high: float, alpha: float) -> str:
@@ -177,14 +222,26 @@ def analyze_command(
     direction: Annotated[str, typer.Option("--direction", help="Which way is better: increase or decrease.")] = (
         "increase"
     ),
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method", help="What decides: sequential (the operator's default, valid at any look), fixed, bayesian."
+        ),
+    ] = "sequential",
+    srm_threshold: Annotated[
+        float, typer.Option("--srm-threshold", help="Sample-ratio alarm below this p (the operator's srmPValue).")
+    ] = stats.SRM_ALARM_THRESHOLD,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Compare treatment with control: fixed-horizon, always-valid, Bayesian and sample-ratio checks."""
+    """Compare treatment with control; the decision is --method's, as the operator would make it."""
     if metric not in ("proportion", "mean"):
         raise UsageFailure("--metric", f"must be 'proportion' or 'mean', got {metric!r}")
     if direction not in ("increase", "decrease"):
         raise UsageFailure("--direction", f"must be 'increase' or 'decrease', got {direction!r}")
     _probability_option("--alpha", alpha)
+    _probability_option("--srm-threshold", srm_threshold)
+    if method not in METHODS:
+        raise UsageFailure("--method", f"must be one of {', '.join(METHODS)}, got {method!r}")
     if mde == 0 or not math.isfinite(mde):
         raise UsageFailure("--mde", f"must be a non-zero relative effect, e.g. 0.05, got {mde:g}")
     split = parse_weights(weights)
@@ -196,6 +253,8 @@ def analyze_command(
             alpha,
             mde,
             direction == "increase",
+            method,
+            srm_threshold,
         )
     else:
         result, rows = _analyze_means(
@@ -205,12 +264,21 @@ def analyze_command(
             alpha,
             mde,
             direction == "increase",
+            method,
+            srm_threshold,
         )
     _emit(result, rows, f"Treatment vs control ({metric})", as_json)
 
 
 def _analyze_proportions(
-    a: tuple[int, int], b: tuple[int, int], split: tuple[float, float], alpha: float, mde: float, increase: bool
+    a: tuple[int, int],
+    b: tuple[int, int],
+    split: tuple[float, float],
+    alpha: float,
+    mde: float,
+    increase: bool,
+    method: str,
+    srm_threshold: float,
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     z = stats.two_proportion_ztest(*a, *b, alpha=alpha)
     tau = stats.default_tau(z.rate_a, mde) if z.rate_a > 0 else None
@@ -218,7 +286,13 @@ def _analyze_proportions(
     p_better = stats.prob_b_beats_a(*a, *b)
     loss = stats.expected_loss(*a, *b)
     srm = stats.srm_pvalue([a[1], b[1]], split)
-    decision = _decide(z.p_value, alpha, z.difference, srm, increase)
+    verdict = {
+        "sequential": lambda: _p_verdict("sequential", seq.p_value, alpha, seq.ci_low, seq.ci_high),
+        "fixed": lambda: _p_verdict("fixed", z.p_value, alpha, z.ci_low, z.ci_high),
+        "bayesian": lambda: _bayes_verdict(p_better, 1 - alpha),
+    }[method]()
+    decision = _decide(verdict, srm, srm_threshold, increase)
+    srm_json, srm_row = _srm_rows(srm, srm_threshold)
     arms = f"converts at {z.rate_b:.2%} vs {z.rate_a:.2%} for control"
     lift = _lift_text(z.relative_lift, z.relative_lift_ci_low, z.relative_lift_ci_high, alpha)
     result = {
@@ -240,9 +314,10 @@ def _analyze_proportions(
             "expected_loss_control": loss.choose_a,
             "expected_loss_treatment": loss.choose_b,
         },
-        "srm": {"p_value": srm},
+        "srm": srm_json,
+        "method": method,
         "decision": decision,
-        "reason": _reason(decision, arms, lift, z.p_value, alpha, srm, f"{a[1]}/{b[1]}"),
+        "reason": _reason(decision, arms, lift, verdict, srm, srm_threshold, f"{a[1]}/{b[1]}"),
     }
     rows = [
         ("control", f"{a[0]:,}/{a[1]:,} = {z.rate_a:.2%}"),
@@ -254,20 +329,35 @@ def _analyze_proportions(
         ("sequential p (always valid)", f"{seq.p_value:.3g}"),
         ("P(treatment better)", f"{p_better:.4f}"),
         ("expected loss control / treatment", f"{loss.choose_a:.2e} / {loss.choose_b:.2e}"),
-        ("SRM p-value", f"{srm:.3g}"),
-        ("decision", decision),
+        srm_row,
+        (f"decision ({method})", decision),
     ]
     return result, rows
 
 
 def _analyze_means(
-    a: stats.MeanStats, b: stats.MeanStats, split: tuple[float, float], alpha: float, mde: float, increase: bool
+    a: stats.MeanStats,
+    b: stats.MeanStats,
+    split: tuple[float, float],
+    alpha: float,
+    mde: float,
+    increase: bool,
+    method: str,
+    srm_threshold: float,
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     t = stats.welch_ttest_from_sums(a, b, alpha=alpha)
     tau = stats.default_tau(a.mean, mde) if a.mean != 0 else None
     seq = stats.msprt_pvalue_means(a.n, a.mean, a.var, b.n, b.mean, b.var, tau=tau, alpha=alpha)
     srm = stats.srm_pvalue([a.n, b.n], split)
-    decision = _decide(t.p_value, alpha, t.difference, srm, increase)
+    # Bayesian view of a mean: the normal approximation of the difference (flat prior), as the engine uses.
+    p_better = float(special.ndtr(t.difference / math.sqrt(a.var / a.n + b.var / b.n))) if a.var + b.var > 0 else 0.5
+    verdict = {
+        "sequential": lambda: _p_verdict("sequential", seq.p_value, alpha, seq.ci_low, seq.ci_high),
+        "fixed": lambda: _p_verdict("fixed", t.p_value, alpha, t.ci_low, t.ci_high),
+        "bayesian": lambda: _bayes_verdict(p_better, 1 - alpha),
+    }[method]()
+    decision = _decide(verdict, srm, srm_threshold, increase)
+    srm_json, srm_row = _srm_rows(srm, srm_threshold)
     arms = f"mean {b.mean:.4g} vs {a.mean:.4g} for control"
     lift = _lift_text(t.relative_lift, t.relative_lift_ci_low, t.relative_lift_ci_high, alpha)
     result = {
@@ -285,10 +375,11 @@ def _analyze_means(
             "effect": t.effect_label,
         },
         "sequential": {"p_value": seq.p_value, "ci_low": _finite(seq.ci_low), "ci_high": _finite(seq.ci_high)},
-        "bayesian": None,
-        "srm": {"p_value": srm},
+        "bayesian": {"prob_treatment_better": p_better},
+        "srm": srm_json,
+        "method": method,
         "decision": decision,
-        "reason": _reason(decision, arms, lift, t.p_value, alpha, srm, f"{a.n}/{b.n}"),
+        "reason": _reason(decision, arms, lift, verdict, srm, srm_threshold, f"{a.n}/{b.n}"),
     }
     rows = [
         ("control", f"n={a.n:,} mean={a.mean:.4g} sd={math.sqrt(a.var):.4g}"),
@@ -298,7 +389,8 @@ def _analyze_means(
         ("t / df / p-value", f"{t.t:.3f} / {t.df:.1f} / {t.p_value:.3g}"),
         ("Cohen's d", f"{t.cohens_d:.3f} ({t.effect_label})"),
         ("sequential p (always valid)", f"{seq.p_value:.3g}"),
-        ("SRM p-value", f"{srm:.3g}"),
-        ("decision", decision),
+        ("P(treatment higher)", f"{p_better:.4f}"),
+        srm_row,
+        (f"decision ({method})", decision),
     ]
     return result, rows
