@@ -14,7 +14,12 @@ HOUR = timedelta(hours=1)
 
 
 def test_plan_uses_spec_baseline_bonferroni_alpha_and_observed_rate_for_eta():
-    spec = make_spec("abTest", challengers=2, metric={"baseline": 0.1, "minimumDetectableEffect": 0.1})
+    spec = make_spec(
+        "abTest",
+        challengers=2,
+        metric={"baseline": 0.1, "minimumDetectableEffect": 0.1},
+        statistics={"method": "fixedHorizon"},
+    )
     now = T0 + 2 * HOUR
     counts = {CHAMPION: (100, 1000), CHALLENGER: (100, 1000), SECOND: (100, 1000)}
     plan = decide(spec, started(spec), observe(now, counts), now).status.plan
@@ -25,9 +30,18 @@ def test_plan_uses_spec_baseline_bonferroni_alpha_and_observed_rate_for_eta():
 
 def test_plan_for_one_challenger_matches_r_power_prop_test():
     # R: power.prop.test(p1 = 0.1, p2 = 0.11, power = 0.8) -> n = 14750.79
-    spec = make_spec("abTest", metric={"baseline": 0.1, "minimumDetectableEffect": 0.1})
+    spec = make_spec(
+        "abTest", metric={"baseline": 0.1, "minimumDetectableEffect": 0.1}, statistics={"method": "fixedHorizon"}
+    )
     status = decide(spec, started(spec), observe(T0 + HOUR, {CHAMPION: (1, 10), CHALLENGER: (1, 10)}), T0 + HOUR)
     assert status.status.plan.required_per_variant == 14751
+
+
+def test_a_sequential_plan_pays_for_looking_at_any_time():
+    """The always-valid test needs more samples for the same power: 27,380 vs 14,751 at 10 % +10 %."""
+    spec = make_spec("abTest", metric={"baseline": 0.1, "minimumDetectableEffect": 0.1})
+    status = decide(spec, started(spec), observe(T0 + HOUR, {CHAMPION: (1, 10), CHALLENGER: (1, 10)}), T0 + HOUR)
+    assert status.status.plan.required_per_variant == 27380
 
 
 def test_plan_from_observed_champion_rate_is_frozen():

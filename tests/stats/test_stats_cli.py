@@ -35,7 +35,12 @@ def test_plan_with_more_variants_and_power(capsys: pytest.CaptureFixture[str]) -
 def test_plan_splits_alpha_across_challengers_as_the_operator_does(capsys: pytest.CaptureFixture[str]) -> None:
     result = run_json(capsys, "plan", "--baseline", "0.18", "--mde", "-0.10", "--variants", "3")
     assert (result["per_variant"], result["alpha_per_comparison"]) == (8317, 0.025)
-    spec = make_spec("abTest", challengers=2, metric={"baseline": 0.18, "minimumDetectableEffect": 0.10})
+    spec = make_spec(
+        "abTest",
+        challengers=2,
+        metric={"baseline": 0.18, "minimumDetectableEffect": 0.10},
+        statistics={"method": "fixedHorizon"},
+    )
     empty = dict.fromkeys((CHAMPION, CHALLENGER, SECOND), (0, 0))
     status = decide(spec, started(spec), observe(T0, empty, cumulative=True), T0).status
     same = run_json(capsys, "plan", "--baseline", "0.18", "--mde", "0.10", "--variants", "3")

@@ -49,6 +49,7 @@ def _root() -> None:
 # the command being run is imported (scipy alone costs seconds to import); anything else imports them all.
 COMMAND_MODULES: dict[str, tuple[str, ...]] = {
     "mlrollouts.cli.stats_commands": ("plan", "analyze"),
+    "mlrollouts.cli.simulate_command": ("simulate",),
     "mlrollouts.cli.api_commands": ("validate", "crd"),
     "mlrollouts.cli.operator_commands": ("run",),
     "mlrollouts.cli.localstack_commands": ("apiserver",),

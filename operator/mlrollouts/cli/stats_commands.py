@@ -18,6 +18,7 @@ from scipy import special
 
 from mlrollouts import stats
 from mlrollouts.cli.main import UsageFailure, app
+from mlrollouts.stats.planning import sequential_sample_size
 
 DECISIONS = ("treatment better", "treatment worse", "no significant difference", "sample ratio mismatch")
 
@@ -129,6 +130,14 @@ def plan_command(
         raise UsageFailure("--mde", str(error)) from None
     per_comparison = alpha / (variants - 1)  # the operator's Bonferroni split across challengers (engine/planning)
     per_variant = stats.sample_size_proportions(baseline, mde, alpha=per_comparison, power=power, relative=not absolute)
+    difference = target - baseline
+    sequential = sequential_sample_size(
+        baseline * (1 - baseline),  # as the operator's plan (engine/planning.py)
+        difference,
+        tau=abs(difference),
+        alpha=per_comparison,
+        power=power,
+    )
     days = None if daily_traffic is None else stats.plan_duration(per_variant, daily_traffic, 1.0 / variants)
     result = {
         "per_variant": per_variant,
@@ -138,12 +147,14 @@ def plan_command(
         "treatment_rate": target,
         "alpha": alpha,
         "alpha_per_comparison": per_comparison,
+        "per_variant_sequential": sequential,
         "power": power,
         "variants": variants,
     }
     rows = [
         ("rates", f"{baseline:.4g} -> {target:.4g}"),
-        ("per variant", f"{per_variant:,}"),
+        ("per variant (fixed horizon)", f"{per_variant:,}"),
+        ("per variant (sequential, the operator's default)", f"{sequential:,}"),
         (f"total ({variants} variants)", f"{per_variant * variants:,}"),
         ("days", "give --daily-traffic" if days is None else f"{days:.1f}"),
     ]

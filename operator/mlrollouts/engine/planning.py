@@ -1,5 +1,7 @@
 """The A/B sample-size plan: how many trials each variant needs, and when that will be reached.
 
+Method: the sequential (always-valid) test needs more samples than a fixed-horizon one for the same power;
+its plan is `stats.planning.sequential_sample_size`, the n at which a single look reaches the power.
 Baseline: `primaryMetric.baseline` when given, else the champion's observed value once it has
 MIN_BASELINE_TRIALS trials. Alpha is Bonferroni-split across k challengers (alpha / k), a conservative
 planning bound for the Holm-adjusted tests that follow. Once computed, requiredPerVariant is frozen:
@@ -14,7 +16,8 @@ from datetime import timedelta
 from mlrollouts.api.status import Plan
 from mlrollouts.engine import analysis
 from mlrollouts.engine.tick import Tick
-from mlrollouts.stats import MeanStats, sample_size_means, sample_size_proportions
+from mlrollouts.stats import MeanStats, default_tau, sample_size_means, sample_size_proportions
+from mlrollouts.stats.planning import sequential_sample_size
 
 MIN_BASELINE_TRIALS = 100
 
@@ -25,27 +28,38 @@ def _required(tick: Tick) -> tuple[int, float] | None:
     alpha = stats.alpha / len(spec.challengers)
     champion = tick.status.samples.get(spec.champion.name)
     observed = champion is not None and champion.size >= MIN_BASELINE_TRIALS
-    if metric.type == "proportion":
-        baseline = metric.baseline if metric.baseline is not None else None
-        if baseline is None and observed:
-            baseline = analysis.mean_of(spec, champion)
-        try:
-            return sample_size_proportions(
-                baseline, metric.minimum_detectable_effect, alpha=alpha, power=stats.power
-            ), baseline
-        except (TypeError, ValueError):
-            return None
-    moments = MeanStats.from_sums(champion.count, champion.sum, champion.sum_of_squares) if observed else None
-    baseline = metric.baseline if metric.baseline is not None else (moments.mean if moments else None)
-    std = (
-        metric.standard_deviation if metric.standard_deviation is not None else (moments.var**0.5 if moments else None)
-    )
-    if baseline is None or not std:
-        return None
+    sequential = stats.method == "sequential"
+    mde = metric.minimum_detectable_effect
     try:
-        mde_abs = baseline * metric.minimum_detectable_effect
+        if metric.type == "proportion":
+            baseline = metric.baseline if metric.baseline is not None else None
+            if baseline is None and observed:
+                baseline = analysis.mean_of(spec, champion)
+            if sequential:
+                variance = baseline * (1.0 - baseline)
+                size = sequential_sample_size(
+                    variance, baseline * mde, tau=default_tau(baseline, mde), alpha=alpha, power=stats.power
+                )
+                return size, baseline
+            return sample_size_proportions(baseline, mde, alpha=alpha, power=stats.power), baseline
+        if metric.type != "mean":
+            return None
+        moments = MeanStats.from_sums(champion.count, champion.sum, champion.sum_of_squares) if observed else None
+        baseline = metric.baseline if metric.baseline is not None else (moments.mean if moments else None)
+        std = (
+            metric.standard_deviation
+            if metric.standard_deviation is not None
+            else (moments.var**0.5 if moments else None)
+        )
+        if baseline is None or not std:
+            return None
+        mde_abs = baseline * mde
+        if sequential:
+            return sequential_sample_size(
+                std * std, mde_abs, tau=abs(mde_abs), alpha=alpha, power=stats.power
+            ), baseline
         return sample_size_means(std, mde_abs, alpha=alpha, power=stats.power), baseline
-    except ValueError:
+    except (TypeError, ValueError):
         return None
 
 

@@ -110,3 +110,32 @@ def power_proportions(n: float, p1: float, p2: float, *, alpha: float = 0.05, tw
     pooled_sd = math.sqrt((p1 + p2) * (2.0 - p1 - p2) / 2.0)
     unpooled_sd = math.sqrt(p1 * (1.0 - p1) + p2 * (1.0 - p2))
     return float(special.ndtr((math.sqrt(n) * abs(p1 - p2) - z_alpha * pooled_sd) / unpooled_sd))
+
+
+def sequential_sample_size(
+    unit_variance: float, difference: float, *, tau: float, alpha: float = 0.05, power: float = 0.8
+) -> int:
+    """Per-variant n at which one look of the mSPRT rejects with probability `power`.
+
+    An always-valid test pays for its freedom to look: at the same n it is less powerful than a fixed test.
+    At n per arm the estimate has variance V = unit_variance * 2 / n and the look rejects when
+    |estimate| >= sqrt(2 V (V + tau²) / tau² * (log(1/alpha) + log((V + tau²) / V) / 2)); the power of that
+    single look is a lower bound (earlier looks can only add rejections), so the plan is conservative.
+    """
+    _check_probability("alpha", alpha)
+    _check_probability("power", power)
+    if not (unit_variance > 0 and difference != 0 and tau > 0):
+        raise ValueError("need a positive variance, a non-zero difference and a positive tau")
+    effect, tau2 = abs(difference), tau * tau
+
+    def shortfall(n: float) -> float:
+        v = 2.0 * unit_variance / n
+        critical = math.sqrt(2.0 * v * (v + tau2) / tau2 * (math.log(1.0 / alpha) + 0.5 * math.log((v + tau2) / v)))
+        return float(special.ndtr((effect - critical) / math.sqrt(v))) - power
+
+    high = 2.0
+    while shortfall(high) < 0:
+        high *= 2.0
+        if high > 1e13:
+            raise ValueError("the planned effect is too small to detect with any sample size")
+    return math.ceil(optimize.brentq(shortfall, high / 2 if high > 2 else 1.0, high, xtol=0.5))

@@ -2,7 +2,9 @@
 
 - sequential: may stop at any tick, for a winner or for harm, when the Holm-adjusted always-valid p < alpha.
 - fixedHorizon: looks only once every variant has the planned requiredPerVariant trials; then a winner is
-  promoted, all-worse rolls back, anything else is Inconclusive (the planned test has spoken).
+  promoted, all-worse rolls back, anything else is Inconclusive (the planned test has spoken). When the
+  plan is reached before minDuration, the test waits for minDuration and the evidence then decides
+  (a significant winner wins; Inconclusive only when nothing is significant by then).
 - bayesian: better = P(better) >= probabilityThreshold and expected loss of switching < lossThreshold;
   worse = P(better) <= 1 - probabilityThreshold and expected loss of keeping the champion < lossThreshold.
 Winner = the significantly-better challenger with the strongest evidence. minDuration delays promotion
@@ -96,11 +98,12 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
         expected_loss=top.expected_loss if top else None,
     )
     elapsed = tick.now - (status.started_at or tick.now)
-    decisive = method != "fixedHorizon" or at_horizon
+    waited = elapsed >= parse_duration(spec.ab_test.min_duration)
+    decisive = method != "fixedHorizon" or (at_horizon and waited)  # a fixed-horizon test gets one look
     worse = [c for c in comparisons if c.verdict == "worse"] if decisive else []
     better = [c for c in comparisons if c.verdict == "better"] if decisive else []
     healthy = waiting_on_guardrails(check) is None
-    if better and healthy and elapsed >= parse_duration(spec.ab_test.min_duration):
+    if better and healthy and waited:
         winner = analysis.headline(better)
         message = f"{winner.challenger} is better than {spec.champion.name} on {metric} ({_evidence(winner)})"
         if spec.auto_promote:
@@ -115,7 +118,7 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
     if worse:
         _drop(tick, worse)
         return
-    if method == "fixedHorizon" and at_horizon:
+    if method == "fixedHorizon" and at_horizon and waited:
         inconclusive(tick, f"planned sample size {plan.required_per_variant} reached with no significant difference")
         return
     if elapsed >= parse_duration(spec.ab_test.max_duration):
