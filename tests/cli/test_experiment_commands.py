@@ -43,6 +43,8 @@ RUNNING = {
     "weights": {"churn-v2": 90, "churn-v3": 10},
     "samples": {"churn-v2": {"successes": 720, "trials": 1000}, "churn-v3": {"successes": 80, "trials": 100}},
     "analysis": {"decision": "continue", "pValue": 0.41, "reason": "p 0.41 ≥ alpha 0.05: keep going"},
+    "evidence": {"churn-v3": {"pValue": 0.41, "confidenceInterval": [-0.031, None], "looks": 12, "restarts": 1}},
+    "epochTotals": {"churn-v3": {"weight": 80.0, "weightedEstimate": 0.4, "weightedVariance": 0.01, "epochs": 1}},
     "guardrails": [
         {"name": "p95-latency", "value": 0.61, "threshold": "max 0.5", "consecutiveFailures": 2, "healthy": False}
     ],
@@ -57,7 +59,8 @@ def test_status_shows_phase_weights_samples_reason_and_guardrails(
     code = main(["status", "churn-v3", "--kubeconfig", str(local_apiserver.kubeconfig)])
     out = capsys.readouterr().out
     assert code == 0
-    for expected in ("Progressing", "churn-v3 10 %", "p95-latency", "keep going", "advance", "0.72"):
+    expected_lines = ("Progressing", "churn-v3 10 %", "p95-latency", "keep going", "advance", "0.72")
+    for expected in (*expected_lines, "[-0.031, +inf]", "Evidence (always valid"):
         assert expected in out, f"{expected!r} missing from:\n{out}"
 
 

@@ -7,6 +7,7 @@ import asyncio
 import kubernetes
 import pytest
 import yaml
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from stack import canary_manifest
 
@@ -41,8 +42,6 @@ def test_a_status_write_from_a_stale_read_is_refused_and_changes_nothing(local_a
 
 
 def _info_series(name: str) -> dict[str, float]:
-    from prometheus_client import generate_latest
-
     text = generate_latest(telemetry.REGISTRY).decode()
     return {
         f"{s.labels['strategy']}/{s.labels['phase']}": s.value
@@ -64,3 +63,27 @@ def test_phase_gauges_follow_an_experiment_through_invalid_and_back() -> None:
     assert _info_series("gauge-demo") == {"canary/Progressing": 1}
     telemetry.forget_experiment("default", "gauge-demo")
     assert _info_series("gauge-demo") == {}
+
+
+def _bounds(name: str) -> dict[str, float]:
+    families = text_string_to_metric_families(generate_latest(telemetry.REGISTRY).decode())
+    return {
+        f"{s.labels['variant']}/{s.labels['bound']}": s.value
+        for family in families
+        if family.name == "mlrollouts_confidence_bound"
+        for s in family.samples
+        if s.labels.get("experiment") == name
+    }
+
+
+def test_the_confidence_sequence_is_exported_while_its_bounds_are_finite() -> None:
+    manifest = canary_manifest("bounds-demo", "http://p:9090")
+    evidence = {"churn-v3": {"pValue": 0.2, "confidenceInterval": [-0.03, 0.05], "looks": 3}}
+    manifest["status"] = {"phase": "Progressing", "evidence": evidence}
+    telemetry.record_experiment(parse_experiment(manifest), None)
+    assert _bounds("bounds-demo") == {"churn-v3/lower": -0.03, "churn-v3/upper": 0.05}
+    evidence["churn-v3"]["confidenceInterval"] = [-0.01, None]  # a restart: the upper bound is open again
+    telemetry.record_experiment(parse_experiment(manifest), None)
+    assert _bounds("bounds-demo") == {"churn-v3/lower": -0.01}
+    telemetry.forget_experiment("default", "bounds-demo")
+    assert _bounds("bounds-demo") == {}

@@ -32,6 +32,10 @@ def synthetic(experiment: dict) -> ReportData:
             (Series("churn-v3", times, [0.78 * n for n in trials]), Series("churn-v3", times, trials)),
         ],
         p_value=Series("p-value", times, [max(0.01, 1 - t / 60) for t in times]),
+        confidence=[
+            (Series("churn-v3", times, [-0.2 + t / 200 for t in times]), "lower"),
+            (Series("churn-v3", times, [0.3 - t / 300 for t in times]), "upper"),
+        ],
         guardrails=[
             GuardrailSeries(
                 "p95-latency",
@@ -54,7 +58,7 @@ def test_report_embeds_every_figure_and_explains_empty_panels(tmp_path: pathlib.
     }
     html_path = write(synthetic(experiment), tmp_path / "out")
     html = html_path.read_text()
-    for name in ("weights.png", "primary-metric.png", "statistics.png", "guardrails.png"):
+    for name in ("weights.png", "primary-metric.png", "statistics.png", "confidence.png", "guardrails.png"):
         data = (tmp_path / "out" / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000
         assert base64.b64encode(data).decode() in html

@@ -53,6 +53,7 @@ def render_experiment(obj: dict[str, Any]) -> Panel:
             )
         )
     parts.extend(_analysis(status.get("analysis") or {}))
+    parts.extend(_evidence(status))
     parts.extend(_guardrails(status.get("guardrails") or []))
     parts.extend(_conditions(status.get("conditions") or []))
     parts.extend(_history(status.get("history") or []))
@@ -92,6 +93,32 @@ def _analysis(analysis: dict[str, Any]) -> list[Any]:
     if analysis.get("reason"):
         out.append(Text(f"Reason: {analysis['reason']}", style="italic"))
     return out
+
+
+def _bound(value: float | None, unbounded: str) -> str:
+    return unbounded if value is None else f"{value:+.4g}"
+
+
+def _evidence(status: dict[str, Any]) -> list[Any]:
+    """The confidence sequence per challenger: what a verdict's direction comes from."""
+    evidence = status.get("evidence") or {}
+    if not evidence:
+        return []
+    table = Table(title="Evidence (always valid, challenger − champion)", title_justify="left")
+    for column in ("challenger", "p", "confidence sequence", "looks", "restarts", "epochs"):
+        table.add_column(column, overflow="fold", no_wrap=column == "challenger")
+    totals = status.get("epochTotals") or {}
+    for name, e in evidence.items():
+        low, high = (e.get("confidenceInterval") or [None, None])[:2]
+        table.add_row(
+            name,
+            _fmt(e.get("pValue")),
+            f"[{_bound(low, '-inf')}, {_bound(high, '+inf')}]",
+            str(e.get("looks", 0)),
+            str(e.get("restarts", 0)),
+            str((totals.get(name) or {}).get("epochs", 0) + 1),
+        )
+    return [table]
 
 
 def _guardrails(guardrails: list[dict[str, Any]]) -> list[Any]:

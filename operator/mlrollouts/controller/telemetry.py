@@ -33,6 +33,12 @@ p_value = Gauge("mlrollouts_p_value", "p-value of the primary metric.", _EXPERIM
 probability_better = Gauge(
     "mlrollouts_probability_better", "P(challenger better) of the primary metric.", _EXPERIMENT, registry=REGISTRY
 )
+confidence_bound = Gauge(
+    "mlrollouts_confidence_bound",
+    "Always-valid confidence sequence of challenger minus champion (primary metric); bound is lower or upper.",
+    [*_EXPERIMENT, "variant", "bound"],
+    registry=REGISTRY,
+)
 srm_p_value = Gauge("mlrollouts_srm_p_value", "Sample-ratio-mismatch p-value.", _EXPERIMENT, registry=REGISTRY)
 decisions = Counter("mlrollouts_decisions", "Decisions taken, by action.", [*_EXPERIMENT, "action"], registry=REGISTRY)
 reconcile_duration = Histogram(
@@ -50,6 +56,7 @@ query_errors = Counter(
 )
 
 _phase_of: dict[tuple[str, str], str] = {}
+_bounds_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
 _strategy_of: dict[tuple[str, str], str] = {}
 
 
@@ -76,7 +83,21 @@ def record_experiment(experiment: ModelExperiment, transition_time: float | None
                 gauge.labels(*key).set(value)
         if analysis.srm_p_value is not None:
             srm_p_value.labels(*key).set(analysis.srm_p_value)
+    _record_bounds(key, experiment)
     _refresh_phase_counts()
+
+
+def _record_bounds(key: tuple[str, str], experiment: ModelExperiment) -> None:
+    """One lower and one upper series per challenger while the bound is finite; gone when it is not."""
+    current: set[tuple[str, str]] = set()
+    for variant, evidence in experiment.status.evidence.items():
+        for bound, value in zip(("lower", "upper"), evidence.confidence_interval, strict=True):
+            if value is not None:
+                confidence_bound.labels(*key, variant, bound).set(value)
+                current.add((variant, bound))
+    for stale in _bounds_of.get(key, set()) - current:
+        confidence_bound.remove(*key, *stale)
+    _bounds_of[key] = current
 
 
 def record_invalid(namespace: str, name: str, strategy: str | None) -> None:
@@ -88,6 +109,8 @@ def forget_experiment(namespace: str, name: str) -> None:
     key = (namespace, name)
     if key in _phase_of:
         experiment_info.remove(*key, _strategy_of.pop(key), _phase_of.pop(key))
+    for stale in _bounds_of.pop(key, set()):
+        confidence_bound.remove(*key, *stale)
     _refresh_phase_counts()
 
 

@@ -50,6 +50,8 @@ class ReportData:
     """Per variant: (successes, trials) since the start."""
     p_value: Series | None = None
     probability_better: Series | None = None
+    confidence: list[tuple[Series, str]] = field(default_factory=list)
+    """Confidence-sequence bounds per challenger: (series labelled by variant, "lower" | "upper")."""
     guardrails: list[GuardrailSeries] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     """Queries that failed or returned nothing, so a blank panel is explained."""
@@ -122,6 +124,9 @@ def collect(prometheus: str, experiment: dict[str, Any], start: float, end: floa
         data.probability_better = reader.one(
             f"mlrollouts_probability_better{{{selector}}}", "P(better)", expected=False
         )
+        for bound in ("lower", "upper"):
+            query = f'mlrollouts_confidence_bound{{{selector},bound="{bound}"}}'
+            data.confidence.extend((series, bound) for series in reader.series(query, "variant"))
         try:
             model = parse_experiment(experiment)
         except SpecError as error:

@@ -108,6 +108,27 @@ def plot_statistics(data: ReportData, path: pathlib.Path) -> pathlib.Path:
     return _finish(figure, axes, "Evidence over time (mlrollouts_p_value, mlrollouts_probability_better)", ylabel, path)
 
 
+def plot_confidence(data: ReportData, path: pathlib.Path) -> pathlib.Path | None:
+    """The running intersection a verdict's direction comes from: worse only when it lies below zero."""
+    if not data.confidence:
+        return None
+    figure, axes = plt.subplots(figsize=FIGSIZE)
+    colours: dict[str, Any] = {}
+    for series, bound in data.confidence:
+        style = {"color": colours[series.label]} if series.label in colours else {}
+        (line,) = axes.plot(
+            series.times,
+            series.values,
+            linestyle="-" if bound == "lower" else "--",
+            label=f"{series.label} {bound}",
+            **style,
+        )
+        colours.setdefault(series.label, line.get_color())
+    axes.axhline(0.0, color="grey", linewidth=1)
+    title = "Always-valid confidence sequence of challenger − champion (mlrollouts_confidence_bound)"
+    return _finish(figure, axes, title, "difference", path)
+
+
 def _probability_threshold(data: ReportData) -> float:
     spec = data.experiment.get("spec") or {}
     if spec.get("strategy") == "bandit":
@@ -156,6 +177,9 @@ def render_plots(data: ReportData, out_dir: pathlib.Path) -> list[tuple[str, pat
         ("Primary metric", plot_primary(data, out_dir / "primary-metric.png")),
         ("p-value and P(better)", plot_statistics(data, out_dir / "statistics.png")),
     ]
+    confidence = plot_confidence(data, out_dir / "confidence.png")
+    if confidence is not None:
+        images.append(("Confidence sequence", confidence))
     guardrails = plot_guardrails(data, out_dir / "guardrails.png")
     if guardrails is not None:
         images.append(("Guardrails vs thresholds", guardrails))
