@@ -144,8 +144,12 @@ def non_inferior(spec: ModelExperimentSpec, status: ModelExperimentStatus, name:
     worst = low if metric.direction == "increase" else (None if high is None else -high)
     shown = worst is not None and worst > -margin
     bound = "unbounded" if worst is None else f"{worst:+.4g}"
-    verb = "ruled out" if shown else "not yet ruled out"
-    return shown, f"a loss beyond the {100 * relative:.3g}% margin ({margin:.4g}) {verb} (worst case {bound})"
+    if shown:
+        return True, f"a loss beyond the {100 * relative:.3g}% margin ({margin:.4g}) ruled out (worst case {bound})"
+    return False, (
+        f"a loss beyond the {100 * relative:.3g}% margin ({margin:.4g}) not yet ruled out (worst case {bound}; "
+        "more traffic narrows it, primaryMetric.nonInferiorityMargin sets it)"
+    )
 
 
 def _finite(value: float) -> float | None:
