@@ -43,8 +43,15 @@ RUNNING = {
     "weights": {"churn-v2": 90, "churn-v3": 10},
     "samples": {"churn-v2": {"successes": 720, "trials": 1000}, "churn-v3": {"successes": 80, "trials": 100}},
     "analysis": {"decision": "continue", "pValue": 0.41, "reason": "p 0.41 ≥ alpha 0.05: keep going"},
-    "evidence": {"churn-v3": {"pValue": 0.41, "confidenceInterval": [-0.031, None], "looks": 12, "restarts": 1}},
-    "epochTotals": {"churn-v3": {"weight": 80.0, "weightedEstimate": 0.4, "weightedVariance": 0.01, "epochs": 1}},
+    "evidence": {
+        "churn-v3": {
+            "pValue": 0.41,
+            "confidenceInterval": [-0.031, None],
+            "looks": 12,
+            "restarts": 1,
+            "epochs": {"weight": 80.0, "weightedEstimate": 0.4, "weightedVariance": 0.01, "epochs": 1},
+        }
+    },
     "guardrails": [
         {"name": "p95-latency", "value": 0.61, "threshold": "max 0.5", "consecutiveFailures": 2, "healthy": False}
     ],

@@ -68,6 +68,7 @@ def test_an_early_lift_that_vanishes_neither_rolls_back_nor_promotes() -> None:
     assert one.analysis.comparisons[0].verdict == "better"
     assert two.phase == "Progressing"
     assert two.evidence[CHALLENGER].restarts == 1  # the intervals became disjoint: the effect changed
+    assert two.evidence[CHALLENGER].since == two.samples  # and the data before the change no longer counts
     assert two.analysis.comparisons[0].verdict == "undecided"
     ab = make_spec("abTest", block={"split": {CHAMPION: 90, CHALLENGER: 10}, "minDuration": "5m"})
     _, after = _two_minutes(ab)
@@ -80,4 +81,5 @@ def test_a_handful_of_samples_is_no_look() -> None:
     now = T0.replace(minute=1)
     counts = {CHAMPION: (267, 367), CHALLENGER: (19, 19)}
     status = decide(spec, started(spec), observe(now, counts, cumulative=True), now).status
-    assert status.evidence == {} and status.phase == "Progressing"
+    assert status.evidence[CHALLENGER].looks == 0 and status.phase == "Progressing"
+    assert status.analysis.comparisons == []

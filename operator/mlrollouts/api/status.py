@@ -43,6 +43,15 @@ class VariantSamples(ApiModel):
         return VariantSamples(**{k: max(0.0, v - (getattr(start, k) or 0.0)) for k, v in values.items()})
 
 
+class EpochTotals(ApiModel):
+    """Closed epochs of one challenger combined (see stats.sequential.Stratified)."""
+
+    weight: float = 0.0
+    weighted_estimate: float = 0.0
+    weighted_variance: float = 0.0
+    epochs: int = 0
+
+
 class Evidence(ApiModel):
     """The always-valid evidence on one challenger, carried between looks (the confidence sequence)."""
 
@@ -55,15 +64,10 @@ class Evidence(ApiModel):
     """Times the intersection became empty (the effect changed) and the sequence restarted."""
     tau: float | None = None
     """Mixture scale fixed at the first look (a scale that moved with the data would void the guarantee)."""
-
-
-class EpochTotals(ApiModel):
-    """Closed epochs of one challenger combined (see stats.sequential.Stratified)."""
-
-    weight: float = 0.0
-    weighted_estimate: float = 0.0
-    weighted_variance: float = 0.0
-    epochs: int = 0
+    epochs: EpochTotals = Field(default_factory=lambda: EpochTotals())
+    """The closed epochs since the start (or the last restart), combined."""
+    since: dict[str, VariantSamples] | None = None
+    """Samples at the last restart while it is newer than the open epoch's start: data before it is not used."""
 
 
 class CounterState(ApiModel):
@@ -176,8 +180,6 @@ class ModelExperimentStatus(ApiModel):
     """Per challenger: running always-valid p and confidence sequence of the primary metric."""
     epoch_start_samples: dict[str, VariantSamples] = Field(default_factory=dict)
     """Samples of each variant when the current epoch (period of constant allocation) began."""
-    epoch_totals: dict[str, EpochTotals] = Field(default_factory=dict)
-    """Per challenger: the closed epochs' differences, combined."""
     metrics_failures: int = 0
     """Consecutive ticks without usable metrics."""
     plan: Plan | None = None

@@ -107,7 +107,6 @@ def _evidence(status: dict[str, Any]) -> list[Any]:
     table = Table(title="Evidence (always valid, challenger − champion)", title_justify="left")
     for column in ("challenger", "p", "confidence sequence", "looks", "restarts", "epochs"):
         table.add_column(column, overflow="fold", no_wrap=column == "challenger")
-    totals = status.get("epochTotals") or {}
     for name, e in evidence.items():
         low, high = (e.get("confidenceInterval") or [None, None])[:2]
         table.add_row(
@@ -116,7 +115,7 @@ def _evidence(status: dict[str, Any]) -> list[Any]:
             f"[{_bound(low, '-inf')}, {_bound(high, '+inf')}]",
             str(e.get("looks", 0)),
             str(e.get("restarts", 0)),
-            str((totals.get(name) or {}).get("epochs", 0) + 1),
+            str((e.get("epochs") or {}).get("epochs", 0) + 1),
         )
     return [table]
 

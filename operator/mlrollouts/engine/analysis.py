@@ -106,19 +106,22 @@ def sequential(
     alpha = spec.analysis.statistics.alpha
     result = msprt(estimate, variance, tau, alpha=alpha)
     low, high = prior.confidence_interval
-    state = SequentialState(
-        prior.p_value,
-        -math.inf if low is None else low,
-        math.inf if high is None else high,
-        prior.looks,
-        prior.restarts,
-    ).update(result.p_value, (result.ci_low, result.ci_high))
-    evidence = Evidence(
-        p_value=state.p_value,
-        confidence_interval=[_finite(state.ci_low), _finite(state.ci_high)],
-        looks=state.looks,
-        restarts=state.restarts,
-        tau=tau,
+    low, high = -math.inf if low is None else low, math.inf if high is None else high
+    state = SequentialState(prior.p_value, low, high, prior.looks, prior.restarts).update(
+        result.p_value, (result.ci_low, result.ci_high)
+    )
+    if state.restarts > prior.restarts:
+        # The intervals became disjoint: the effect changed. Evidence and data restart from this look on.
+        evidence = Evidence(restarts=state.restarts, tau=tau, since=dict(status.samples))
+        comparison = Comparison(challenger=name, p_value=1.0, relative_lift=None, verdict="undecided")
+        return comparison, evidence
+    evidence = prior.model_copy(
+        update={
+            "p_value": state.p_value,
+            "confidence_interval": [_finite(state.ci_low), _finite(state.ci_high)],
+            "looks": state.looks,
+            "tau": tau,
+        }
     )
     base = mean_of(spec, champion)
     verdict = _direction_verdict(spec, state.sign()) if state.p_value < alpha else "undecided"

@@ -4,9 +4,10 @@ An epoch opens when the weights change (`Tick.set_weights`) and closes at the ne
 both arms see the same traffic mix at the same time, so each epoch's difference is unbiased even when the
 base rate drifts; pooling counts across a weight change is not (a canary that gets most of its traffic late,
 while a shared rate falls, looks worse: Simpson's paradox). Closed epochs are folded into
-`status.epochTotals` (three sums per challenger, so a bandit's many epochs cost no space); the open epoch is
+`status.evidence[challenger].epochs` (three sums, so a bandit's many epochs cost no space); the open epoch is
 added at every look. The combination is `stats.Stratified` (fixed weights n_a n_b / (n_a + n_b)), documented
-in docs/statistics.md.
+in docs/statistics.md. After a restart of the evidence (the effect changed, see `analysis.sequential`) a
+challenger's data starts at the restart (`Evidence.since`) instead of at the open epoch's start.
 
 Ratio metrics (per-user sums of x, y, x², y², xy) are compared on their totals since the start: a user's
 events span epochs, so per-epoch differences of per-user squares would not be per-user squares.
@@ -15,7 +16,7 @@ events span epochs, so per-epoch differences of per-user squares would not be pe
 from __future__ import annotations
 
 from mlrollouts.api.spec import ModelExperimentSpec
-from mlrollouts.api.status import EpochTotals, ModelExperimentStatus, VariantSamples
+from mlrollouts.api.status import EpochTotals, Evidence, ModelExperimentStatus, VariantSamples
 from mlrollouts.stats import MeanStats
 from mlrollouts.stats.differences import RatioMoments, mean_difference, proportion_difference, ratio_difference
 from mlrollouts.stats.sequential import Stratified, harmonic_weight
@@ -58,9 +59,7 @@ def _ratio(s: VariantSamples) -> RatioMoments:
     )
 
 
-def _stratified(totals: EpochTotals | None) -> Stratified:
-    if totals is None:
-        return Stratified()
+def _stratified(totals: EpochTotals) -> Stratified:
     return Stratified(totals.weight, totals.weighted_estimate, totals.weighted_variance, totals.epochs)
 
 
@@ -68,7 +67,8 @@ def _open_epoch(spec: ModelExperimentSpec, status: ModelExperimentStatus, challe
     champion_name = spec.champion.name
     if champion_name not in status.samples or challenger not in status.samples:
         return None
-    start = status.epoch_start_samples
+    evidence = status.evidence.get(challenger)
+    start = evidence.since if evidence is not None and evidence.since is not None else status.epoch_start_samples
     return difference(
         spec,
         status.samples[champion_name].minus(start.get(champion_name)),
@@ -77,22 +77,22 @@ def _open_epoch(spec: ModelExperimentSpec, status: ModelExperimentStatus, challe
 
 
 def close_epoch(spec: ModelExperimentSpec, status: ModelExperimentStatus) -> dict[str, object]:
-    """Status fields for a weight change: the open epoch folded into the totals, a new one opened now."""
+    """Status fields for a weight change: the open epoch folded into each challenger's evidence, a new one opened."""
     if spec.analysis.primary_metric.type == "ratio":
         return {}
-    totals = dict(status.epoch_totals)
+    evidence = dict(status.evidence)
     for challenger in (c.name for c in spec.challengers):
         current = _open_epoch(spec, status, challenger)
-        if current is None:
-            continue
-        combined = _stratified(totals.get(challenger)).add(*current)
-        totals[challenger] = EpochTotals(
+        prior = evidence.get(challenger) or Evidence()
+        combined = _stratified(prior.epochs).add(*current) if current is not None else _stratified(prior.epochs)
+        totals = EpochTotals(
             weight=combined.weight,
             weighted_estimate=combined.weighted_estimate,
             weighted_variance=combined.weighted_variance,
             epochs=combined.epochs,
         )
-    return {"epoch_totals": totals, "epoch_start_samples": dict(status.samples)}
+        evidence[challenger] = prior.model_copy(update={"epochs": totals, "since": None})
+    return {"evidence": evidence, "epoch_start_samples": dict(status.samples)}
 
 
 def combined(spec: ModelExperimentSpec, status: ModelExperimentStatus, challenger: str):
@@ -102,7 +102,8 @@ def combined(spec: ModelExperimentSpec, status: ModelExperimentStatus, challenge
         other = status.samples.get(challenger)
         current = difference(spec, champion, other) if champion and other else None
         return None if current is None else (current[0], current[1], 1)
-    stratified = _stratified(status.epoch_totals.get(challenger))
+    evidence = status.evidence.get(challenger) or Evidence()
+    stratified = _stratified(evidence.epochs)
     current = _open_epoch(spec, status, challenger)
     if current is not None:
         stratified = stratified.add(*current)

@@ -110,7 +110,8 @@ class SequentialState:
     early look never lends its significance to the opposite sign. An empty intersection cannot happen while
     the effect is constant (except with probability alpha): it means the effect changed (a novelty effect
     that faded), so the state restarts from this look (`restarts` counts it; each restart is a fresh test at
-    level alpha, so the worst case after r restarts is (r + 1) alpha, documented in docs/statistics.md).
+    level alpha, so the worst case after r restarts is (r + 1) alpha, documented in docs/statistics.md). The
+    engine also drops the data before the restart, which estimated the old effect.
     """
 
     p_value: float = 1.0
