@@ -35,7 +35,7 @@ BLOCKS = {
     "canary": ("canary", {"steps": [10, 50, 100], "stepDuration": "10m", "minSamplesPerStep": 100}),
     "abTest": ("abTest", {"maxDuration": "14d"}),
     "shadow": ("shadow", {"mirrorPercent": 100, "duration": "1h"}),
-    "bandit": ("bandit", {"minExploration": 0.05, "updateInterval": "5m", "minSamples": 500}),
+    "bandit": ("bandit", {"minExploration": 0.05, "updateInterval": "5m", "minSamples": 500, "minDuration": "1h"}),
 }
 
 

@@ -60,25 +60,60 @@ def test_bandit_reallocates_by_thompson_every_update_interval_only():
     assert "TrafficReallocated" in [e.reason for e in due.events]
 
 
-def test_bandit_promotes_the_best_arm_with_enough_samples():
+DAY = timedelta(days=1)
+HOUR = timedelta(hours=1)
+
+
+def test_bandit_promotes_the_best_arm_on_evidence_after_min_duration():
     spec = make_spec("bandit", block={"minSamples": 500, "promoteThreshold": 0.95})
-    counts = _arms_counts({CHAMPION: 0.10, CHALLENGER: 0.15}, 2000)
-    status = decide(spec, started(spec), observe(T0 + timedelta(minutes=1), counts), T0).status
+    counts = _arms_counts({CHAMPION: 0.10, CHALLENGER: 0.15}, 20000)
+    half = T0 + timedelta(minutes=30)
+    early = decide(spec, started(spec), observe(half, counts), half).status
+    assert early.phase == "Progressing" and "minDuration 1h not reached" in early.analysis.reason
+    later = T0 + timedelta(hours=12)  # past minDuration and one recheck window: recent data exists
+    doubled = {name: (2 * s, 2 * n) for name, (s, n) in counts.items()}
+    status = decide(spec, early, observe(later, doubled), later).status
     assert (status.phase, status.winner) == ("Promoted", CHALLENGER)
-    assert status.analysis.probability_better == prob_best({CHAMPION: (200, 2000), CHALLENGER: (300, 2000)})[CHALLENGER]
+    assert (
+        status.analysis.probability_better
+        == prob_best({CHAMPION: (4000, 40000), CHALLENGER: (6000, 40000)})[CHALLENGER]
+    )
+    assert "always-valid p = " in status.message
+
+
+def test_bandit_does_not_promote_an_arm_that_is_no_longer_ahead():
+    """Strong early evidence, then the recent window shows the challenger behind: no promotion (novelty)."""
+    spec = make_spec("bandit", block={"minSamples": 500})
+    early = decide(
+        spec, started(spec), observe(T0 + HOUR, _arms_counts({CHAMPION: 0.10, CHALLENGER: 0.15}, 20000)), T0 + HOUR
+    )
+    later = T0 + 8 * HOUR
+    faded = {CHAMPION: (2000 + 400, 24000), CHALLENGER: (3000 + 380, 24000)}
+    status = decide(spec, early.status, observe(later, faded), later).status
+    assert status.phase == "Progressing"
+    assert "not ahead on the data since the recheck before last (-0.005" in status.analysis.reason
+
+
+def test_bandit_does_not_promote_on_p_best_alone():
+    """P(best) 0.99 from 2,000 trials each is not evidence enough at the always-valid alpha."""
+    spec = make_spec("bandit", block={"minSamples": 500})
+    counts = _arms_counts({CHAMPION: 0.100, CHALLENGER: 0.121}, 2000)
+    assert prob_best({n: (int(s), int(t)) for n, (s, t) in counts.items()})[CHALLENGER] > 0.95
+    status = decide(spec, started(spec), observe(T0 + DAY, counts), T0 + DAY).status
+    assert status.phase == "Progressing"
 
 
 def test_bandit_waits_for_min_samples_even_when_one_arm_is_clearly_best():
     spec = make_spec("bandit", block={"minSamples": 5000})
     counts = _arms_counts({CHAMPION: 0.10, CHALLENGER: 0.15}, 2000)
-    status = decide(spec, started(spec), observe(T0, counts), T0).status
-    assert status.phase == "Progressing" and "fewest trials 2000 (need 5000)" in status.analysis.reason
+    status = decide(spec, started(spec), observe(T0 + DAY, counts), T0 + DAY).status
+    assert status.phase == "Progressing" and "fewest trials 2000 of 5000" in status.analysis.reason
 
 
 def test_bandit_champion_best_is_a_rollback_with_the_champion_as_winner():
     spec = make_spec("bandit", block={"minSamples": 500})
-    counts = _arms_counts({CHAMPION: 0.15, CHALLENGER: 0.10}, 2000)
-    status = decide(spec, started(spec), observe(T0, counts), T0).status
+    counts = _arms_counts({CHAMPION: 0.15, CHALLENGER: 0.10}, 20000)
+    status = decide(spec, started(spec), observe(T0 + DAY, counts), T0 + DAY).status
     assert (status.phase, status.reason, status.winner) == ("RolledBack", "ChampionBest", CHAMPION)
     assert status.weights == {CHAMPION: 100, CHALLENGER: 0}
 

@@ -50,7 +50,8 @@ def test_simulate_json_is_the_engine_s_own_figures(capsys: pytest.CaptureFixture
     argv = ["simulate", "-f", str(manifest), "--traffic", "3000", "--baseline", "0.05", "--effect", "-0.3"]
     assert main([*argv, "--runs", "10", "--seed", "4", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"runs", "outcomes", "median_minutes_to_decision", "median_samples_to_decision"}
+    pinned = {"runs", "outcomes", "median_minutes_to_decision", "median_samples_to_decision"}
+    assert set(result) == {*pinned, "mean_regret"}
     spec = parse_experiment(yaml.safe_load(manifest.read_text())).spec
     direct = simulate(spec, TrafficModel(users_per_minute=3000, baseline=0.05, effect=-0.3), runs=10, seed=4)
     assert result == direct.as_json()
@@ -62,6 +63,7 @@ def test_simulate_json_is_the_engine_s_own_figures(capsys: pytest.CaptureFixture
     [
         (["--traffic", "0"], "--traffic: users per minute must be a positive number"),
         (["--traffic", "10", "--drift", "a:b"], "--drift: write FROM:TO"),
+        (["--traffic", "10", "--novelty", "0.2"], "--novelty: write EFFECT:MINUTES"),
         (["--traffic", "10", "--baseline", "1.5"], "--baseline: a proportion's baseline must be between 0 and 1"),
     ],
 )

@@ -112,6 +112,8 @@ class AnalysisStatus(ApiModel):
     probability_better: float | None = None
     expected_loss: float | None = None
     srm_p_value: float | None = None
+    regret: float | None = None
+    """Bandit: outcomes lost so far against sending every trial to the best arm, at the current estimates."""
     decision: DecisionKind | None = None
     reason: str | None = None
     comparisons: list[Comparison] = Field(default_factory=list)
@@ -153,6 +155,16 @@ class RoutingStatus(ApiModel):
     message: str | None = None
 
 
+class RecheckWindow(ApiModel):
+    """Bandit: checkpoints of the samples, so the most recent data can be judged on its own."""
+
+    started_at: datetime | None = None
+    samples: dict[str, VariantSamples] = Field(default_factory=dict)
+    """Samples at `startedAt` (the current checkpoint)."""
+    previous: dict[str, VariantSamples] = Field(default_factory=dict)
+    """Samples at the checkpoint before: the recent data is everything since then."""
+
+
 class ModelExperimentStatus(ApiModel):
     phase: Phase | None = None
     reason: str | None = None
@@ -180,6 +192,8 @@ class ModelExperimentStatus(ApiModel):
     """Per challenger: running always-valid p and confidence sequence of the primary metric."""
     epoch_start_samples: dict[str, VariantSamples] = Field(default_factory=dict)
     """Samples of each variant when the current epoch (period of constant allocation) began."""
+    recheck: RecheckWindow | None = None
+    """Bandit: where the recent-data window begins."""
     metrics_failures: int = 0
     """Consecutive ticks without usable metrics."""
     plan: Plan | None = None

@@ -80,8 +80,13 @@ class Bandit(ApiModel):
     update_interval: Duration = "5m"
     """How often the weights are re-allocated by Thompson sampling."""
     promote_threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
-    """Promote an arm once P(it is best) reaches this."""
+    """An arm is promoted only with P(it is best) at least this, on top of the always-valid evidence."""
     min_samples: int = Field(default=1000, ge=1)
     """Trials every arm needs before any promotion."""
+    min_duration: Duration = "1d"
+    """No promotion before this: a novelty effect or a daily cycle must not decide (1d covers one cycle)."""
+    recheck_window: Duration = "6h"
+    """Promotion also needs the leader ahead on the most recent data alone (between one and two windows of it),
+    so an effect that faded (novelty) cannot win on its early strength."""
     max_duration: Duration = "14d"
     """Stop as Inconclusive when no arm is clearly best by then."""

@@ -39,27 +39,32 @@ def _load(source: str):
         raise UsageFailure("-f", f"{source} is invalid: {error} (run 'mlrollouts validate -f {source}')") from None
 
 
-def _drift(text: str | None) -> tuple[float, float] | None:
+def _pair(flag: str, text: str | None, form: str, example: str) -> tuple[float, float] | None:
     if text is None:
         return None
-    start, _, end = text.partition(":")
+    first, _, second = text.partition(":")
     try:
-        values = (float(start), float(end))
+        values = (float(first), float(second))
     except ValueError:
-        raise UsageFailure("--drift", f"write FROM:TO, e.g. 0.11:0.09, got {text!r}") from None
+        raise UsageFailure(flag, f"write {form}, e.g. {example}, got {text!r}") from None
     if not all(math.isfinite(v) for v in values):
-        raise UsageFailure("--drift", f"FROM and TO must be finite numbers, got {text!r}")
+        raise UsageFailure(flag, f"both numbers of {form} must be finite, got {text!r}")
     return values
 
 
-def _model(spec, traffic: float, baseline: float | None, effect: float, drift: str | None) -> TrafficModel:
+def _model(
+    spec, traffic: float, baseline: float | None, effect: float, drift: str | None, novelty: str | None
+) -> TrafficModel:
     metric = spec.analysis.primary_metric
     if metric.type == "ratio":
         raise UsageFailure("-f", "simulate covers proportion and mean metrics; a ratio metric needs per-user data")
     if not traffic > 0 or not math.isfinite(traffic):
         raise UsageFailure("--traffic", f"users per minute must be a positive number, got {traffic:g}")
     base = baseline if baseline is not None else metric.baseline
-    spread = _drift(drift)
+    spread = _pair("--drift", drift, "FROM:TO", "0.11:0.09")
+    early = _pair("--novelty", novelty, "EFFECT:MINUTES", "0.2:360")
+    if early is not None and not (early[0] > -1 and early[1] > 0):
+        raise UsageFailure("--novelty", f"the effect must be above -1 and the minutes positive, got {novelty!r}")
     if base is None and spread is None:
         raise UsageFailure("--baseline", "give the champion's rate or mean (or set primaryMetric.baseline)")
     base = base if base is not None else spread[0]
@@ -75,6 +80,7 @@ def _model(spec, traffic: float, baseline: float | None, effect: float, drift: s
         horizon_minutes=planned_length(spec).total_seconds() / 60,
         metric_type=metric.type,
         standard_deviation=metric.standard_deviation,
+        novelty=early,
     )
 
 
@@ -89,13 +95,19 @@ def simulate_command(
     drift: Annotated[
         str | None, typer.Option("--drift", help="FROM:TO: the base rate drifts for everyone over the rollout.")
     ] = None,
+    novelty: Annotated[
+        str | None,
+        typer.Option(
+            "--novelty", help="EFFECT:MINUTES: the challengers' effect for the first minutes (then --effect)."
+        ),
+    ] = None,
     runs: Annotated[int, typer.Option("--runs", help="Simulated experiments.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed gives the same figures.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Run the real engine on simulated traffic: outcome rates of this manifest before launch."""
     spec = _load(file)
-    model = _model(spec, traffic, baseline, effect, drift)
+    model = _model(spec, traffic, baseline, effect, drift, novelty)
     if not 1 <= runs <= 100_000:
         raise UsageFailure("--runs", f"must be between 1 and 100000, got {runs}")
     columns = (TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -117,5 +129,5 @@ def simulate_command(
     console.print(
         f"median to a decision: {'n/a' if minutes is None else f'{minutes:.0f} min'}, "
         f"{'n/a' if samples is None else f'{samples:,.0f} samples'} "
-        f"(runs stop at {horizon(spec).total_seconds() / 60:.0f} min)"
+        f"(runs stop at {horizon(spec).total_seconds() / 60:.0f} min); mean regret {summary.mean_regret:,.1f} outcomes"
     )

@@ -4,7 +4,8 @@ Each run starts the experiment, then every `analysis.interval` feeds the engine 
 `traffic.generate` produced under the weights the engine chose last, exactly the loop the controller runs
 (observe -> decide -> route). A run ends at a terminal phase, at Paused/ReadyToPromote (autoPromote off), or
 at the horizon (the strategy's own length: canary steps × stepDuration × 3, abTest/bandit maxDuration, shadow
-duration × 1.5). Guardrails report healthy values (the same for every variant), so the figures are about the
+duration × 1.5). Regret counts the outcomes lost against the truly best variant while the run lasts (a promoted
+run stops counting). Guardrails report healthy values (the same for every variant), so the figures are about the
 primary metric's decision.
 """
 
@@ -35,6 +36,8 @@ class RunResult:
     samples: float
     """Trials (or observations) of all variants when the run ended."""
     reason: str | None
+    regret: float
+    """Outcomes lost against the truly best variant, over the run."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Summary:
     median_minutes_to_decision: float | None
     median_samples_to_decision: float | None
     reasons: dict[str, int]
+    mean_regret: float
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -51,6 +55,7 @@ class Summary:
             "outcomes": self.outcomes,
             "median_minutes_to_decision": self.median_minutes_to_decision,
             "median_samples_to_decision": self.median_samples_to_decision,
+            "mean_regret": round(self.mean_regret, 3),
         }
 
 
@@ -117,18 +122,21 @@ def run_once(spec: ModelExperimentSpec, model: TrafficModel, seed: int) -> RunRe
     minutes = interval.total_seconds() / 60
     counters = Counters()
     status = decide(spec, ModelExperimentStatus(), _observe(spec, counters, T0), T0, generation=1).status
-    end, elapsed = horizon(spec), timedelta(0)
+    end, elapsed, regret = horizon(spec), timedelta(0), 0.0
     while elapsed < end:
-        for name, increments in generate(
+        interval_traffic = generate(
             rng, model, status.weights, spec.champion.name, elapsed.total_seconds() / 60, minutes
-        ).items():
+        )
+        regret += interval_traffic.regret
+        for name, increments in interval_traffic.increments.items():
             counters.add(name, increments)
         elapsed += interval
         status = decide(spec, status, _observe(spec, counters, T0 + elapsed), T0 + elapsed, generation=1).status
         if _outcome(status) is not None:
             break
     size = sum(v.get("trials", v.get("count", 0.0)) for v in counters.values.values())
-    return RunResult(_outcome(status) or status.phase or "Pending", elapsed.total_seconds() / 60, size, status.reason)
+    outcome = _outcome(status) or status.phase or "Pending"
+    return RunResult(outcome, elapsed.total_seconds() / 60, size, status.reason, regret)
 
 
 def simulate(
@@ -152,4 +160,5 @@ def simulate(
         median_minutes_to_decision=statistics.median(r.minutes for r in decided) if decided else None,
         median_samples_to_decision=statistics.median(r.samples for r in decided) if decided else None,
         reasons=dict(Counter(f"{r.outcome}/{r.reason}" for r in results)),
+        mean_regret=statistics.fmean(r.regret for r in results),
     )

@@ -29,6 +29,13 @@ class TrafficModel:
     metric_type: str = "proportion"
     standard_deviation: float | None = None
     """Per-user standard deviation of a mean metric (default: the baseline)."""
+    novelty: tuple[float, float] | None = None
+    """(relative effect, minutes): the challengers' effect for the first minutes, `effect` afterwards."""
+
+    def effect_at(self, minute: float) -> float:
+        if self.novelty is not None and minute < self.novelty[1]:
+            return self.novelty[0]
+        return self.effect
 
     def base_at(self, minute: float) -> float:
         if self.drift is None:
@@ -49,6 +56,14 @@ class Counters:
             current[name] = current.get(name, 0.0) + value
 
 
+@dataclass(frozen=True)
+class Interval:
+    increments: dict[str, dict[str, float]]
+    """Per variant: successes/trials, or count/sum/sumOfSquares."""
+    regret: float
+    """Outcomes lost against sending every user to the truly best variant."""
+
+
 def generate(
     rng: np.random.Generator,
     model: TrafficModel,
@@ -56,17 +71,22 @@ def generate(
     champion: str,
     minute: float,
     minutes: float,
-) -> dict[str, dict[str, float]]:
-    """One interval's increments per variant: successes/trials, or count/sum/sumOfSquares."""
+) -> Interval:
+    """One interval of traffic under `weights`."""
     names = list(weights)
     shares = np.array([max(0, weights[n]) for n in names], dtype=float)
     users = int(rng.poisson(model.users_per_minute * minutes))
     split = rng.multinomial(users, shares / shares.sum()) if shares.sum() > 0 else np.zeros(len(names), int)
-    base = model.base_at(minute + minutes / 2)
+    middle = minute + minutes / 2
+    base = model.base_at(middle)
+    challenger_level = base * (1.0 + model.effect_at(middle))
+    best = max(base, challenger_level)
     increments: dict[str, dict[str, float]] = {}
+    regret = 0.0
     for name, n in zip(names, split, strict=True):
-        level = base if name == champion else base * (1.0 + model.effect)
+        level = base if name == champion else challenger_level
         n = int(n)
+        regret += n * (best - level)
         if model.metric_type == "proportion":
             rate = min(1.0, max(0.0, level))
             increments[name] = {"successes": float(rng.binomial(n, rate)) if n else 0.0, "trials": float(n)}
@@ -74,4 +94,4 @@ def generate(
             sd = model.standard_deviation if model.standard_deviation is not None else abs(model.baseline) or 1.0
             draws = rng.normal(level, sd, n)
             increments[name] = {"count": float(n), "sum": float(draws.sum()), "sumOfSquares": float(draws @ draws)}
-    return increments
+    return Interval(increments, regret)

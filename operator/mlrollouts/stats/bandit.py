@@ -60,14 +60,21 @@ def largest_remainder(shares: Mapping[str, float], total: int = 100) -> dict[str
     return rounded
 
 
-def thompson_allocation(arms: Arms, *, min_exploration: float = 0.05, prior: Prior = (1.0, 1.0)) -> dict[str, int]:
+def thompson_allocation(
+    arms: Arms,
+    *,
+    min_exploration: float = 0.05,
+    prior: Prior = (1.0, 1.0),
+    probabilities: Mapping[str, float] | None = None,
+) -> dict[str, int]:
     """Integer traffic percentages (summing to 100) proportional to P(best), with a floor per arm.
 
     Each arm gets min_exploration plus its P(best) share of what the floors leave, so every arm keeps at
     least floor(100 * min_exploration) percent and a wrong early belief can still be corrected.
+    `probabilities` are prob_best(arms, prior) when the caller already has them.
     """
     if not min_exploration >= 0.0 or len(arms) * min_exploration > 1.0:
         raise ValueError(f"min_exploration must be in [0, 1/{len(arms)}] for {len(arms)} arms, got {min_exploration}")
-    probabilities = prob_best(arms, prior)
+    probabilities = prob_best(arms, prior) if probabilities is None else probabilities
     free = 1.0 - len(arms) * min_exploration
     return largest_remainder({name: min_exploration + free * p for name, p in probabilities.items()})
