@@ -6,13 +6,14 @@ of that moment as its baseline; these tests open it explicitly with `settled`.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from factories import CHALLENGER, CHAMPION, SECOND, T0, make_spec, observe, started
-from scipy import stats
 
 from mlrollouts.api import ModelExperimentSpec, ModelExperimentStatus
 from mlrollouts.engine import decide
+from mlrollouts.stats.srm import srm_log_bayes_factor
 
 SETTLED = T0 + timedelta(minutes=2)  # two 1m intervals after the step started
 LATER = SETTLED + timedelta(minutes=1)
@@ -35,12 +36,12 @@ def test_imbalanced_canary_step_pauses_with_counts_expected_percent_and_p():
     confirm = LATER + timedelta(minutes=1)
     decision = decide(spec, first, observe(confirm, counts), confirm)
     status = decision.status
-    expected_p = stats.chisquare([8500, 1500], [9000, 1000]).pvalue
+    expected_p = math.exp(-srm_log_bayes_factor([8500, 1500], [90, 10]))
     assert (status.phase, status.reason) == ("Paused", "SampleRatioMismatch")
     assert status.analysis.srm_p_value == expected_p
     assert "churn-v2 8500 (85% vs expected 90%)" in status.message
     assert "churn-v3 1500 (15% vs expected 10%)" in status.message
-    assert f"p = {expected_p:.3g} < srmPValue 0.001" in status.message
+    assert f"always-valid p = {expected_p:.3g} < srmPValue 0.001" in status.message
     assert status.weights == {CHAMPION: 90, CHALLENGER: 10} and decision.actions == ()
     assert ("Warning", "SampleRatioMismatch") in [(e.type, e.reason) for e in decision.events]
     condition = {c.type: c for c in status.conditions}["SampleRatioHealthy"]
@@ -73,7 +74,7 @@ def test_only_trials_after_the_window_opened_count():
     counts = {CHAMPION: (0, 9900 + 1800), CHALLENGER: (0, 100 + 200)}  # 10 % since the window opened
     status = decide(spec, status, observe(LATER, counts), LATER).status
     assert status.phase == "Progressing"
-    assert status.analysis.srm_p_value == stats.chisquare([1800, 200], [1800, 200]).pvalue
+    assert status.analysis.srm_p_value == min(1.0, math.exp(-srm_log_bayes_factor([1800, 200], [90, 10])))
 
 
 def test_balanced_abn_split_is_healthy():
@@ -83,7 +84,7 @@ def test_balanced_abn_split_is_healthy():
     counts = {CHAMPION: (100, 1020), CHALLENGER: (100, 990), SECOND: (100, 1000)}
     status = decide(spec, status, observe(LATER, counts), LATER).status
     assert status.phase == "Progressing"
-    assert status.analysis.srm_p_value > 0.5
+    assert status.analysis.srm_p_value == 1.0  # balanced counts: the alternative explains them no better
     condition = {c.type: c for c in status.conditions}["SampleRatioHealthy"]
     assert condition.status == "True"
 
@@ -109,4 +110,4 @@ def test_resume_after_mismatch_judges_only_new_trials():
     counts = {CHAMPION: (0, 8500 + 1800), CHALLENGER: (0, 1500 + 200)}
     status = decide(spec, status, observe(later, counts), later).status
     assert status.phase == "Progressing"
-    assert status.analysis.srm_p_value == stats.chisquare([1800, 200], [1800, 200]).pvalue
+    assert status.analysis.srm_p_value == min(1.0, math.exp(-srm_log_bayes_factor([1800, 200], [90, 10])))

@@ -166,7 +166,11 @@ class Statistics(ApiModel):
     power: float = Field(default=0.8, gt=0.5, lt=1.0)
     """Probability of detecting minimumDetectableEffect; drives the planned sample size."""
     srm_p_value: float = Field(default=0.001, gt=0.0, lt=0.5)
-    """Sample-ratio-mismatch alarm threshold (chi-square p-value)."""
+    """Sample-ratio-mismatch alarm threshold of the always-valid SRM p-value: the chance of a false pause over the
+    whole experiment, however long it runs."""
+    srm_feedback_delay: Duration = "0s"
+    """How late outcomes arrive after their request: each SRM window opens this long (and at least two
+    intervals) after the weights change, so delayed outcomes of the old split are not judged against the new."""
     probability_threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
     """Bayesian: P(challenger better) needed to promote."""
     loss_threshold: float = Field(default=0.001, gt=0.0)

@@ -186,6 +186,10 @@ class ModelExperimentStatus(ApiModel):
     """Trials (or count) of each variant when the sample-ratio window opened; empty until the new split shows."""
     srm_mismatches: int = 0
     """Consecutive checks that found a sample ratio mismatch; the experiment pauses at the second."""
+    srm_log_evidence: float = 0.0
+    """Log Bayes factor of the closed SRM windows (one per epoch), summed: the evidence carried forward."""
+    srm_window_log_evidence: float = 0.0
+    """Log Bayes factor of the open SRM window at the last check."""
     counters: dict[str, dict[str, CounterState]] = Field(default_factory=dict)
     """variant -> sample query name -> raw counter bookkeeping."""
     evidence: dict[str, Evidence] = Field(default_factory=dict)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from typing import Annotated
 
 import typer
@@ -101,6 +102,10 @@ def simulate_command(
             "--novelty", help="EFFECT:MINUTES: the challengers' effect for the first minutes (then --effect)."
         ),
     ] = None,
+    delay: Annotated[float, typer.Option("--delay", help="Minutes between a request and its counted outcome.")] = 0.0,
+    lost: Annotated[
+        float, typer.Option("--lost", help="Share of the challengers' outcomes never logged (a sample ratio mismatch).")
+    ] = 0.0,
     runs: Annotated[int, typer.Option("--runs", help="Simulated experiments.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed gives the same figures.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -108,6 +113,11 @@ def simulate_command(
     """Run the real engine on simulated traffic: outcome rates of this manifest before launch."""
     spec = _load(file)
     model = _model(spec, traffic, baseline, effect, drift, novelty)
+    if not 0 <= delay <= 24 * 60:
+        raise UsageFailure("--delay", f"minutes between 0 and 1440, got {delay:g}")
+    if not 0 <= lost < 1:
+        raise UsageFailure("--lost", f"a share in [0, 1), e.g. 0.2, got {lost:g}")
+    model = replace(model, delay_minutes=delay, lost=lost)
     if not 1 <= runs <= 100_000:
         raise UsageFailure("--runs", f"must be between 1 and 100000, got {runs}")
     columns = (TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

@@ -93,6 +93,8 @@ class Tick:
             step_start_samples=self.sizes(),
             srm_window_samples={},
             srm_mismatches=0,
+            srm_log_evidence=self.status.srm_log_evidence + self.status.srm_window_log_evidence,
+            srm_window_log_evidence=0.0,
         )
 
     def describe_weights(self, weights: dict[str, int] | None = None) -> str:

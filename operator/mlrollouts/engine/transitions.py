@@ -50,5 +50,13 @@ def resume(tick: Tick, reason: str, message: str) -> None:
     tick.event("Normal", reason, message)
     mirror = tick.spec.shadow.mirror_percent if tick.spec.strategy == "shadow" and tick.spec.shadow else None
     tick.set_weights(dict(tick.status.weights))
-    tick.update(phase=phase, reason=reason, message=message, metrics_failures=0, mirror_percent=mirror)
+    # A resume is someone's word that what paused it is fixed: sample-ratio evidence starts afresh.
+    tick.update(
+        phase=phase,
+        reason=reason,
+        message=message,
+        metrics_failures=0,
+        mirror_percent=mirror,
+        srm_log_evidence=0.0,
+    )
     tick.decide("continue", message)

@@ -12,7 +12,7 @@ primary metric's decision.
 from __future__ import annotations
 
 import statistics
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -123,13 +123,17 @@ def run_once(spec: ModelExperimentSpec, model: TrafficModel, seed: int) -> RunRe
     counters = Counters()
     status = decide(spec, ModelExperimentStatus(), _observe(spec, counters, T0), T0, generation=1).status
     end, elapsed, regret = horizon(spec), timedelta(0), 0.0
+    late = max(0, round(model.delay_minutes / minutes)) if minutes > 0 else 0
+    pending: deque[dict[str, dict[str, float]]] = deque()
     while elapsed < end:
         interval_traffic = generate(
             rng, model, status.weights, spec.champion.name, elapsed.total_seconds() / 60, minutes
         )
         regret += interval_traffic.regret
-        for name, increments in interval_traffic.increments.items():
-            counters.add(name, increments)
+        pending.append(interval_traffic.increments)
+        if len(pending) > late:  # the outcomes of `late` intervals ago are the ones counted now
+            for name, increments in pending.popleft().items():
+                counters.add(name, increments)
         elapsed += interval
         status = decide(spec, status, _observe(spec, counters, T0 + elapsed), T0 + elapsed, generation=1).status
         if _outcome(status) is not None:

@@ -31,6 +31,10 @@ class TrafficModel:
     """Per-user standard deviation of a mean metric (default: the baseline)."""
     novelty: tuple[float, float] | None = None
     """(relative effect, minutes): the challengers' effect for the first minutes, `effect` afterwards."""
+    delay_minutes: float = 0.0
+    """Outcomes are counted this long after their request (feedback that arrives late)."""
+    lost: float = 0.0
+    """Share of the challengers' outcomes that are never logged (a broken exporter): a sample ratio mismatch."""
 
     def effect_at(self, minute: float) -> float:
         if self.novelty is not None and minute < self.novelty[1]:
@@ -87,11 +91,15 @@ def generate(
         level = base if name == champion else challenger_level
         n = int(n)
         regret += n * (best - level)
+        logged = int(rng.binomial(n, 1.0 - model.lost)) if model.lost and name != champion and n else n
         if model.metric_type == "proportion":
             rate = min(1.0, max(0.0, level))
-            increments[name] = {"successes": float(rng.binomial(n, rate)) if n else 0.0, "trials": float(n)}
+            increments[name] = {
+                "successes": float(rng.binomial(logged, rate)) if logged else 0.0,
+                "trials": float(logged),
+            }
         else:
             sd = model.standard_deviation if model.standard_deviation is not None else abs(model.baseline) or 1.0
-            draws = rng.normal(level, sd, n)
-            increments[name] = {"count": float(n), "sum": float(draws.sum()), "sumOfSquares": float(draws @ draws)}
+            draws = rng.normal(level, sd, logged)
+            increments[name] = {"count": float(logged), "sum": float(draws.sum()), "sumOfSquares": float(draws @ draws)}
     return Interval(increments, regret)
