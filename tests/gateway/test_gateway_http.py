@@ -44,7 +44,7 @@ def test_request_id_is_echoed_or_generated_and_reaches_the_model(start_gateway, 
 
 
 def test_override_header_forces_a_variant_and_rejects_unknown_names(start_gateway) -> None:
-    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0}, allow_override_header=True)
     forced = gateway.predict("bob", headers={"x-mlrollouts-variant": "churn-v3"})
     assert forced.headers["x-mlrollouts-variant"] == "churn-v3"
     unknown = gateway.predict("bob", headers={"x-mlrollouts-variant": "churn-v9"})
@@ -104,7 +104,9 @@ def test_failing_challenger_falls_back_to_the_champion(start_gateway, models) ->
     assert response.headers["x-mlrollouts-fallback"] == "true"
     assert gateway.metric("ab_test_errors_total", variant="churn-v3", kind="status_5xx") == 1
     assert gateway.metric("ab_test_fallbacks_total", variant="churn-v3") == 1
-    forced = gateway.predict("dave", headers={"x-mlrollouts-variant": "churn-v3"})
+
+    qa = start_gateway({"churn-v2": 0, "churn-v3": 100}, allow_override_header=True)
+    forced = qa.predict("dave", headers={"x-mlrollouts-variant": "churn-v3"})
     assert forced.status_code == 503  # QA asked for this variant: show its failure, do not mask it
 
 
@@ -166,7 +168,7 @@ def test_error_and_outcome_series_exist_at_zero_before_the_first_error(start_gat
     from prometheus_client.parser import text_string_to_metric_families
 
     gateway = start_gateway({"churn-v2": 90, "churn-v3": 10})
-    text = gateway.client.get(f"{gateway.url}/metrics").text
+    text = gateway.client.get(f"{gateway.metrics_url}/metrics").text
     series = {
         (
             sample.name,
