@@ -212,7 +212,7 @@ class Gateway:
         if feedback.request_id is not None and feedback.request_id != claims.request_id:
             reject.labels(self.config.experiment, "token").inc()
             return error(403, "request_id does not match the token's; send the token of that response")
-        refused = self.replays.claim(claims.request_id, claims.expires)
+        refused = self.replays.claim(claims.nonce, claims.expires)
         if refused is not None:
             reject.labels(self.config.experiment, "replay").inc()
             return error(409, f"not counted: {refused}")

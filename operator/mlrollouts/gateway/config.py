@@ -113,7 +113,8 @@ class GatewayConfig:
                 raise GatewayConfigError(setting, f"must be between 0 and 65535, got {port}")
         if self.port == self.metrics_port and self.port != 0:
             raise GatewayConfigError("--metrics-port", f"must differ from --port ({self.port})")
-        if self.challenger_timeout_seconds is not None and not 0 < self.challenger_timeout_seconds < self.timeout_seconds:
+        challenger = self.challenger_timeout_seconds
+        if challenger is not None and not 0 < challenger < self.timeout_seconds:
             raise GatewayConfigError(
                 "--challenger-timeout", f"must be > 0 and below --timeout ({self.timeout_seconds:g} s)"
             )

@@ -24,9 +24,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 # The gateway's own headers: a client or a model cannot set them, the gateway does.
-GATEWAY_OWNED = frozenset(
-    {b"x-request-id", b"x-mlrollouts-variant", b"x-mlrollouts-token", b"x-mlrollouts-fallback"}
-)
+GATEWAY_OWNED = frozenset({b"x-request-id", b"x-mlrollouts-variant", b"x-mlrollouts-token", b"x-mlrollouts-fallback"})
 # httpx sets Host and Content-Length for what it sends; Accept-Encoding is left to httpx so that it can
 # decode whatever the model answers (the response goes out decoded, without Content-Encoding).
 REQUEST_DROP = frozenset({b"host", b"content-length", b"accept-encoding"}) | GATEWAY_OWNED

@@ -3,6 +3,8 @@
 Every response carries one (header `x-mlrollouts-token`); `/feedback` counts an outcome only with a valid
 one, so a client cannot report outcomes for requests that never happened or for a variant of its choosing.
 
+The claims: experiment, variant, model version, request id, expiry, forced, and a random nonce that makes
+each token unique (the replay cache keys on it, so reusing a victim's x-request-id binds nothing).
 Format: `base64url(claims JSON) "." base64url(HMAC-SHA256(key, "mlrollouts-token-v1." + first part))`.
 
 Keys come from a file (a mounted Secret, one key per line) and/or an environment variable. Rotation
@@ -69,7 +71,7 @@ class KeyRing:
         self._generated: tuple[bytes, ...] = ()
         if path is not None:
             self._reload(strict=True)
-        if not self.keys():
+        if not self.current():
             self._generated = (secrets.token_hex(32).encode(),)
             log.warning(
                 "no signing key given (--signing-key-file or %s): generated one for this process; "
@@ -100,7 +102,7 @@ class KeyRing:
             log.info("signing keys reloaded from %s: %d key(s)", self.path, len(keys))
         self._file_keys, self._signature = keys, signature
 
-    def keys(self) -> tuple[bytes, ...]:
+    def current(self) -> tuple[bytes, ...]:
         """The file's keys (first signs), then the environment's, then a generated one if none."""
         if self.path is not None and time.monotonic() - self._checked >= RELOAD_SECONDS:
             self._checked = time.monotonic()
@@ -116,6 +118,8 @@ class Claims:
     request_id: str
     expires: int
     forced: bool
+    nonce: str
+    """Unique per response: what the replay cache keys on (a client chooses its x-request-id)."""
 
 
 def _b64(data: bytes) -> str:
@@ -147,9 +151,10 @@ class TokenSigner:
             "r": request_id,
             "e": math.ceil(self.clock() + self.ttl),
             "f": forced,
+            "n": secrets.token_hex(12),
         }
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
-        return f"{payload}.{_b64(_mac(self.ring.keys()[0], payload))}"
+        return f"{payload}.{_b64(_mac(self.ring.current()[0], payload))}"
 
     def verify(self, token: object) -> Claims:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS or not token.isascii():
@@ -159,12 +164,13 @@ class TokenSigner:
             given = _unb64(signature)
         except (binascii.Error, ValueError):
             raise TokenError("token is malformed") from None
-        if not any(hmac.compare_digest(_mac(key, payload), given) for key in self.ring.keys()):
+        if not any(hmac.compare_digest(_mac(key, payload), given) for key in self.ring.current()):
             raise TokenError("token signature is not valid")
         claims = json.loads(_unb64(payload))  # signed by a key of ours, so well-formed
         if claims["x"] != self.experiment:
             raise TokenError(f"token belongs to experiment {claims['x']!r}, not {self.experiment!r}")
         if claims["e"] < self.clock():
             raise TokenError("token has expired (--feedback-ttl)")
-        return Claims(claims["x"], claims["v"], claims["m"], claims["r"], int(claims["e"]), bool(claims["f"]))
-
+        return Claims(
+            claims["x"], claims["v"], claims["m"], claims["r"], int(claims["e"]), bool(claims["f"]), claims["n"]
+        )
