@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from urllib.parse import urlsplit
@@ -169,3 +170,48 @@ def test_metrics_are_not_served_on_the_public_port(start_gateway) -> None:
     assert gateway.client.get(f"{gateway.url}/metrics").status_code == 404
     assert gateway.client.get(f"{gateway.metrics_url}/metrics").status_code == 200
     assert gateway.client.post(f"{gateway.metrics_url}/predict", json={}).status_code == 404
+
+
+def test_random_garbage_in_path_query_headers_and_body_is_never_a_5xx(start_gateway) -> None:
+    gateway = start_gateway({"churn-v2": 50, "churn-v3": 50}, path_prefix="/api", allow_override_header=True)
+    rng = random.Random(11)
+    alphabet = [bytes([b]) for b in range(0x21, 0x100) if b not in (0x7F,)]
+    pieces = [b"%2e", b"%2f", b"%00", b"%ff", b"..", b"/", b"%", b"?", b"&", b"=", b"\xc3\xa9", b"{", b"["]
+
+    def garbage(size: int) -> bytes:
+        return b"".join(rng.choice(pieces if rng.random() < 0.3 else alphabet) for _ in range(size))
+
+    statuses = []
+    for _ in range(150):
+        target = rng.choice(["/predict", "/feedback", "/api/", "/api"]) + garbage(rng.randrange(0, 12)).decode(
+            "latin-1"
+        )
+        headers = [
+            (b"x-user-id", garbage(rng.randrange(1, 20))),
+            (b"x-request-id", garbage(rng.randrange(1, 40))),
+            (b"x-mlrollouts-variant", rng.choice([b"churn-v3", garbage(5)])),
+            (b"Connection", garbage(6)),
+        ]
+        body = rng.choice([b"{}", b'{"token": "' + garbage(30).replace(b'"', b"") + b'", "reward": 1}', garbage(50)])
+        status, rest = raw_request(gateway.url, target, headers, body)
+        assert status < 500, (target, headers, body, rest[-300:])
+        statuses.append(status)
+    assert 200 in statuses and 400 in statuses  # both paths of the gateway were exercised
+
+
+def test_model_version_labels_are_bounded_per_variant(start_gateway, models) -> None:
+    champion = models["churn-v2"][0]
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})
+    for index in range(20):
+        champion.response_headers = [("x-model-version", f"build-{index}")]
+        gateway.predict(f"u{index}")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = gateway.client.get(f"{gateway.metrics_url}/metrics").text
+    versions = {
+        sample.labels["model_version"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "ab_test_requests_total" and sample.labels["variant"] == "churn-v2" and sample.value
+    }
+    assert len(versions) <= 9 and "other" in versions

@@ -39,6 +39,7 @@ from mlrollouts.gateway.tokens import KeyRing, TokenError, TokenSigner
 log = logging.getLogger(__name__)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 TOKEN_HEADER = "x-mlrollouts-token"
+MAX_FEEDBACK_BYTES = 16 * 1024  # a token (at most 1 KiB) and an outcome
 
 
 def default_source(config: GatewayConfig) -> SplitSource:
@@ -174,9 +175,10 @@ class Gateway:
         """Call `variant`; a failing challenger hands over to the champion, all within one --timeout."""
         series = self.metrics.forced if forced else self.metrics.served
         may_fall_back = variant != self.champion and self.config.fallback_to_champion and not forced
-        deadline = time.monotonic() + self.config.timeout_seconds
-        first_budget = self.config.challenger_budget if may_fall_back else self.config.timeout_seconds
+        deadline = time.monotonic() + self.config.timeout_seconds  # waiting for a slot counts too
         async with self.semaphore:
+            remaining = deadline - time.monotonic()
+            first_budget = min(self.config.challenger_budget, remaining) if may_fall_back else remaining
             outcome = await self.forwarder.call(variant, method, target, headers, body, series, first_budget)
             if not (outcome.failed and may_fall_back):
                 return outcome, False
@@ -199,7 +201,7 @@ class Gateway:
         """Count an outcome only for a token this gateway (or a replica sharing its keys) signed, once."""
         reject = self.metrics.feedback_rejected
         try:
-            _, document = await read_json_body(request, self.config.max_body_bytes)
+            _, document = await read_json_body(request, min(self.config.max_body_bytes, MAX_FEEDBACK_BYTES))
             feedback = parse_feedback(document, self.config.max_outcome_value)
         except (BadRequest, FeedbackError) as problem:
             reject.labels(self.config.experiment, "malformed").inc()

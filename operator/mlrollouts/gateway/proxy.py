@@ -64,6 +64,7 @@ class Forwarder:
     def __init__(self, experiment: str, clients: Mapping[str, httpx.AsyncClient]) -> None:
         self.experiment = experiment
         self.clients = clients
+        self.versions = ModelVersions()
 
     async def call(
         self,
@@ -88,7 +89,7 @@ class Forwarder:
             return self._failed(series, variant, started, "timeout", f"variant {variant} timed out")
         except httpx.HTTPError as error:
             return self._failed(series, variant, started, "connect", f"variant {variant} unreachable: {error!r}")
-        model_version = _model_version(response, variant)
+        model_version = self.versions.label(response, variant)
         labels = (self.experiment, variant, model_version)
         series.requests.labels(*labels).inc()
         series.latency.labels(*labels).observe(time.perf_counter() - started)
@@ -116,9 +117,23 @@ class Forwarder:
             series.predictions.labels(*labels, prediction_bucket(score)).inc()
 
 
-def _model_version(response: httpx.Response, variant: str) -> str:
-    """The model's x-model-version when it is a short printable label, else the variant name."""
-    version = response.headers.get("x-model-version", "")
-    if 0 < len(version) <= 64 and version.isascii() and version.isprintable():
+class ModelVersions:
+    """The model's x-model-version as a metric label: short, printable, and at most a few per variant.
+
+    A label value per request would grow the metrics without bound; past MAX_VERSIONS a variant's new
+    versions are reported as "other"."""
+
+    MAX_VERSIONS = 8
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[str]] = {}
+
+    def label(self, response: httpx.Response, variant: str) -> str:
+        version = response.headers.get("x-model-version", "")
+        if not (0 < len(version) <= 64 and version.isascii() and version.isprintable()):
+            return variant
+        seen = self.seen.setdefault(variant, set())
+        if version not in seen and len(seen) >= self.MAX_VERSIONS:
+            return "other"
+        seen.add(version)
         return version
-    return variant
