@@ -21,8 +21,12 @@ def raw_request(url: str, target: str, headers: list[tuple[bytes, bytes]] = (), 
     with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
         sock.sendall(b"\r\n".join(lines) + b"\r\n\r\n" + body)
         answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
+        try:
+            while chunk := sock.recv(65536):
+                answer += chunk
+        except ConnectionResetError:  # answered before reading the whole body, then closed: keep the answer
+            if not answer:
+                raise
     status_line, _, rest = answer.partition(b"\r\n")
     return int(status_line.split()[1]), rest
 
@@ -136,7 +140,7 @@ def test_non_ascii_header_values_pass_through_unchanged(start_gateway, models) -
 @pytest.mark.parametrize(
     "body",
     [
-        b"[" * 100_000 + b"]" * 100_000,
+        b"[" * 6_000 + b"]" * 6_000,  # deeper than the decoder recurses, within the 16 KiB feedback limit
         b'{"user_id": ' + b"9" * 5000 + b"}",
         b"\xff\xfe{}",
         b'{"user_id": 1e999}',

@@ -3,7 +3,8 @@
 Each request comes from a user drawn from a large population (so the gateway's sticky split still gives
 per-request ratios close to the weights) and, once answered, the user "retains" with the true rate of the
 variant that served it (read from the `x-mlrollouts-variant` header) and that outcome is sent to
-POST /feedback with the response's signed `x-mlrollouts-token` (the gateway counts nothing without it). The truth lives here, so the demo knows what the experiment should find.
+POST /feedback with the response's signed `x-mlrollouts-token` (the gateway counts nothing without it).
+The truth lives here, so the demo knows what the experiment should find.
 
 `python -m mlrollouts.localstack.demo.traffic --gateway URL --rate 150 --retention churn-v2=0.72 ...`
 writes running totals to `--stats-file` every second (JSON, replaced atomically).
