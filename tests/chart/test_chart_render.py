@@ -171,7 +171,7 @@ def test_gateway_signing_keys_come_from_one_secret_shared_by_every_replica() -> 
     secret = one(objects, "Secret", "rel-mlrollouts-gateway-signing-keys")
     assert len(base64.b64decode(secret["data"]["keys"])) == 64
     pod = one(objects, "Deployment", "rel-mlrollouts-gateway")["spec"]["template"]["spec"]
-    assert {"name": "signing-keys", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o400}} in pod[
+    assert {"name": "signing-keys", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o440}} in pod[
         "volumes"
     ]
     mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "signing-keys")
