@@ -108,14 +108,15 @@ def test_a_token_counts_once_however_often_it_is_posted(start_gateway) -> None:
 
 
 @pytest.mark.integration
-def test_reusing_a_victims_request_id_binds_nothing(start_gateway) -> None:
-    gateway = start_gateway({"churn-v2": 50, "churn-v3": 50})
+@pytest.mark.parametrize("allow_override", [False, True])
+def test_reusing_a_victims_request_id_binds_nothing(start_gateway, allow_override: bool) -> None:
+    gateway = start_gateway({"churn-v2": 50, "churn-v3": 50}, allow_override_header=allow_override)
     victim = gateway.predict("victim-user", headers={"x-request-id": "victim-1"})
     victim_variant = victim.headers["x-mlrollouts-variant"]
     other = "churn-v3" if victim_variant == "churn-v2" else "churn-v2"
     attacker = gateway.predict(
         "attacker", headers={"x-request-id": "victim-1", "x-mlrollouts-variant": other}
-    )  # the override header is off by default: the attacker gets its own assignment
+    )  # forced or not, the attacker's token is its own: a fresh nonce, whatever request id it chose
     assert gateway.feedback(attacker.headers["x-mlrollouts-token"], reward=0).status_code == 200
     assert gateway.feedback(victim.headers["x-mlrollouts-token"], reward=1).json()["variant"] == victim_variant
     assert gateway.metric("model_outcomes_total", variant=victim_variant, outcome="success") == 1
@@ -167,3 +168,16 @@ def test_replicas_sharing_the_key_accept_each_others_tokens(start_gateway) -> No
     token = first.predict("carol").headers["x-mlrollouts-token"]
     assert second.feedback(token, reward=1).status_code == 200
     assert second.metric("model_outcomes_total", outcome="success") == 1
+
+
+@pytest.mark.integration
+def test_huge_request_ids_leave_no_trace_in_memory(start_gateway) -> None:
+    """The probe: 212 requests with a 50 KB x-request-id grew the gateway by 12 MB for good."""
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})
+    for index in range(212):
+        response = gateway.predict(f"u{index}", headers={"x-request-id": f"{index}-" + "x" * 50_000})
+        assert response.status_code == 200 and len(response.headers["x-request-id"]) == 32
+        assert len(response.headers["x-mlrollouts-token"]) < 400
+        assert gateway.feedback(response.headers["x-mlrollouts-token"], reward=1).status_code == 200
+    assert gateway.metric("model_outcomes_total", outcome="success") == 212
+    assert gateway.metric("ab_test_feedback_replay_cache_bytes") <= 212 * 250  # a nonce each, not 50 KB

@@ -215,6 +215,7 @@ class Gateway:
             reject.labels(self.config.experiment, "token").inc()
             return error(403, "request_id does not match the token's; send the token of that response")
         refused = self.replays.claim(claims.nonce, claims.expires)
+        self.metrics.feedback_cache_bytes.labels(self.config.experiment).set(self.replays.bytes)
         if refused is not None:
             reject.labels(self.config.experiment, "replay").inc()
             return error(409, f"not counted: {refused}")

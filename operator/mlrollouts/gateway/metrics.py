@@ -99,6 +99,12 @@ class GatewayMetrics:
             ("experiment_id", "variant"),
             registry=r,
         )
+        self.feedback_cache_bytes = Gauge(
+            "ab_test_feedback_replay_cache_bytes",
+            "Estimated memory of the replay cache of counted feedback (bounded by --feedback-cache-bytes).",
+            ("experiment_id",),
+            registry=r,
+        )
         self.feedback_rejected = Counter(
             "ab_test_feedback_rejected",
             "Feedback not counted: malformed, invalid or expired token, or replayed.",
