@@ -52,6 +52,8 @@ class TrafficStats:
     served: Counter[str] = field(default_factory=Counter)
     retained: Counter[str] = field(default_factory=Counter)
     feedback_failed: int = 0
+    feedback_errors: Counter[str] = field(default_factory=Counter)
+    """Why feedback was not counted: the gateway's status code, or the client error's class."""
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, object]:
@@ -64,6 +66,7 @@ class TrafficStats:
             "served": dict(self.served),
             "retained": dict(self.retained),
             "feedback_failed": self.feedback_failed,
+            "feedback_errors": dict(self.feedback_errors),
             "elapsed": round(time.time() - self.started, 1),
         }
 
@@ -106,8 +109,10 @@ async def one_user(client: httpx.AsyncClient, plan: TrafficPlan, rng: random.Ran
         feedback = await client.post("/feedback", json={"token": token, "reward": reward})
         if feedback.status_code != 200:
             stats.feedback_failed += 1
-    except httpx.HTTPError:
+            stats.feedback_errors[str(feedback.status_code)] += 1
+    except httpx.HTTPError as error:
         stats.feedback_failed += 1
+        stats.feedback_errors[type(error).__name__] += 1
 
 
 async def generate(
