@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.cookiejar
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from mlrollouts.gateway.headers import RawHeaders
 from mlrollouts.gateway.metrics import ServedSeries, prediction_bucket
 from mlrollouts.gateway.shadow import numeric_score
 
+log = logging.getLogger(__name__)
 MAX_SCORED_BODY = 64 * 1024
 
 
@@ -88,7 +90,9 @@ class Forwarder:
         except (httpx.TimeoutException, TimeoutError):
             return self._failed(series, variant, started, "timeout", f"variant {variant} timed out")
         except httpx.HTTPError as error:
-            return self._failed(series, variant, started, "connect", f"variant {variant} unreachable: {error!r}")
+            # the detail names internal hosts: it goes to the log, not to the client
+            log.debug("upstream call failed: variant=%s error=%r", variant, error)
+            return self._failed(series, variant, started, "connect", f"variant {variant} unreachable")
         model_version = self.versions.label(response, variant)
         labels = (self.experiment, variant, model_version)
         series.requests.labels(*labels).inc()
