@@ -67,6 +67,7 @@ class KeyRing:
         self.env_keys = parse_keys(env_value.replace(",", "\n"), KEYS_ENV) if env_value else ()
         self._file_keys: tuple[bytes, ...] = ()
         self._signature: tuple[int, int] | None = None
+        self._rejected: tuple[int, int] | None = None
         self._checked = -math.inf
         self._generated: tuple[bytes, ...] = ()
         if path is not None:
@@ -85,10 +86,11 @@ class KeyRing:
 
     def _reload(self, strict: bool) -> None:
         assert self.path is not None
+        signature = None
         try:
             stat = self.path.stat()
             signature = (stat.st_mtime_ns, stat.st_size)
-            if signature == self._signature:
+            if signature in (self._signature, self._rejected):
                 return
             keys = parse_keys(self.path.read_text(encoding="utf-8"), str(self.path))
             if not keys:
@@ -96,6 +98,7 @@ class KeyRing:
         except (OSError, UnicodeDecodeError, SigningKeyError) as problem:
             if strict:
                 raise SigningKeyError(str(problem)) from problem
+            self._rejected = signature  # warn once per bad version of the file, not every second
             log.warning("signing keys not reloaded, keeping the previous ones: problem=%r", str(problem))
             return
         if self._signature is not None:
