@@ -134,6 +134,7 @@ def run(progress: Progress) -> BenchTable:
         split.write_text(json.dumps({"a": 50, "b": 50}))
         entry = "import sys; from mlrollouts.cli.main import main; sys.exit(main())"
         gateway = [sys.executable, "-c", entry, "gateway", "--port", str(gateway_port), "--log-level", "warning"]
+        gateway += ["--metrics-port", str(free_port())]
         gateway += ["--experiment", "bench", "--upstream", f"a={model}", "--upstream", f"b={model}"]
         gateway += ["--split-file", str(split)]
         with (

@@ -42,3 +42,15 @@ def test_gateway_args_parse() -> None:
     assert params["host"] == "0.0.0.0" and params["port"] == 8000
     assert params["namespace"] == "ml" and params["experiment"] == "churn-v3"
     assert params["kubeconfig"] is None and params["split_file"] is None  # in-cluster API
+
+
+def test_gateway_security_args_parse() -> None:
+    values = GATEWAY_ON | {"allowOverrideHeader": True, "metricsPort": 9200}
+    deployment = one(render({"gateway": values}), "Deployment", "rel-mlrollouts-gateway")
+    params = parsed(deployment["spec"]["template"]["spec"]["containers"][0])
+    assert params["metrics_port"] == 9200 and params["allow_override_header"] is True
+    assert str(params["signing_key_file"]) == "/etc/mlrollouts/signing-keys/keys"
+    ports = {
+        port["name"]: port["containerPort"] for port in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
+    }
+    assert ports == {"http": 8000, "metrics": 9200}

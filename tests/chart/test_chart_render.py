@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import kubernetes_validate
@@ -140,6 +141,8 @@ def test_gateway_reads_its_experiment_in_cluster() -> None:
         "--experiment=churn-v3",
         "--champion=churn-v2",
         "--user-header=x-user-id",
+        "--metrics-port=9102",
+        "--signing-key-file=/etc/mlrollouts/signing-keys/keys",
     ]
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     role = one(objects, "Role", "rel-mlrollouts-gateway")
@@ -152,6 +155,32 @@ def test_gateway_reads_its_experiment_in_cluster() -> None:
             "verbs": ["get"],
         }
     ]
+
+
+def test_gateway_metrics_stay_off_the_public_service() -> None:
+    objects = render({"gateway": GATEWAY_ON | {"serviceType": "LoadBalancer"}})
+    public = one(objects, "Service", "rel-mlrollouts-gateway")
+    assert [port["name"] for port in public["spec"]["ports"]] == ["http"]
+    metrics = one(objects, "Service", "rel-mlrollouts-gateway-metrics")
+    assert metrics["spec"]["type"] == "ClusterIP"
+    assert metrics["spec"]["ports"] == [{"name": "metrics", "port": 9102, "targetPort": "metrics", "protocol": "TCP"}]
+
+
+def test_gateway_signing_keys_come_from_one_secret_shared_by_every_replica() -> None:
+    objects = render({"gateway": GATEWAY_ON})
+    secret = one(objects, "Secret", "rel-mlrollouts-gateway-signing-keys")
+    assert len(base64.b64decode(secret["data"]["keys"])) == 64
+    pod = one(objects, "Deployment", "rel-mlrollouts-gateway")["spec"]["template"]["spec"]
+    assert {"name": "signing-keys", "secret": {"secretName": secret["metadata"]["name"], "defaultMode": 0o440}} in pod[
+        "volumes"
+    ]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "signing-keys")
+    assert "subPath" not in mount  # kubelet must be able to swap rotated keys in
+    own = render({"gateway": GATEWAY_ON | {"signingKeys": {"existingSecret": "ml-keys", "secretKey": "k"}}})
+    assert of_kind(own, "Secret") == [] or all("signing" not in s["metadata"]["name"] for s in of_kind(own, "Secret"))
+    (container,) = one(own, "Deployment", "rel-mlrollouts-gateway")["spec"]["template"]["spec"]["containers"]
+    assert "--signing-key-file=/etc/mlrollouts/signing-keys/k" in container["args"]
+    assert "--allow-override-header" not in container["args"]
 
 
 def test_gateway_without_upstreams_fails_with_the_key_to_fix() -> None:
@@ -171,4 +200,8 @@ def test_service_monitor_keeps_experiment_namespace_label() -> None:
     (monitor,) = of_kind(render(EVERYTHING_ON), "ServiceMonitor")
     endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
     assert endpoints["metrics"]["honorLabels"] is True
-    assert "http" in endpoints
+    assert "http" not in endpoints  # the gateway is scraped on its metrics Service, not its public one
+    scraped = [
+        s for s in of_kind(render(EVERYTHING_ON), "Service") if "metrics" in {p["name"] for p in s["spec"]["ports"]}
+    ]
+    assert "rel-mlrollouts-gateway-metrics" in {s["metadata"]["name"] for s in scraped}

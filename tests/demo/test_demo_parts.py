@@ -48,7 +48,7 @@ async def test_model_server_latency_and_errors_follow_its_settings() -> None:
 
 
 def fake_gateway(served: dict[str, str], rewards: dict[str, list[int]]) -> httpx.MockTransport:
-    """Users with an even last digit go to v3; feedback is recorded per variant by request id."""
+    """Users with an even last digit go to v3; feedback is recorded per variant by the response's token."""
 
     def handle(request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content)
@@ -56,10 +56,10 @@ def fake_gateway(served: dict[str, str], rewards: dict[str, list[int]]) -> httpx
             user = request.headers["x-user-id"]
             assert body["user_id"] == user
             variant = "v3" if int(user[-1]) % 2 == 0 else "v2"
-            request_id = f"r{len(served)}"
-            served[request_id] = variant
-            return httpx.Response(200, json={}, headers={"x-mlrollouts-variant": variant, "x-request-id": request_id})
-        rewards.setdefault(served[body["request_id"]], []).append(body["reward"])
+            token = f"token-{len(served)}"
+            served[token] = variant
+            return httpx.Response(200, json={}, headers={"x-mlrollouts-variant": variant, "x-mlrollouts-token": token})
+        rewards.setdefault(served[body["token"]], []).append(body["reward"])
         return httpx.Response(200, json={})
 
     return httpx.MockTransport(handle)

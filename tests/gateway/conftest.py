@@ -16,7 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from mlrollouts.gateway import GatewayConfig, create_app, serve_in_thread
+from mlrollouts.gateway import GatewayConfig, serve_gateway_in_thread, serve_in_thread
+from mlrollouts.gateway.tokens import KeyRing
+
+SIGNING_KEY = "k" * 40
 
 
 @dataclass
@@ -28,6 +31,8 @@ class FakeModel:
     delay_seconds: float = 0.0
     status_code: int = 200
     received: list[dict] = field(default_factory=list)
+    response_headers: list[tuple[str, str]] = field(default_factory=list)
+    """Sent with every answer, repeats included (e.g. two Set-Cookie)."""
 
     def app(self) -> Starlette:
         async def predict(request: Request) -> JSONResponse:
@@ -37,16 +42,21 @@ class FakeModel:
                     "path": request.url.path,
                     "body": body,
                     "headers": dict(request.headers),
+                    "raw_headers": list(request.headers.raw),
+                    "raw_path": request.scope.get("raw_path"),
                     "client_port": request.client.port if request.client else None,
                 }
             )
             if self.delay_seconds:
                 await asyncio.sleep(self.delay_seconds)
-            return JSONResponse(
+            response = JSONResponse(
                 {"prediction": self.score, "model": self.name},
                 status_code=self.status_code,
                 headers={"x-model-version": f"{self.name}-build7"},
             )
+            for name, value in self.response_headers:
+                response.headers.append(name, value)
+            return response
 
         return Starlette(routes=[Route("/{path:path}", predict, methods=["GET", "POST"])])
 
@@ -61,6 +71,7 @@ def models() -> Iterator[dict[str, tuple[FakeModel, str]]]:
 @dataclass
 class RunningGateway:
     url: str
+    metrics_url: str
     split_file: Path
     client: httpx.Client
 
@@ -73,7 +84,7 @@ class RunningGateway:
         """Sum of the samples of `name` whose labels include `labels`."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        text = self.client.get(f"{self.url}/metrics").text
+        text = self.client.get(f"{self.metrics_url}/metrics").text
         return sum(
             sample.value
             for family in text_string_to_metric_families(text)
@@ -86,6 +97,11 @@ class RunningGateway:
         if user is not None:
             headers["x-user-id"] = user
         return self.client.post(f"{self.url}/predict", json=kwargs.pop("json", {"x": 1}), headers=headers, **kwargs)
+
+    def feedback(self, token: str | None, **fields: object) -> httpx.Response:
+        """POST /feedback with `token` (the x-mlrollouts-token of a response) and e.g. reward=1."""
+        body = fields if token is None else {"token": token} | fields
+        return self.client.post(f"{self.url}/feedback", json=body)
 
 
 GatewayFactory = Callable[..., RunningGateway]
@@ -107,14 +123,14 @@ def start_gateway(models, tmp_path: Path) -> Iterator[GatewayFactory]:
             "seed": 7,
         } | overrides
         config = GatewayConfig(**settings).validate()
-        server = serve_in_thread(create_app(config))
-        url = server.__enter__()
+        server = serve_gateway_in_thread(config, keys=KeyRing(env_value=SIGNING_KEY))
+        urls = server.__enter__()
         stack.append(server)
         client = httpx.Client(timeout=10.0)
         stack.append(client)
-        gateway = RunningGateway(url, split_file, client)
+        gateway = RunningGateway(urls.public, urls.metrics, split_file, client)
         for _ in range(200):
-            if client.get(f"{url}/readyz").status_code == 200:
+            if client.get(f"{gateway.url}/readyz").status_code == 200:
                 return gateway
             time.sleep(0.01)
         raise AssertionError("gateway never became ready")

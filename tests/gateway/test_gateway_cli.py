@@ -27,6 +27,10 @@ from mlrollouts.cli.main import main
         (["--upstream", "a=http://x", "--split-file", "SPLIT", "--max-body-bytes", "0"], "--max-body-bytes"),
         (["--upstream", "a=http://x", "--split-file", "SPLIT", "--kubeconfig", "SPLIT"], "not both"),
         (["--upstream", "a=http://x", "--split-file", "SPLIT", "--path-prefix", "v1"], "--path-prefix"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--port", "9000", "--metrics-port", "9000"], "differ"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--challenger-timeout", "20"], "below --timeout"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--max-outcome-value", "1e300"], "at most 1e+15"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--signing-key-file", "SPLIT"], "at least 32"),
     ],
 )
 def test_bad_flags_name_the_flag(extra: list[str], message: str, tmp_path: Path, capsys) -> None:
@@ -49,9 +53,9 @@ def free_port() -> int:
 def test_the_command_serves_until_terminated(models, tmp_path: Path) -> None:
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"churn-v2": 0, "churn-v3": 100}))
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     entry = "import sys; from mlrollouts.cli.main import main; sys.exit(main())"
-    command = [sys.executable, "-c", entry, "gateway", "--port", str(port)]
+    command = [sys.executable, "-c", entry, "gateway", "--port", str(port), "--metrics-port", str(metrics_port)]
     command += ["--experiment", "churn-exp", "--split-file", str(split), "--user-header", "x-user-id"]
     command += [f"--upstream={name}={url}" for name, (_, url) in models.items()]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -69,7 +73,9 @@ def test_the_command_serves_until_terminated(models, tmp_path: Path) -> None:
                 time.sleep(0.1)
             response = client.post("/predict", json={"x": 1}, headers={"x-user-id": "zoe"})
             assert response.headers["x-mlrollouts-variant"] == "churn-v3"
-            assert 'ab_test_requests_total{experiment_id="churn-exp"' in client.get("/metrics").text
+            assert client.get("/metrics").status_code == 404  # never on the public port
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+            assert 'ab_test_requests_total{experiment_id="churn-exp"' in metrics
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=10)

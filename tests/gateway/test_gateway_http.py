@@ -44,7 +44,7 @@ def test_request_id_is_echoed_or_generated_and_reaches_the_model(start_gateway, 
 
 
 def test_override_header_forces_a_variant_and_rejects_unknown_names(start_gateway) -> None:
-    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0}, allow_override_header=True)
     forced = gateway.predict("bob", headers={"x-mlrollouts-variant": "churn-v3"})
     assert forced.headers["x-mlrollouts-variant"] == "churn-v3"
     unknown = gateway.predict("bob", headers={"x-mlrollouts-variant": "churn-v9"})
@@ -104,7 +104,9 @@ def test_failing_challenger_falls_back_to_the_champion(start_gateway, models) ->
     assert response.headers["x-mlrollouts-fallback"] == "true"
     assert gateway.metric("ab_test_errors_total", variant="churn-v3", kind="status_5xx") == 1
     assert gateway.metric("ab_test_fallbacks_total", variant="churn-v3") == 1
-    forced = gateway.predict("dave", headers={"x-mlrollouts-variant": "churn-v3"})
+
+    qa = start_gateway({"churn-v2": 0, "churn-v3": 100}, allow_override_header=True)
+    forced = qa.predict("dave", headers={"x-mlrollouts-variant": "churn-v3"})
     assert forced.status_code == 503  # QA asked for this variant: show its failure, do not mask it
 
 
@@ -116,7 +118,7 @@ def test_unreachable_challenger_without_fallback_is_a_502(start_gateway, models)
     )
     response = gateway.predict("erin")
     assert response.status_code == 502
-    assert "churn-v3 unreachable" in response.json()["error"]
+    assert response.json()["error"] == "variant churn-v3 unreachable"  # no internal host or exception text
     assert gateway.metric("ab_test_errors_total", variant="churn-v3", kind="connect") == 1
 
 
@@ -136,16 +138,16 @@ def test_upstream_connections_are_pooled_not_opened_per_request(start_gateway, m
 
 
 def test_a_slow_challenger_times_out_and_the_champion_answers(start_gateway, models) -> None:
-    models["churn-v3"][0].delay_seconds = 1.0
-    gateway = start_gateway({"churn-v2": 0, "churn-v3": 100}, timeout_seconds=0.2)
+    models["churn-v3"][0].delay_seconds = 10.0
+    gateway = start_gateway({"churn-v2": 0, "churn-v3": 100}, timeout_seconds=4.0, challenger_timeout_seconds=0.3)
     started = time.monotonic()
     response = gateway.predict("gina")
-    assert time.monotonic() - started < 0.9
+    assert time.monotonic() - started < 3.0  # the challenger gave up after 0.3 s, not the 10 s it takes
     assert response.headers["x-mlrollouts-variant"] == "churn-v2" and response.status_code == 200
     assert gateway.metric("ab_test_errors_total", variant="churn-v3", kind="timeout") == 1
     # a timeout still counts in the latency histogram, at the time it took to give up
-    assert gateway.metric("ab_test_latency_seconds_bucket", variant="churn-v3", le="0.1") == 0
-    assert gateway.metric("ab_test_latency_seconds_bucket", variant="churn-v3", le="0.25") == 1
+    assert gateway.metric("ab_test_latency_seconds_bucket", variant="churn-v3", le="0.25") == 0
+    assert gateway.metric("ab_test_latency_seconds_bucket", variant="churn-v3", le="5.0") == 1
 
 
 def test_metrics_carry_the_model_version_and_prediction_decile(start_gateway) -> None:
@@ -166,7 +168,7 @@ def test_error_and_outcome_series_exist_at_zero_before_the_first_error(start_gat
     from prometheus_client.parser import text_string_to_metric_families
 
     gateway = start_gateway({"churn-v2": 90, "churn-v3": 10})
-    text = gateway.client.get(f"{gateway.url}/metrics").text
+    text = gateway.client.get(f"{gateway.metrics_url}/metrics").text
     series = {
         (
             sample.name,

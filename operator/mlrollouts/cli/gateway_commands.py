@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,7 @@ from mlrollouts.gateway.config import GatewayConfig, GatewayConfigError
 from mlrollouts.gateway.server import run_gateway
 from mlrollouts.gateway.split import SplitError
 from mlrollouts.gateway.split_source import in_cluster_access, load_kubeconfig
+from mlrollouts.gateway.tokens import KEYS_ENV, KeyRing, SigningKeyError
 
 
 def parse_upstreams(values: list[str]) -> dict[str, str]:
@@ -34,7 +36,10 @@ def gateway_command(
         list[str],
         typer.Option("--upstream", help="NAME=URL, once per variant. The first is the champion unless --champion."),
     ],
-    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8080,
+    port: Annotated[int, typer.Option("--port", help="Public port: /predict, /feedback, health.")] = 8080,
+    metrics_port: Annotated[
+        int, typer.Option("--metrics-port", help="Port of /metrics (and /healthz); keep it off the internet.")
+    ] = 9102,
     host: Annotated[str, typer.Option("--host", help="Address to bind; 0.0.0.0 inside a container.")] = "127.0.0.1",
     champion: Annotated[
         str | None, typer.Option("--champion", help="Champion variant (default: first --upstream).")
@@ -56,11 +61,26 @@ def gateway_command(
     override_header: Annotated[
         str, typer.Option("--override-header", help="Header that forces a variant (QA).")
     ] = "x-mlrollouts-variant",
+    allow_override_header: Annotated[
+        bool,
+        typer.Option(
+            "--allow-override-header",
+            help="Honour --override-header (QA). Forced requests are counted apart, as forced_* series.",
+        ),
+    ] = False,
     path_prefix: Annotated[
         str | None,
         typer.Option("--path-prefix", help="Also forward everything under this path, unchanged (besides /predict)."),
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="Upstream timeout in seconds.")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds a request may take upstream in total, fallback included.")
+    ] = 10.0,
+    challenger_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--challenger-timeout", help="Seconds before a challenger falls back (default: half of --timeout)."
+        ),
+    ] = None,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Larger request bodies get 413.")] = 1024
     * 1024,
     max_concurrency: Annotated[int, typer.Option("--max-concurrency", help="In-flight upstream calls at most.")] = 256,
@@ -77,17 +97,31 @@ def gateway_command(
         float, typer.Option("--shadow-tolerance", help="Numeric predictions closer than this agree.")
     ] = 1e-6,
     feedback_capacity: Annotated[
-        int, typer.Option("--feedback-capacity", help="Request ids kept for /feedback.")
+        int, typer.Option("--feedback-capacity", help="Counted request ids remembered against replays.")
     ] = 100_000,
+    feedback_cache_bytes: Annotated[
+        int, typer.Option("--feedback-cache-bytes", help="Memory bound of that replay cache.")
+    ] = 32 * 1024 * 1024,
     feedback_ttl: Annotated[
-        float, typer.Option("--feedback-ttl", help="Seconds a request id stays attributable.")
+        float, typer.Option("--feedback-ttl", help="Seconds an assignment token stays valid for /feedback.")
     ] = 3600.0,
+    max_outcome_value: Annotated[
+        float, typer.Option("--max-outcome-value", help="Larger |value| in /feedback is refused (400).")
+    ] = 1e9,
+    signing_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--signing-key-file",
+            help="Token signing keys, one per line (a mounted Secret): the first signs, all verify. "
+            "Also read: $MLROLLOUTS_GATEWAY_SIGNING_KEYS (comma-separated).",
+        ),
+    ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed of the per-request split for anonymous requests.")
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
 ) -> None:
-    """Run the built-in gateway: sticky per-user split, shadow mirroring, /feedback and /metrics."""
+    """Run the built-in gateway: sticky per-user split, shadow mirroring, signed /feedback, /metrics apart."""
     if log_level not in ("debug", "info", "warning", "error"):
         raise UsageFailure("--log-level", f"{log_level!r} is not one of debug, info, warning, error")
     config = GatewayConfig(
@@ -99,24 +133,35 @@ def gateway_command(
         namespace=namespace,
         host=host,
         port=port,
+        metrics_port=metrics_port,
         user_header=user_header or None,
         user_field=user_field or None,
         override_header=override_header,
+        allow_override_header=allow_override_header,
         path_prefix=path_prefix,
         timeout_seconds=timeout,
+        challenger_timeout_seconds=challenger_timeout,
         max_body_bytes=max_body_bytes,
         max_concurrency=max_concurrency,
         fallback_to_champion=fallback_to_champion,
         shadow_queue_size=shadow_queue_size,
         shadow_tolerance=shadow_tolerance,
         feedback_capacity=feedback_capacity,
+        feedback_cache_bytes=feedback_cache_bytes,
         feedback_ttl_seconds=feedback_ttl,
+        max_outcome_value=max_outcome_value,
+        signing_key_file=signing_key_file,
         seed=seed,
     )
     try:
         config.validate()
     except GatewayConfigError as problem:
         raise UsageFailure(problem.setting, problem.message) from problem
+    try:
+        if signing_key_file is not None or os.environ.get(KEYS_ENV):
+            KeyRing.from_environment(signing_key_file)
+    except SigningKeyError as problem:
+        raise UsageFailure("--signing-key-file", str(problem)) from problem
     if split_file is None:
         try:
             load_kubeconfig(kubeconfig) if kubeconfig else in_cluster_access()

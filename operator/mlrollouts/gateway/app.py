@@ -1,13 +1,12 @@
-"""The gateway's ASGI app: sticky assignment, forwarding, fallback, shadow mirroring and feedback."""
+"""The gateway's ASGI apps: the public one (predictions, feedback, health) and the metrics one."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
-import uuid
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,9 +18,12 @@ from starlette.routing import Route
 
 from mlrollouts.gateway.assignment import BUCKETS, Assignment, bucket_of, weight_to_buckets
 from mlrollouts.gateway.config import GatewayConfig
-from mlrollouts.gateway.feedback import FeedbackError, RequestLog, Served, parse_feedback
+from mlrollouts.gateway.feedback import FeedbackError, ReplayCache, parse_feedback
+from mlrollouts.gateway.headers import REQUEST_DROP, RESPONSE_DROP, end_to_end
+from mlrollouts.gateway.inbound import BadRequest, error, read_json_body, request_id
 from mlrollouts.gateway.metrics import GatewayMetrics
-from mlrollouts.gateway.proxy import Forwarder, Outcome, forwardable, make_clients
+from mlrollouts.gateway.paths import PathRefused, upstream_path
+from mlrollouts.gateway.proxy import Forwarder, Outcome, make_clients
 from mlrollouts.gateway.shadow import MirrorJob, ShadowMirror
 from mlrollouts.gateway.split import SplitState
 from mlrollouts.gateway.split_source import (
@@ -32,19 +34,12 @@ from mlrollouts.gateway.split_source import (
     in_cluster_access,
     load_kubeconfig,
 )
+from mlrollouts.gateway.tokens import KeyRing, TokenError, TokenSigner
 
 log = logging.getLogger(__name__)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status, headers=headers)
+TOKEN_HEADER = "x-mlrollouts-token"
+MAX_FEEDBACK_BYTES = 16 * 1024  # a token (at most 1 KiB) and an outcome
 
 
 def default_source(config: GatewayConfig) -> SplitSource:
@@ -62,7 +57,7 @@ def default_source(config: GatewayConfig) -> SplitSource:
 class Gateway:
     """Everything one running gateway shares between requests."""
 
-    def __init__(self, config: GatewayConfig, source: SplitSource) -> None:
+    def __init__(self, config: GatewayConfig, source: SplitSource, keys: KeyRing | None = None) -> None:
         self.config = config
         self.source = source
         self.metrics = GatewayMetrics()
@@ -71,8 +66,9 @@ class Gateway:
         self.split: SplitState | None = None
         self.assignment: Assignment | None = None
         self.random = random.Random(config.seed)
-        self.requests = RequestLog(config.feedback_capacity, config.feedback_ttl_seconds)
-        self.model_versions: dict[str, str] = {}
+        keys = keys if keys is not None else KeyRing.from_environment(config.signing_key_file)
+        self.signer = TokenSigner(keys, config.experiment, config.feedback_ttl_seconds)
+        self.replays = ReplayCache(config.feedback_capacity, config.feedback_cache_bytes)
         self.semaphore = asyncio.Semaphore(config.max_concurrency)
 
     def apply_split(self, state: SplitState) -> None:
@@ -89,7 +85,7 @@ class Gateway:
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
         clients = make_clients(self.config.upstreams, self.config.timeout_seconds, self.config.max_concurrency)
-        self.forwarder = Forwarder(self.config.experiment, clients, self.metrics)
+        self.forwarder = Forwarder(self.config.experiment, clients)
         self.mirror = ShadowMirror(
             self.config.experiment,
             clients,
@@ -111,43 +107,26 @@ class Gateway:
             for client in clients.values():
                 await client.aclose()
 
-    async def read_json_body(self, request: Request) -> tuple[bytes, Any]:
-        limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
-            raise BadRequest(413, f"request body is {declared} bytes; the limit is {limit} (--max-body-bytes)")
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise BadRequest(413, f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        if not body.strip():
-            raise BadRequest(400, "request body is empty; send a JSON object")
-        try:
-            return body, json.loads(body)
-        except ValueError as problem:
-            raise BadRequest(400, f"request body is not valid JSON: {problem}") from problem
-
     def user_id(self, request: Request, document: Any) -> str | None:
         if self.config.user_header and request.headers.get(self.config.user_header):
             return request.headers[self.config.user_header]
         if self.config.user_field and isinstance(document, dict):
             value = document.get(self.config.user_field)
-            if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+            if isinstance(value, str) and value != "":
+                return value
+            if isinstance(value, int) and not isinstance(value, bool):
                 return str(value)
         return None
 
     def choose(self, request: Request, user_id: str | None) -> tuple[str, int, bool]:
-        """(variant, bucket, overridden). Unknown override names raise BadRequest."""
+        """(variant, bucket, forced). The override header counts only with --allow-override-header."""
         assert self.assignment is not None and self.split is not None
         bucket = bucket_of(self.config.experiment, user_id) if user_id else self.random.randrange(BUCKETS)
-        forced = request.headers.get(self.config.override_header)
+        forced = request.headers.get(self.config.override_header) if self.config.allow_override_header else None
         if forced:
             if forced not in self.config.upstreams:
                 known = ", ".join(self.config.upstreams)
-                raise BadRequest(400, f"{self.config.override_header}: unknown variant {forced!r}; known: {known}")
+                raise BadRequest(400, f"{self.config.override_header}: unknown variant {forced[:64]!r}; known: {known}")
             return forced, bucket, True
         variant = self.champion if self.split.shadow else self.assignment.variant_for_bucket(bucket)
         if user_id is None:
@@ -157,80 +136,94 @@ class Gateway:
     async def forward(self, request: Request) -> Response:
         if self.assignment is None or self.split is None:
             return error(503, "no traffic split loaded yet; check --split-file or the experiment's status")
+        prefix = self.config.path_prefix if request.url.path != "/predict" else None
         try:
+            path = upstream_path(request.scope.get("raw_path") or request.url.path.encode(), prefix)
             if request.method in BODY_METHODS:
-                body, document = await self.read_json_body(request)
+                body, document = await read_json_body(request, self.config.max_body_bytes)
             else:
                 body, document = b"", None
             user_id = self.user_id(request, document)
-            variant, bucket, overridden = self.choose(request, user_id)
+            variant, bucket, forced = self.choose(request, user_id)
+        except PathRefused as problem:
+            return error(400, f"path refused: {problem}")
         except BadRequest as problem:
             return error(problem.status, str(problem))
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        headers = forwardable(request.headers) | {"x-request-id": request_id}
-        async with self.semaphore:
-            outcome = await self.forwarder.call(variant, request.method, path, headers, body)
-            fallback = (
-                outcome.failed and variant != self.champion and self.config.fallback_to_champion and not overridden
-            )
-            if fallback:
-                self.metrics.fallbacks.labels(self.config.experiment, variant).inc()
-                outcome = await self.forwarder.call(self.champion, request.method, path, headers, body)
-        extra = {"x-mlrollouts-variant": outcome.variant, "x-request-id": request_id}
+        query = request.scope.get("query_string", b"")
+        target = path + (f"?{query.decode('latin-1')}" if query else "")
+        rid = request_id(request)
+        drop = REQUEST_DROP | {self.config.override_header.lower().encode()}
+        headers = [*end_to_end(request.headers.raw, drop), (b"x-request-id", rid.encode())]
+        outcome, fallback = await self.call_with_fallback(variant, forced, request.method, target, headers, body)
+        extra = {"x-mlrollouts-variant": outcome.variant, "x-request-id": rid}
         if fallback:
             extra["x-mlrollouts-fallback"] = "true"
-        self.requests.record(request_id, Served(outcome.variant, outcome.model_version))
-        self.model_versions[outcome.variant] = outcome.model_version
+        extra[TOKEN_HEADER] = self.signer.issue(outcome.variant, outcome.model_version, rid, forced)
         if outcome.response is None:
             return error(504 if outcome.error_kind == "timeout" else 502, outcome.error_message or "", extra)
-        if self.split.shadow and outcome.variant == self.champion and not outcome.failed:
-            self.mirror_to_challengers(request, path, headers, body, outcome, bucket)
-        response = outcome.response
-        return Response(response.content, response.status_code, forwardable(response.headers) | extra)
+        if self.split.shadow and outcome.variant == self.champion and not outcome.failed and not forced:
+            self.mirror_to_challengers(request.method, target, headers, body, outcome, bucket)
+        upstream = outcome.response
+        response = Response(upstream.content, upstream.status_code)
+        response.raw_headers += end_to_end(upstream.headers.raw, RESPONSE_DROP)
+        response.raw_headers += [(name.encode(), value.encode()) for name, value in extra.items()]
+        return response
+
+    async def call_with_fallback(
+        self, variant: str, forced: bool, method: str, target: str, headers: list, body: bytes
+    ) -> tuple[Outcome, bool]:
+        """Call `variant`; a failing challenger hands over to the champion, all within one --timeout."""
+        series = self.metrics.forced if forced else self.metrics.served
+        may_fall_back = variant != self.champion and self.config.fallback_to_champion and not forced
+        deadline = time.monotonic() + self.config.timeout_seconds  # waiting for a slot counts too
+        async with self.semaphore:
+            remaining = deadline - time.monotonic()
+            first_budget = min(self.config.challenger_budget, remaining) if may_fall_back else remaining
+            outcome = await self.forwarder.call(variant, method, target, headers, body, series, first_budget)
+            if not (outcome.failed and may_fall_back):
+                return outcome, False
+            self.metrics.fallbacks.labels(self.config.experiment, variant).inc()
+            remaining = deadline - time.monotonic()
+            return await self.forwarder.call(self.champion, method, target, headers, body, series, remaining), True
 
     def mirror_to_challengers(
-        self, request: Request, path: str, headers: dict[str, str], body: bytes, outcome: Outcome, bucket: int
+        self, method: str, target: str, headers: list, body: bytes, outcome: Outcome, bucket: int
     ) -> None:
         assert self.split is not None and outcome.response is not None
         if bucket >= weight_to_buckets(self.split.mirror_percent):
             return
         for challenger in self.config.challengers:
-            job = MirrorJob(
-                challenger,
-                request.method,
-                path,
-                headers,
-                body,
-                outcome.response.status_code,
-                outcome.response.content,
-            )
+            response = outcome.response
+            job = MirrorJob(challenger, method, target, headers, body, response.status_code, response.content)
             self.mirror.submit(job)
 
     async def feedback(self, request: Request) -> Response:
+        """Count an outcome only for a token this gateway (or a replica sharing its keys) signed, once."""
+        reject = self.metrics.feedback_rejected
         try:
-            _, document = await self.read_json_body(request)
-            feedback = parse_feedback(document)
+            _, document = await read_json_body(request, min(self.config.max_body_bytes, MAX_FEEDBACK_BYTES))
+            feedback = parse_feedback(document, self.config.max_outcome_value)
         except (BadRequest, FeedbackError) as problem:
+            reject.labels(self.config.experiment, "malformed").inc()
             return error(getattr(problem, "status", 400), str(problem))
-        if feedback.request_id is not None:
-            served = self.requests.lookup(feedback.request_id)
-            if served is None:
-                return error(404, f"unknown or expired request_id {feedback.request_id!r}")
-        else:
-            if self.assignment is None or self.split is None:
-                return error(503, "no traffic split loaded yet; cannot attribute feedback by user_id")
-            assert feedback.user_id is not None
-            variant = self.champion if self.split.shadow else self.assignment.variant_for_user(feedback.user_id)
-            served = Served(variant, self.model_versions.get(variant, variant))
-        labels = (self.config.experiment, served.variant, served.model_version)
-        if feedback.reward is not None:
-            outcome = "success" if feedback.reward == 1 else "failure"
-            self.metrics.outcomes.labels(*labels, outcome).inc()
-        elif feedback.value is not None:
-            self.metrics.outcome_value.labels(*labels).observe(feedback.value)
-            self.metrics.outcome_value_squared.labels(*labels).inc(feedback.value**2)
-        return JSONResponse({"variant": served.variant, "model_version": served.model_version})
+        try:
+            claims = self.signer.verify(feedback.token)
+        except TokenError as problem:
+            reject.labels(self.config.experiment, "token").inc()
+            return error(403, str(problem))
+        if feedback.request_id is not None and feedback.request_id != claims.request_id:
+            reject.labels(self.config.experiment, "token").inc()
+            return error(403, "request_id does not match the token's; send the token of that response")
+        refused = self.replays.claim(claims.nonce, claims.expires)
+        self.metrics.feedback_cache_bytes.labels(self.config.experiment).set(self.replays.bytes)
+        if refused is not None:
+            reject.labels(self.config.experiment, "replay").inc()
+            return error(409, f"not counted: {refused}")
+        series = self.metrics.forced if claims.forced else self.metrics.served
+        labels = (self.config.experiment, claims.variant, claims.model_version)
+        series.record_outcome(labels, feedback.reward, feedback.value)
+        body = {"variant": claims.variant, "model_version": claims.model_version, "request_id": claims.request_id}
+        return JSONResponse(body | {"forced": claims.forced})
 
     async def metrics_endpoint(self, _request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -244,13 +237,14 @@ class Gateway:
         return JSONResponse({"ready": True, "weights": dict(self.split.weights), "shadow": self.split.shadow})
 
 
-def create_app(config: GatewayConfig, source: SplitSource | None = None) -> Starlette:
-    """The gateway as an ASGI app; `source` defaults to the file or API source the config names."""
-    gateway = Gateway(config, source if source is not None else default_source(config))
+def create_app(config: GatewayConfig, source: SplitSource | None = None, keys: KeyRing | None = None) -> Starlette:
+    """The public app; `source` defaults to the file or API source the config names.
+
+    No /metrics here: server.metrics_app serves it on its own port, out of the internet's reach."""
+    gateway = Gateway(config, source if source is not None else default_source(config), keys)
     routes = [
         Route("/predict", gateway.forward, methods=["POST"]),
         Route("/feedback", gateway.feedback, methods=["POST"]),
-        Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
     ]

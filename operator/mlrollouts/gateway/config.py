@@ -9,6 +9,7 @@ from pathlib import Path
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 MIB = 1024 * 1024
+MAX_OUTCOME_LIMIT = 1e15  # its square, summed a billion times, is still a finite float
 
 
 class GatewayConfigError(ValueError):
@@ -30,25 +31,38 @@ class GatewayConfig:
     namespace: str = "default"
     host: str = "127.0.0.1"
     port: int = 8080
+    metrics_port: int = 9102  # /metrics only here, never on the public port
     user_header: str | None = "x-user-id"
     user_field: str | None = "user_id"
     override_header: str = "x-mlrollouts-variant"
+    allow_override_header: bool = False  # QA only: forced requests are counted apart (forced_* series)
     path_prefix: str | None = None
-    timeout_seconds: float = 10.0
+    timeout_seconds: float = 10.0  # the whole request, a challenger's fallback to the champion included
+    challenger_timeout_seconds: float | None = None  # None: half of timeout_seconds when falling back
     max_body_bytes: int = MIB
     max_concurrency: int = 256
     fallback_to_champion: bool = True
     shadow_queue_size: int = 1000
     shadow_workers: int = 8
     shadow_tolerance: float = 1e-6
-    feedback_capacity: int = 100_000
-    feedback_ttl_seconds: float = 3600.0
+    feedback_capacity: int = 100_000  # request ids remembered against replayed feedback
+    feedback_cache_bytes: int = 32 * MIB
+    feedback_ttl_seconds: float = 3600.0  # lifetime of an assignment token
+    max_outcome_value: float = 1e9
+    signing_key_file: Path | None = None  # one key per line: the first signs, all verify
     seed: int | None = None
     split_poll_seconds: float | None = None  # None: 0.25 s for a file, 1 s for the API
 
     @property
     def champion_name(self) -> str:
         return self.champion or next(iter(self.upstreams))
+
+    @property
+    def challenger_budget(self) -> float:
+        """Seconds a challenger gets when a failure falls back: the champion gets the rest of the timeout."""
+        if not self.fallback_to_champion:
+            return self.timeout_seconds
+        return self.challenger_timeout_seconds or self.timeout_seconds / 2
 
     @property
     def challengers(self) -> tuple[str, ...]:
@@ -88,10 +102,24 @@ class GatewayConfig:
             "--shadow-queue-size": self.shadow_queue_size,
             "--feedback-capacity": self.feedback_capacity,
             "--feedback-ttl": self.feedback_ttl_seconds,
+            "--feedback-cache-bytes": self.feedback_cache_bytes,
+            "--max-outcome-value": self.max_outcome_value,
         }
         for setting, value in positive.items():
             if value <= 0:
                 raise GatewayConfigError(setting, f"must be > 0, got {value}")
-        if not 0 <= self.port <= 65535:
-            raise GatewayConfigError("--port", f"must be between 0 and 65535, got {self.port}")
+        for setting, port in (("--port", self.port), ("--metrics-port", self.metrics_port)):
+            if not 0 <= port <= 65535:
+                raise GatewayConfigError(setting, f"must be between 0 and 65535, got {port}")
+        if self.port == self.metrics_port and self.port != 0:
+            raise GatewayConfigError("--metrics-port", f"must differ from --port ({self.port})")
+        challenger = self.challenger_timeout_seconds
+        if challenger is not None and not 0 < challenger < self.timeout_seconds:
+            raise GatewayConfigError(
+                "--challenger-timeout", f"must be > 0 and below --timeout ({self.timeout_seconds:g} s)"
+            )
+        if not self.max_outcome_value <= MAX_OUTCOME_LIMIT:
+            raise GatewayConfigError("--max-outcome-value", f"must be at most {MAX_OUTCOME_LIMIT:g}")
+        if self.signing_key_file is not None and not self.signing_key_file.is_file():
+            raise GatewayConfigError("--signing-key-file", f"{self.signing_key_file} does not exist")
         return self

@@ -22,32 +22,71 @@ def prediction_bucket(value: float) -> str:
 
 
 ERROR_KINDS = ("connect", "timeout", "status_5xx")
+FEEDBACK_REJECTIONS = ("malformed", "token", "replay")
+
+
+class ServedSeries:
+    """Per-variant series of served requests and their outcomes.
+
+    Two sets exist: the experiment's (what the operator's queries and SRM check read) and `forced_*`, for
+    requests a QA override header sent to a chosen variant, which must not bias the experiment.
+    """
+
+    def __init__(self, registry: CollectorRegistry, prefix: str, what: str) -> None:
+        r, p = registry, prefix
+        self.requests = Counter(f"{p}ab_test_requests", f"{what} sent to a variant.", SERVED, registry=r)
+        self.latency = Histogram(
+            f"{p}ab_test_latency_seconds",
+            f"Upstream latency per variant of {what.lower()}, failures included.",
+            SERVED,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            f"{p}ab_test_errors",
+            f"Failed upstream calls of {what.lower()} (connection error, timeout, 5xx).",
+            (*SERVED, "kind"),
+            registry=r,
+        )
+        self.predictions = Counter(
+            f"{p}ab_test_predictions",
+            f"Predictions of {what.lower()} by value decile of the `prediction`/`score` field.",
+            (*SERVED, "bucket"),
+            registry=r,
+        )
+        self.outcomes = Counter(
+            f"{p}model_outcomes", f"Binary outcomes of {what.lower()} via /feedback.", (*SERVED, "outcome"), registry=r
+        )
+        self.outcome_value = Histogram(
+            f"{p}model_outcome_value",
+            f"Numeric outcomes of {what.lower()} via /feedback.",
+            SERVED,
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000),
+            registry=r,
+        )
+        self.outcome_value_squared = Counter(
+            f"{p}model_outcome_value_squared",
+            "Sum of squared numeric outcomes, so a mean metric can compute its variance.",
+            SERVED,
+            registry=r,
+        )
+
+    def record_outcome(self, labels: tuple[str, str, str], reward: int | None, value: float | None) -> None:
+        """Count, sum and sum of squares together: the square is computed before anything is recorded."""
+        if reward is not None:
+            self.outcomes.labels(*labels, "success" if reward == 1 else "failure").inc()
+        elif value is not None:
+            squared = value * value
+            self.outcome_value.labels(*labels).observe(value)
+            self.outcome_value_squared.labels(*labels).inc(squared)
 
 
 class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("ab_test_requests", "Requests sent to a variant.", SERVED, registry=r)
-        self.latency = Histogram(
-            "ab_test_latency_seconds",
-            "Upstream latency per variant, failures included.",
-            SERVED,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.errors = Counter(
-            "ab_test_errors",
-            "Failed upstream calls (connection error, timeout, 5xx).",
-            (*SERVED, "kind"),
-            registry=r,
-        )
-        self.predictions = Counter(
-            "ab_test_predictions",
-            "Predictions by value decile of the `prediction`/`score` field.",
-            (*SERVED, "bucket"),
-            registry=r,
-        )
+        self.served = ServedSeries(r, "", "Requests")
+        self.forced = ServedSeries(r, "forced_", "Requests forced by the override header")
         self.unassigned = Counter(
             "ab_test_unassigned_requests",
             "Requests without a user id, split per request instead of per user.",
@@ -60,20 +99,16 @@ class GatewayMetrics:
             ("experiment_id", "variant"),
             registry=r,
         )
-        self.outcomes = Counter(
-            "model_outcomes", "Binary outcomes reported via /feedback.", (*SERVED, "outcome"), registry=r
-        )
-        self.outcome_value = Histogram(
-            "model_outcome_value",
-            "Numeric outcomes reported via /feedback.",
-            SERVED,
-            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000),
+        self.feedback_cache_bytes = Gauge(
+            "ab_test_feedback_replay_cache_bytes",
+            "Estimated memory of the replay cache of counted feedback (bounded by --feedback-cache-bytes).",
+            ("experiment_id",),
             registry=r,
         )
-        self.outcome_value_squared = Counter(
-            "model_outcome_value_squared",
-            "Sum of squared numeric outcomes, so a mean metric can compute its variance.",
-            SERVED,
+        self.feedback_rejected = Counter(
+            "ab_test_feedback_rejected",
+            "Feedback not counted: malformed, invalid or expired token, or replayed.",
+            ("experiment_id", "reason"),
             registry=r,
         )
         self.shadow_agreement = Counter(
@@ -116,10 +151,12 @@ class GatewayMetrics:
         for a healthy variant, which the operator must read as "metrics unavailable", not as 0 %.
         The model_version label starts as the variant name (what is reported until an upstream says otherwise).
         """
+        for reason in FEEDBACK_REJECTIONS:
+            self.feedback_rejected.labels(experiment, reason)
         for variant in variants:
             labels = (experiment, variant, variant)
-            self.requests.labels(*labels)
+            self.served.requests.labels(*labels)
             for kind in ERROR_KINDS:
-                self.errors.labels(*labels, kind)
+                self.served.errors.labels(*labels, kind)
             for outcome in ("success", "failure"):
-                self.outcomes.labels(*labels, outcome)
+                self.served.outcomes.labels(*labels, outcome)

@@ -2,46 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
+import http.cookiejar
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
-from mlrollouts.gateway.metrics import GatewayMetrics, prediction_bucket
+from mlrollouts.gateway.headers import RawHeaders
+from mlrollouts.gateway.metrics import ServedSeries, prediction_bucket
 from mlrollouts.gateway.shadow import numeric_score
 
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "content-encoding",
-    }
-)
+log = logging.getLogger(__name__)
 MAX_SCORED_BODY = 64 * 1024
+
+
+class _RefuseAll(http.cookiejar.DefaultCookiePolicy):
+    """The pool is shared by every user: a cookie a model sets for one must never ride on another's request."""
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
+        return False
 
 
 def make_clients(
     upstreams: Mapping[str, str], timeout_seconds: float, max_connections: int
 ) -> dict[str, httpx.AsyncClient]:
-    """One connection pool per upstream, created once: a client per request costs a TCP handshake each."""
+    """One connection pool per upstream, created once (a client per request costs a TCP handshake each),
+    with a cookie jar that stores nothing: cookies pass through as the client's and the model's headers."""
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
     return {
-        name: httpx.AsyncClient(base_url=url, timeout=timeout_seconds, limits=limits) for name, url in upstreams.items()
+        name: httpx.AsyncClient(
+            base_url=url,
+            timeout=timeout_seconds,
+            limits=limits,
+            cookies=http.cookiejar.CookieJar(policy=_RefuseAll()),
+        )
+        for name, url in upstreams.items()
     }
-
-
-def forwardable(headers: Mapping[str, str]) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP}
 
 
 @dataclass(frozen=True)
@@ -60,42 +63,81 @@ class Outcome:
 
 
 class Forwarder:
-    def __init__(self, experiment: str, clients: Mapping[str, httpx.AsyncClient], metrics: GatewayMetrics) -> None:
+    def __init__(self, experiment: str, clients: Mapping[str, httpx.AsyncClient]) -> None:
         self.experiment = experiment
         self.clients = clients
-        self.metrics = metrics
+        self.versions = ModelVersions()
 
-    async def call(self, variant: str, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Outcome:
+    async def call(
+        self,
+        variant: str,
+        method: str,
+        path: str,
+        headers: RawHeaders,
+        body: bytes,
+        series: ServedSeries,
+        budget_seconds: float,
+    ) -> Outcome:
+        """One call that gives up after `budget_seconds` in total (httpx's timeouts are per operation)."""
         started = time.perf_counter()
+        if budget_seconds <= 0:
+            return self._failed(series, variant, started, "timeout", f"variant {variant} had no time left")
         try:
-            response = await self.clients[variant].request(method, path, headers=dict(headers), content=body)
-        except httpx.TimeoutException as error:
-            return self._failed(variant, started, "timeout", f"variant {variant} timed out: {error!r}")
+            async with asyncio.timeout(budget_seconds):
+                response = await self.clients[variant].request(
+                    method, path, headers=headers, content=body, timeout=budget_seconds
+                )
+        except (httpx.TimeoutException, TimeoutError):
+            return self._failed(series, variant, started, "timeout", f"variant {variant} timed out")
         except httpx.HTTPError as error:
-            return self._failed(variant, started, "connect", f"variant {variant} unreachable: {error!r}")
-        model_version = response.headers.get("x-model-version") or variant
+            # the detail names internal hosts: it goes to the log, not to the client
+            log.debug("upstream call failed: variant=%s error=%r", variant, error)
+            return self._failed(series, variant, started, "connect", f"variant {variant} unreachable")
+        model_version = self.versions.label(response, variant)
         labels = (self.experiment, variant, model_version)
-        self.metrics.requests.labels(*labels).inc()
-        self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
+        series.requests.labels(*labels).inc()
+        series.latency.labels(*labels).observe(time.perf_counter() - started)
         if response.status_code >= 500:
-            self.metrics.errors.labels(*labels, "status_5xx").inc()
+            series.errors.labels(*labels, "status_5xx").inc()
             return Outcome(variant, model_version, response, "status_5xx", f"variant {variant} answered 5xx")
-        self._count_prediction(labels, response)
+        self._count_prediction(series, labels, response)
         return Outcome(variant, model_version, response, None)
 
-    def _failed(self, variant: str, started: float, kind: str, message: str) -> Outcome:
+    def _failed(self, series: ServedSeries, variant: str, started: float, kind: str, message: str) -> Outcome:
         labels = (self.experiment, variant, variant)
-        self.metrics.requests.labels(*labels).inc()
-        self.metrics.latency.labels(*labels).observe(time.perf_counter() - started)
-        self.metrics.errors.labels(*labels, kind).inc()
+        series.requests.labels(*labels).inc()
+        series.latency.labels(*labels).observe(time.perf_counter() - started)
+        series.errors.labels(*labels, kind).inc()
         return Outcome(variant, variant, None, kind, message)
 
-    def _count_prediction(self, labels: tuple[str, str, str], response: httpx.Response) -> None:
+    def _count_prediction(self, series: ServedSeries, labels: tuple[str, str, str], response: httpx.Response) -> None:
         if "json" not in response.headers.get("content-type", "") or len(response.content) > MAX_SCORED_BODY:
             return
         try:
             score = numeric_score(json.loads(response.content))
-        except ValueError:
+        except (ValueError, RecursionError):
             return
         if score is not None:
-            self.metrics.predictions.labels(*labels, prediction_bucket(score)).inc()
+            series.predictions.labels(*labels, prediction_bucket(score)).inc()
+
+
+class ModelVersions:
+    """The model's x-model-version as a metric label: short, printable, and at most a few per variant.
+
+    A label value per request would grow the metrics without bound; past MAX_VERSIONS a variant's new
+    versions are reported as "other"."""
+
+    MAX_VERSIONS = 8
+
+    def __init__(self) -> None:
+        self.seen: dict[str, set[str]] = {}
+
+    def label(self, response: httpx.Response, variant: str) -> str:
+        version = response.headers.get("x-model-version", "")
+        if not (0 < len(version) <= 64 and version.isascii() and version.isprintable()):
+            return variant
+        seen = self.seen.setdefault(variant, set())
+        if version not in seen and len(seen) >= self.MAX_VERSIONS:
+            return "other"
+        seen.add(version)
+        return version

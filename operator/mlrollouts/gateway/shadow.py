@@ -12,7 +12,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -33,8 +33,11 @@ def numeric_score(document: object) -> float | None:
     if isinstance(document, dict):
         for name in SCORE_FIELDS:
             value = document.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                return float(value)
+            if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+                try:
+                    return float(value)
+                except OverflowError:  # an int too large for a float is no score
+                    return None
     return None
 
 
@@ -42,7 +45,7 @@ def compare_predictions(champion: bytes, challenger: bytes, tolerance: float) ->
     """Numeric `prediction`/`score` fields agree within `tolerance`; otherwise equal JSON (or bytes)."""
     try:
         left, right = json.loads(champion), json.loads(challenger)
-    except ValueError:
+    except (ValueError, RecursionError):
         return Comparison(champion == challenger, None)
     a, b = numeric_score(left), numeric_score(right)
     if a is not None and b is not None:
@@ -56,7 +59,7 @@ class MirrorJob:
     variant: str
     method: str
     path: str
-    headers: Mapping[str, str]
+    headers: Sequence[tuple[bytes, bytes]]
     body: bytes
     champion_status: int
     champion_body: bytes
@@ -116,7 +119,7 @@ class ShadowMirror:
         started = self.clock()
         try:
             response = await self.clients[job.variant].request(
-                job.method, job.path, headers=dict(job.headers), content=job.body
+                job.method, job.path, headers=list(job.headers), content=job.body
             )
         except httpx.HTTPError as error:
             self.metrics.shadow_errors.labels(*labels).inc()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import pathlib
+import secrets
 import shutil
 import signal
 import time
@@ -124,8 +125,10 @@ def _start_processes(
     for _, url, child in upstreams:
         supervisor.wait_http(child, f"{url}/healthz")
         _warm_up(url)
-    gateway_port = free_port()
+    gateway_port, gateway_metrics_port = free_port(), free_port()
     gateway_args = ["gateway", "--port", str(gateway_port), "--kubeconfig", str(apiserver.kubeconfig)]
+    gateway_args += ["--metrics-port", str(gateway_metrics_port)]
+    gateway_args += ["--signing-key-file", str(_signing_key_file(options.run_dir))]
     gateway_args += ["--namespace", NAMESPACE, "--experiment", name, "--user-header", "x-user-id"]
     gateway_args += ["--log-level", "warning"]
     for model_name, url, _ in upstreams:
@@ -140,10 +143,19 @@ def _start_processes(
     )
     supervisor.wait_http(gateway, f"http://127.0.0.1:{gateway_port}/healthz")
     supervisor.wait_http(operator, f"http://127.0.0.1:{operator_port}/metrics")
-    targets = [f"127.0.0.1:{gateway_port}", f"127.0.0.1:{operator_port}"]
+    targets = [f"127.0.0.1:{gateway_metrics_port}", f"127.0.0.1:{operator_port}"]
     prometheus = PrometheusServer(targets, job_name="mlrollouts-demo")
     prometheus.start()
     return prometheus, f"http://127.0.0.1:{gateway_port}"
+
+
+def _signing_key_file(run_dir: pathlib.Path) -> pathlib.Path:
+    """The key the gateway signs feedback tokens with; in a cluster it is a mounted Secret."""
+    path = run_dir / "gateway-signing-key"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secrets.token_hex(32) + "\n", encoding="utf-8")
+    return path
 
 
 def _apply(options: DemoOptions, apiserver: LocalApiServer, manifest: dict[str, Any]) -> str:

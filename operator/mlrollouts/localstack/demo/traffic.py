@@ -3,7 +3,8 @@
 Each request comes from a user drawn from a large population (so the gateway's sticky split still gives
 per-request ratios close to the weights) and, once answered, the user "retains" with the true rate of the
 variant that served it (read from the `x-mlrollouts-variant` header) and that outcome is sent to
-POST /feedback by request id. The truth lives here, so the demo knows what the experiment should find.
+POST /feedback with the response's signed `x-mlrollouts-token` (the gateway counts nothing without it).
+The truth lives here, so the demo knows what the experiment should find.
 
 `python -m mlrollouts.localstack.demo.traffic --gateway URL --rate 150 --retention churn-v2=0.72 ...`
 writes running totals to `--stats-file` every second (JSON, replaced atomically).
@@ -51,6 +52,8 @@ class TrafficStats:
     served: Counter[str] = field(default_factory=Counter)
     retained: Counter[str] = field(default_factory=Counter)
     feedback_failed: int = 0
+    feedback_errors: Counter[str] = field(default_factory=Counter)
+    """Why feedback was not counted: the gateway's status code, or the client error's class."""
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, object]:
@@ -63,6 +66,7 @@ class TrafficStats:
             "served": dict(self.served),
             "retained": dict(self.retained),
             "feedback_failed": self.feedback_failed,
+            "feedback_errors": dict(self.feedback_errors),
             "elapsed": round(time.time() - self.started, 1),
         }
 
@@ -90,11 +94,11 @@ async def one_user(client: httpx.AsyncClient, plan: TrafficPlan, rng: random.Ran
         stats.failed += 1
         return
     variant = response.headers.get("x-mlrollouts-variant")
-    request_id = response.headers.get("x-request-id")
+    token = response.headers.get("x-mlrollouts-token")
     if response.status_code == 503 and variant is None:
         stats.unready += 1
         return
-    if response.status_code != 200 or variant is None or request_id is None:
+    if response.status_code != 200 or variant is None or token is None:
         stats.failed += 1
         return
     stats.answered += 1
@@ -102,11 +106,13 @@ async def one_user(client: httpx.AsyncClient, plan: TrafficPlan, rng: random.Ran
     reward = 1 if rng.random() < plan.retention.get(variant, 0.0) else 0
     stats.retained[variant] += reward
     try:
-        feedback = await client.post("/feedback", json={"request_id": request_id, "reward": reward})
+        feedback = await client.post("/feedback", json={"token": token, "reward": reward})
         if feedback.status_code != 200:
             stats.feedback_failed += 1
-    except httpx.HTTPError:
+            stats.feedback_errors[str(feedback.status_code)] += 1
+    except httpx.HTTPError as error:
         stats.feedback_failed += 1
+        stats.feedback_errors[type(error).__name__] += 1
 
 
 async def generate(
