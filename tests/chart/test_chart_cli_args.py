@@ -48,3 +48,17 @@ def test_gateway_args_parse() -> None:
     assert params["host"] == "0.0.0.0" and params["port"] == 8000
     assert params["namespace"] == "ml" and params["experiment"] == "churn-v3"
     assert params["kubeconfig"] is None and params["split_file"] is None  # in-cluster API
+
+
+def test_the_chart_credential_values_are_a_policy_the_operator_accepts() -> None:
+    from mlrollouts.cli.operator_commands import _credential_policy
+
+    deployment = one(render(VALUE_SETS["hardened"]), "Deployment", "rel-mlrollouts")
+    params = parsed(deployment["spec"]["template"]["spec"]["containers"][0])
+    policy = _credential_policy(
+        params["prometheus_allowed_address"], params["prometheus_default_address"], params["prometheus_secret_name"]
+    )
+    assert policy.allows_address("https://thanos-query.monitoring:9090/api")
+    assert policy.allows_address("http://mimir.obs:8080")
+    assert not policy.allows_address("http://prometheus-operated.monitoring:9090")  # the default is not allowed
+    assert policy.secret_names == {"prom-token", "prom-ca"}

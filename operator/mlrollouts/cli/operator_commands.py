@@ -101,7 +101,10 @@ def _credential_policy(addresses: list[str], default: str, secret_names: list[st
         if not _SECRET_NAME.fullmatch(name):
             raise UsageFailure("--prometheus-secret-name", f"{name!r} is not a Secret name (DNS subdomain)")
     try:
+        CredentialPolicy(default_address=default.strip() or None)
+    except ValueError as error:
+        raise UsageFailure("--prometheus-default-address", str(error)) from None
+    try:
         return CredentialPolicy(tuple(allowed), default.strip() or None, frozenset(names))
     except ValueError as error:
-        flag = "--prometheus-default-address" if "default" in str(error) else "--prometheus-allowed-address"
-        raise UsageFailure(flag, str(error)) from None
+        raise UsageFailure("--prometheus-allowed-address", str(error)) from None
