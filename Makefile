@@ -10,9 +10,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 install: $(STAMP) prometheus-bin
 
-$(STAMP): pyproject.toml
+# The runtime dependencies at the image's pinned, hashed versions first (requirements.lock), then the package with
+# the test and local extras on top: tests run against what the image ships.
+$(STAMP): pyproject.toml requirements.lock
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements.lock
 	$(PY) -m pip install --quiet -e '.[test,local]'
 	@touch $(STAMP)
 
