@@ -6,14 +6,17 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint demo bench crds prometheus-bin clean
+.PHONY: install test lint demo bench crds lock prometheus-bin clean
 
 install: $(STAMP) prometheus-bin
 
-$(STAMP): pyproject.toml
+# The runtime dependencies at the image's pinned, hashed versions first (requirements.lock), then the package with
+# the test and local extras on top: tests run against what the image ships.
+$(STAMP): pyproject.toml requirements.lock
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet -e '.[test,local]'
 	@touch $(STAMP)
 
 # Real Prometheus (Debian's 2.42) for the metrics provider, integration tests and the demo.
@@ -39,6 +42,13 @@ bench: install
 crds: install
 	$(VENV)/bin/mlrollouts crd --output crds/modelexperiments.mlrollouts.dev.yaml
 	cp crds/modelexperiments.mlrollouts.dev.yaml charts/mlrollouts/crds/modelexperiments.mlrollouts.dev.yaml
+
+# The image's pinned, hashed runtime dependencies (Python 3.11, as the Dockerfile's base). Re-run after editing
+# the dependencies in pyproject.toml; the test suite fails while the lock and pyproject disagree.
+lock: install
+	$(PY) -m pip install --quiet 'pip-tools>=7.4'
+	$(VENV)/bin/pip-compile --quiet --strip-extras --generate-hashes --allow-unsafe --no-header --no-emit-find-links \
+		--output-file requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -31,11 +31,26 @@ EVERYTHING_ON = {
     "metrics": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
     "grafana": {"dashboard": {"enabled": True}},
 }
+PROMETHEUS_CREDENTIALS = {
+    "defaultAddress": "http://prometheus-operated.monitoring:9090",
+    "allowedAddresses": ["https://thanos-query.monitoring:9090", "mimir.obs:8080"],
+    "secretNames": ["prom-token", "prom-ca"],
+}
+HARDENED = {
+    "gateway": GATEWAY_ON,
+    "watchNamespaces": ["a", "b"],
+    "prometheus": PROMETHEUS_CREDENTIALS,
+    "networkPolicy": {
+        "enabled": True,
+        "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+    },
+}
 VALUE_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "namespaced": {"watchNamespaces": ["a", "b"]},
     "everything": EVERYTHING_ON,
     "single-replica": {"replicaCount": 1, "peering": {"enabled": False}},
+    "hardened": HARDENED,
 }
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import typer
-from chart_support import GATEWAY_ON, VALUE_SETS, one, render
+from chart_support import GATEWAY_ON, PROMETHEUS_CREDENTIALS, VALUE_SETS, one, render
 
 import mlrollouts.cli.gateway_commands  # registers `gateway` on `app`
 import mlrollouts.cli.operator_commands  # noqa: F401 - registers `run` on `app`
@@ -27,9 +27,15 @@ def parsed(container: dict[str, Any]) -> dict[str, Any]:
 def test_operator_args_parse(values_name: str) -> None:
     deployment = one(render(VALUE_SETS[values_name]), "Deployment", "rel-mlrollouts")
     params = parsed(deployment["spec"]["template"]["spec"]["containers"][0])
-    assert params["metrics_port"] == 8080 and params["liveness_port"] == 8081
+    assert params["metrics_port"] == 8080 and params["liveness_port"] == 8081 and params["readiness_port"] == 8082
     assert params["log_format"] == "json"
-    if values_name == "namespaced":
+    if values_name == "hardened":
+        assert params["prometheus_allowed_address"] == PROMETHEUS_CREDENTIALS["allowedAddresses"]
+        assert params["prometheus_default_address"] == PROMETHEUS_CREDENTIALS["defaultAddress"]
+        assert params["prometheus_secret_name"] == PROMETHEUS_CREDENTIALS["secretNames"]
+    else:  # the defaults: no address receives credentials, no Secret is read
+        assert params["prometheus_allowed_address"] == [] and params["prometheus_secret_name"] == []
+    if values_name in ("namespaced", "hardened"):
         assert params["namespace"] == ["a", "b"] and not params["all_namespaces"]
     else:
         assert params["all_namespaces"] and not params["namespace"]
@@ -54,3 +60,17 @@ def test_gateway_security_args_parse() -> None:
         port["name"]: port["containerPort"] for port in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]
     }
     assert ports == {"http": 8000, "metrics": 9200}
+
+
+def test_the_chart_credential_values_are_a_policy_the_operator_accepts() -> None:
+    from mlrollouts.cli.operator_commands import _credential_policy
+
+    deployment = one(render(VALUE_SETS["hardened"]), "Deployment", "rel-mlrollouts")
+    params = parsed(deployment["spec"]["template"]["spec"]["containers"][0])
+    policy = _credential_policy(
+        params["prometheus_allowed_address"], params["prometheus_default_address"], params["prometheus_secret_name"]
+    )
+    assert policy.allows_address("https://thanos-query.monitoring:9090/api")
+    assert policy.allows_address("http://mimir.obs:8080")
+    assert not policy.allows_address("http://prometheus-operated.monitoring:9090")  # the default is not allowed
+    assert policy.secret_names == {"prom-token", "prom-ca"}

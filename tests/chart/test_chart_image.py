@@ -31,7 +31,7 @@ def test_entrypoint_is_the_cli_the_chart_calls() -> None:
 
 def test_build_inputs_exist_and_are_not_ignored() -> None:
     sources = [s for line in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE, re.MULTILINE) for s in line.split()]
-    assert sources == ["pyproject.toml", "README.md", "operator"]
+    assert sources == ["requirements.lock", "pyproject.toml", "README.md", "operator"]
     for source in sources:
         assert (REPO / source).exists()
         assert source not in DOCKERIGNORE

@@ -18,7 +18,6 @@ EXPERIMENT_ALLOW: dict[tuple[str, str], set[str]] = {
     ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch", "update"},
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "deployments/scale"): {"get", "patch", "update"},
-    ("", "secrets"): {"get"},
 }
 PEERING_VERBS = {"get", "list", "watch", "patch"}
 CLUSTER_ALLOW = EXPERIMENT_ALLOW | {("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS}
@@ -54,12 +53,30 @@ def test_cluster_role_grants_only_the_allow_set() -> None:
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-mlrollouts", "namespace": RELEASE_NAMESPACE}]
 
 
-def test_secrets_are_never_listed_and_can_be_pinned_by_name() -> None:
-    objects = render({"rbac": {"secrets": {"resourceNames": ["prom-token"]}}})
-    (rule,) = [r for r in one(objects, "ClusterRole", "rel-mlrollouts")["rules"] if "secrets" in r["resources"]]
-    assert rule == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["prom-token"]}
-    disabled = render({"rbac": {"secrets": {"enabled": False}}})
-    assert ("", "secrets") not in grants(one(disabled, "ClusterRole", "rel-mlrollouts"))
+def test_by_default_no_secret_can_be_read_anywhere() -> None:
+    for values in ({}, {"watchNamespaces": ["a", "b"]}):
+        for kind in ("ClusterRole", "Role"):
+            for role in of_kind(render(values), kind):
+                assert ("", "secrets") not in grants(role), f"{kind} {role['metadata']['name']} reads Secrets"
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespaces": ["a", "b"]}])
+def test_secrets_are_read_only_by_the_allowed_names(values: dict[str, Any]) -> None:
+    objects = render({**values, "prometheus": {"secretNames": ["prom-token", "prom-ca"]}})
+    roles = [
+        r
+        for r in of_kind(objects, "ClusterRole") + of_kind(objects, "Role")
+        if r["metadata"]["name"] == "rel-mlrollouts"
+    ]
+    assert roles
+    for role in roles:
+        (rule,) = [r for r in role["rules"] if "secrets" in r["resources"]]
+        assert rule == {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "verbs": ["get"],
+            "resourceNames": ["prom-token", "prom-ca"],
+        }
 
 
 def test_leases_are_confined_to_the_release_namespace() -> None:

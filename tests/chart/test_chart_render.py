@@ -84,11 +84,13 @@ def test_pods_are_locked_down(values_name: str) -> None:
             assert "livenessProbe" in container and "readinessProbe" in container
 
 
-def test_operator_probes_hit_kopf_liveness_endpoint() -> None:
+def test_operator_liveness_is_kopfs_and_readiness_is_its_own_endpoint() -> None:
     container = operator_container(render({}))
     ports = {port["name"]: port["containerPort"] for port in container["ports"]}
-    assert ports == {"metrics": 8080, "healthz": 8081}
+    assert ports == {"metrics": 8080, "healthz": 8081, "readyz": 8082}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "healthz"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "readyz"}
+    assert "--readiness-port=8082" in container["args"]
 
 
 def test_two_replicas_peer_and_spread_over_nodes() -> None:

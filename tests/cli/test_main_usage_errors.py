@@ -18,6 +18,10 @@ from mlrollouts.cli.main import main
         (["nosuch"], "nosuch"),
         (["status"], "name"),
         (["run", "--log-format", "xml"], "--log-format"),
+        (["run", "--prometheus-allowed-address", "ftp://x:21"], "--prometheus-allowed-address"),
+        (["run", "--prometheus-allowed-address", "https://u:p@prom:9090"], "--prometheus-allowed-address"),
+        (["run", "--prometheus-default-address", "prometheus"], "--prometheus-default-address"),
+        (["run", "--prometheus-secret-name", "../etc"], "--prometheus-secret-name"),
     ],
 )
 def test_usage_error_is_one_line_exit_2(argv: list[str], named: str, capsys: pytest.CaptureFixture) -> None:

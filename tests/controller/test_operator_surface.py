@@ -154,7 +154,9 @@ def test_manual_pause_resume_rollback_through_the_cli(stack: Stack, capsys: pyte
         delete_experiments(stack, "manual")
 
 
-def test_bearer_token_from_a_secret_reaches_prometheus_and_a_missing_secret_is_invalid(stack: Stack) -> None:
+def test_bearer_token_from_a_secret_reaches_prometheus_and_a_missing_secret_is_invalid(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     core = kubernetes.client.CoreV1Api(stack.api)
     token = "s3cret-token"
     secret = {"metadata": {"name": "prom-token"}, "data": {"token": base64.b64encode(token.encode()).decode()}}
@@ -162,6 +164,11 @@ def test_bearer_token_from_a_secret_reaches_prometheus_and_a_missing_secret_is_i
     reference = {"name": "prom-token", "key": "token"}
     try:
         with bearer_proxy(stack.prometheus.address, token) as (url, seen):
+            # The platform's settings, as the chart passes them: the proxy may get credentials, and these Secrets.
+            monkeypatch.setenv("MLROLLOUTS_PROMETHEUS_ALLOWED_ADDRESSES", f"{url},{stack.prometheus.address}")
+            monkeypatch.setenv("MLROLLOUTS_PROMETHEUS_SECRET_NAMES", "prom-token,absent")
+            stack.operator.stop()
+            stack.operator.start()
             prometheus = {"address": url, "timeout": "2s", "bearerTokenSecretRef": reference}
             manifest = gateway_canary("tokened", url)
             manifest["spec"]["analysis"]["prometheus"] = prometheus

@@ -57,7 +57,7 @@ app.kubernetes.io/component: gateway
 
 {{/*
 Rules the operator needs wherever it manages experiments (contracts: modelexperiments and status,
-routing kinds, Deployments scale, Events, Secrets by name). Used by the ClusterRole and each Role.
+routing kinds, Deployments scale, Events, and Secrets only by the names in prometheus.secretNames). Used by the ClusterRole and each Role.
 */}}
 {{- define "mlrollouts.experimentRules" -}}
 - apiGroups: ["mlrollouts.dev"]
@@ -81,12 +81,10 @@ routing kinds, Deployments scale, Events, Secrets by name). Used by the ClusterR
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["get", "patch", "update"]
-{{- if .Values.rbac.secrets.enabled }}
+{{- with .Values.prometheus.secretNames }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
-  {{- with .Values.rbac.secrets.resourceNames }}
   resourceNames: {{ toJson . }}
-  {{- end }}
 {{- end }}
 {{- end }}

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mlrollouts.cli.extras import import_local
 from mlrollouts.cli.main import UsageFailure, app
 from mlrollouts.localstack.demo.processes import DemoError
 from mlrollouts.localstack.demo.scenarios import SCENARIOS
@@ -31,8 +32,11 @@ def demo_command(
     ] = None,
 ) -> int:
     """Run a whole experiment locally: API emulator, Prometheus, model servers, gateway, users, operator."""
-    from mlrollouts.localstack.demo.live import ProgressDisplay
-    from mlrollouts.localstack.demo.orchestrator import DemoOptions, run_demo, run_folder
+    live = import_local("mlrollouts.localstack.demo.live", "demo")
+    orchestrator = import_local("mlrollouts.localstack.demo.orchestrator", "demo")
+    import_local("mlrollouts.localstack.demo.report_render", "demo")  # the report at the end: fail before starting
+    ProgressDisplay, DemoOptions = live.ProgressDisplay, orchestrator.DemoOptions
+    run_demo, run_folder = orchestrator.run_demo, orchestrator.run_folder
 
     if scenario not in SCENARIOS:
         raise UsageFailure("--scenario", f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
@@ -86,7 +90,9 @@ def report_command(
 ) -> int:
     """Plot weights, the primary metric, p-value / P(better) and guardrails of an experiment into report.html."""
     from mlrollouts.cli.cluster import Cluster
-    from mlrollouts.localstack.demo import report
+
+    report = import_local("mlrollouts.localstack.demo.report", "report")
+    import_local("mlrollouts.localstack.demo.report_render", "report")  # plots need matplotlib: say so up front
 
     if prometheus is not None and not prometheus.startswith(("http://", "https://")):
         raise UsageFailure("--prometheus", f"must be an http(s) URL such as http://127.0.0.1:9090, got {prometheus!r}")

@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from mlrollouts.cli.extras import import_local
 from mlrollouts.cli.main import UsageFailure, app
-from mlrollouts.localstack.semantics import ApiError
-from mlrollouts.localstack.server import PROJECT_CRD, load_crds, run_apiserver
 
 logger = logging.getLogger(__name__)
 
 
-def _checked_crd_files(files: list[Path]) -> list[Path]:
+def _checked_crd_files(files: list[Path], load_crds: Callable[[Path], list]) -> list[Path]:
     for path in files:
         if not path.is_file():
             raise UsageFailure("--crd", f"{path} does not exist; pass a YAML file with CustomResourceDefinitions")
@@ -50,14 +50,17 @@ def apiserver_command(
     JSON manifests (`kubectl create namespace` sends protobuf, which it refuses). Ctrl-C stops it.
     Production runs on a real Kubernetes cluster.
     """
-    files = _checked_crd_files(list(crd or []))
+    server_module = import_local("mlrollouts.localstack.server", "apiserver")
+    ApiError = import_local("mlrollouts.localstack.semantics", "apiserver").ApiError
+    files = _checked_crd_files(list(crd or []), server_module.load_crds)
     try:
-        server = run_apiserver(port, kubeconfig, files)
+        server = server_module.run_apiserver(port, kubeconfig, files)
     except OSError as error:
         raise UsageFailure("--port", f"cannot listen on 127.0.0.1:{port}: {error}; pick another port or 0") from error
     except ApiError as error:
         raise UsageFailure("--crd", f"a CRD was rejected: {error.message}") from error
-    installed = "ModelExperiment CRD installed" if PROJECT_CRD.exists() else f"no CRD at {PROJECT_CRD}"
+    crd_file = server_module.PROJECT_CRD
+    installed = "ModelExperiment CRD installed" if crd_file.exists() else f"no CRD at {crd_file}"
     typer.echo(f"Emulated Kubernetes API (for demos and tests) at {server.url}; {installed}.")
     typer.echo(f"export KUBECONFIG={server.kubeconfig}   # then: kubectl get mexp")
     stopped = threading.Event()

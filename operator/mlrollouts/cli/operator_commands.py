@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 
 import typer
 
 from mlrollouts.cli.main import UsageFailure, app
+from mlrollouts.metrics.policy import CredentialPolicy
+
+_SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -31,19 +35,41 @@ def run(
     standalone: bool = typer.Option(False, help="Run without kopf peering (a single replica, local runs)."),
     peering: str = typer.Option("mlrollouts", help="kopf peering name shared by the replicas (HA)."),
     metrics_port: int = typer.Option(8080, help="Port of the operator's Prometheus metrics (0 = off)."),
-    liveness_port: int = typer.Option(8081, help="Port of the liveness endpoint /healthz (0 = off)."),
+    liveness_port: int = typer.Option(8081, help="Port of kopf's liveness endpoint /healthz (0 = off)."),
+    readiness_port: int = typer.Option(
+        0, help="Port of the readiness endpoint /readyz: the API server answers a list of experiments (0 = off)."
+    ),
+    prometheus_allowed_address: list[str] = typer.Option(
+        [],
+        "--prometheus-allowed-address",
+        help="Prometheus URL prefix or host:port that may receive an experiment's bearer token / CA (repeat); "
+        "env MLROLLOUTS_PROMETHEUS_ALLOWED_ADDRESSES (comma-separated). None: no credentials are ever sent.",
+    ),
+    prometheus_default_address: str = typer.Option(
+        "",
+        envvar="MLROLLOUTS_PROMETHEUS_DEFAULT_ADDRESS",
+        help="Prometheus address for experiments that name none.",
+    ),
+    prometheus_secret_name: list[str] = typer.Option(
+        [],
+        "--prometheus-secret-name",
+        help="Secret name the operator may read, in an experiment's own namespace, for bearerTokenSecretRef / "
+        "caSecretRef (repeat); env MLROLLOUTS_PROMETHEUS_SECRET_NAMES (comma-separated). None: no Secret is read.",
+    ),
     log_format: str = typer.Option("plain", help="plain or json."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
     """Run the operator: reconcile ModelExperiments until stopped."""
     if log_format not in ("plain", "json"):
         raise UsageFailure("--log-format", f"must be plain or json, got {log_format!r}")
-    for flag, port in (("--metrics-port", metrics_port), ("--liveness-port", liveness_port)):
+    ports = (("--metrics-port", metrics_port), ("--liveness-port", liveness_port), ("--readiness-port", readiness_port))
+    for flag, port in ports:
         if not 0 <= port <= 65535:
             raise UsageFailure(flag, f"must be a port number 0-65535, got {port}")
     namespaces = list(namespace) or [n for n in os.environ.get("MLROLLOUTS_NAMESPACES", "").split(",") if n]
     if all_namespaces and namespaces:
         raise UsageFailure("--all-namespaces", "cannot be combined with --namespace")
+    credentials = _credential_policy(prometheus_allowed_address, prometheus_default_address, prometheus_secret_name)
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
@@ -58,4 +84,27 @@ def run(
         peering=peering,
         metrics_port=metrics_port or None,
         liveness_port=liveness_port or None,
+        readiness_port=readiness_port or None,
+        credentials=credentials,
     )
+
+
+def _from_env(values: list[str], variable: str) -> list[str]:
+    """The flag's values, else the comma-separated environment variable (how the chart may set them)."""
+    return list(values) or [v.strip() for v in os.environ.get(variable, "").split(",") if v.strip()]
+
+
+def _credential_policy(addresses: list[str], default: str, secret_names: list[str]) -> CredentialPolicy:
+    allowed = _from_env(addresses, "MLROLLOUTS_PROMETHEUS_ALLOWED_ADDRESSES")
+    names = _from_env(secret_names, "MLROLLOUTS_PROMETHEUS_SECRET_NAMES")
+    for name in names:
+        if not _SECRET_NAME.fullmatch(name):
+            raise UsageFailure("--prometheus-secret-name", f"{name!r} is not a Secret name (DNS subdomain)")
+    try:
+        CredentialPolicy(default_address=default.strip() or None)
+    except ValueError as error:
+        raise UsageFailure("--prometheus-default-address", str(error)) from None
+    try:
+        return CredentialPolicy(tuple(allowed), default.strip() or None, frozenset(names))
+    except ValueError as error:
+        raise UsageFailure("--prometheus-allowed-address", str(error)) from None

@@ -15,6 +15,7 @@ from mlrollouts.controller import telemetry
 from mlrollouts.controller.tick import TickPorts
 from mlrollouts.engine.types import Event
 from mlrollouts.metrics.base import MetricsProvider
+from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.metrics.prometheus import provider_for
 from mlrollouts.routing.base import TrafficRouter
 from mlrollouts.routing.factory import make_router
@@ -30,6 +31,8 @@ class Runtime:
     """Seconds before a tick that failed (API or routing error) is tried again."""
     invalid_recheck_interval: float = 30.0
     """Seconds between re-checks of an invalid experiment (edits wake it at once anyway)."""
+    credentials: CredentialPolicy = field(default_factory=CredentialPolicy)
+    """The platform's allowed Prometheus addresses, default address and readable Secret names."""
     _providers: dict[tuple, MetricsProvider] = field(default_factory=dict)
 
     async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
@@ -43,14 +46,20 @@ class Runtime:
         return make_router(experiment, self.objects)
 
     async def metrics_for(self, experiment: ModelExperiment) -> MetricsProvider:
+        """The experiment's provider; SpecError (Invalid) before any Secret is read if the policy forbids it."""
+        problems = self.credentials.problems(experiment)
+        if problems:
+            raise SpecError(problems)
+        address = self.credentials.address_for(experiment)
         secrets = await self._referenced_secrets(experiment)
         prometheus = experiment.spec.analysis.prometheus
-        key = (prometheus.address, prometheus.timeout, tuple(sorted(secrets.items())))
+        key = (address, prometheus.timeout, tuple(sorted(secrets.items())))
         if key not in self._providers:
-            self._providers[key] = provider_for(experiment, lambda ns, name, k: secrets[(ns, name, k)])
+            self._providers[key] = provider_for(experiment, lambda ns, name, k: secrets[(ns, name, k)], address)
         return self._providers[key]
 
     async def _referenced_secrets(self, experiment: ModelExperiment) -> dict[tuple[str, str, str], bytes]:
+        """Only in the experiment's own namespace: a SecretKeyRef has no namespace field, and none is added."""
         namespace = experiment.metadata.namespace
         prometheus = experiment.spec.analysis.prometheus
         found: dict[tuple[str, str, str], bytes] = {}

@@ -10,8 +10,9 @@ import kopf
 import kubernetes
 
 from mlrollouts import GROUP
-from mlrollouts.controller import telemetry
+from mlrollouts.controller import readiness, telemetry
 from mlrollouts.controller.ports import Runtime
+from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.routing.kube import KubeObjects
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,22 @@ def configure(settings: kopf.OperatorSettings, **_: object) -> None:
     settings.scanning.disabled = True
 
 
+@kopf.on.startup()
+async def start_readiness(memo: kopf.Memo, **_: object) -> None:
+    """/readyz on its own port, started once kopf's startup is done (before that the pod is not ready)."""
+    port = memo.get("readiness_port")
+    if port:
+        check = readiness.api_check(memo.runtime.objects.read_path, memo.namespaces)
+        memo.readiness_runner = await readiness.serve(readiness.Readiness(check), port)
+
+
+@kopf.on.cleanup()
+async def stop_readiness(memo: kopf.Memo, **_: object) -> None:
+    runner = memo.get("readiness_runner")
+    if runner is not None:
+        await runner.cleanup()
+
+
 def client_configuration() -> kubernetes.client.Configuration:
     """In-cluster service account when there is one, else $KUBECONFIG / ~/.kube/config (as kubectl)."""
     configuration = kubernetes.client.Configuration()
@@ -54,18 +71,27 @@ def run_operator(
     peering: str,
     metrics_port: int | None,
     liveness_port: int | None,
+    readiness_port: int | None = None,
+    credentials: CredentialPolicy | None = None,
 ) -> None:
     import mlrollouts.controller.handlers  # noqa: F401 - registers the handlers with kopf
 
     if metrics_port:
         telemetry.serve(metrics_port)
-    runtime = Runtime(KubeObjects(client_configuration()))
-    log.info("operator starting namespaces=%s standalone=%s peering=%s", namespaces or "*", standalone, peering)
+    runtime = Runtime(KubeObjects(client_configuration()), credentials=credentials or CredentialPolicy())
+    log.info(
+        "operator starting namespaces=%s standalone=%s peering=%s prometheus_allowed=%s secret_names=%s",
+        namespaces or "*",
+        standalone,
+        peering,
+        list(runtime.credentials.allowed_addresses),
+        sorted(runtime.credentials.secret_names),
+    )
     kopf.run(
         standalone=standalone,
         peering_name=None if standalone else peering,
         namespaces=namespaces,
         clusterwide=not namespaces,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
-        memo=kopf.Memo(runtime=runtime),
+        memo=kopf.Memo(runtime=runtime, readiness_port=readiness_port, namespaces=namespaces),
     )

@@ -15,21 +15,30 @@ Access `LocalApiServer.emulator` for assertions (`emulator.objects[resource, nam
 last versions); mutate it only through `LocalApiServer.call(...)`, since the server's own loop owns it.
 """
 
-from mlrollouts.localstack.emulator import ApiServerEmulator
-from mlrollouts.localstack.kubectl import NO_VALIDATION, Kubectl
-from mlrollouts.localstack.prometheus import PrometheusError, PrometheusServer, free_port
-from mlrollouts.localstack.server import PROJECT_CRD, LocalApiServer, kubeconfig_document, load_crds, run_apiserver
+from __future__ import annotations
 
-__all__ = [
-    "NO_VALIDATION",
-    "PROJECT_CRD",
-    "ApiServerEmulator",
-    "Kubectl",
-    "LocalApiServer",
-    "PrometheusError",
-    "PrometheusServer",
-    "free_port",
-    "kubeconfig_document",
-    "load_crds",
-    "run_apiserver",
-]
+import importlib
+from typing import Any
+
+# Imported on first use (PEP 562): the emulator needs kmock, which only the `mlrollouts[local]` extra installs,
+# and `mlrollouts demo --help` or the demo's scenario list must not need it.
+_EXPORTS = {
+    "ApiServerEmulator": "mlrollouts.localstack.emulator",
+    "NO_VALIDATION": "mlrollouts.localstack.kubectl",
+    "Kubectl": "mlrollouts.localstack.kubectl",
+    "PrometheusError": "mlrollouts.localstack.prometheus",
+    "PrometheusServer": "mlrollouts.localstack.prometheus",
+    "free_port": "mlrollouts.localstack.prometheus",
+    "PROJECT_CRD": "mlrollouts.localstack.server",
+    "LocalApiServer": "mlrollouts.localstack.server",
+    "kubeconfig_document": "mlrollouts.localstack.server",
+    "load_crds": "mlrollouts.localstack.server",
+    "run_apiserver": "mlrollouts.localstack.server",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

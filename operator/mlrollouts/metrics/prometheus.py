@@ -85,6 +85,8 @@ class PrometheusMetrics:
         self.max_concurrent_queries = max_concurrent_queries
         session = requests.Session()
         session.verify = ca_file if ca_file else True
+        # A redirect could carry the token to a host the platform never allowed: refused, not followed.
+        session.max_redirects = 0
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self._client = PrometheusConnect(
             self.address, headers=headers, session=session, retry=_NO_RETRIES, timeout=timeout_seconds
@@ -125,12 +127,17 @@ class PrometheusMetrics:
             return self._failed(f"TLS to Prometheus at {self.address} failed: {_root_cause(error)}", shared=True)
         except requests.exceptions.ConnectionError as error:
             return self._failed(f"Prometheus at {self.address} is unreachable: {_root_cause(error)}", shared=True)
+        except requests.exceptions.TooManyRedirects:
+            problem = (
+                f"Prometheus at {self.address} answered with a redirect, which is not followed: use the final address"
+            )
+            return self._failed(problem, shared=True)
         except requests.exceptions.RequestException as error:
             return self._failed(f"request to Prometheus at {self.address} failed: {_root_cause(error)}", shared=True)
         except PrometheusApiClientException as error:
             return self._failed(*_http_problem(str(error), self.address))
-        except (ValueError, KeyError) as error:  # not a Prometheus API answer (a proxy page, say)
-            return self._failed(f"Prometheus at {self.address} did not answer with the query API: {error}", True)
+        except (ValueError, KeyError, TypeError):  # not a Prometheus API answer (a proxy page, say)
+            return self._failed(f"Prometheus at {self.address} did not answer with the query API", True)
         return _value_of(data)
 
     def _failed(self, problem: str, shared: bool = False) -> _Result:
@@ -139,9 +146,12 @@ class PrometheusMetrics:
         return _Result(None, problem, connection_problem=shared)
 
 
-def provider_for(experiment: ModelExperiment, read_secret: ReadSecret) -> PrometheusMetrics:
-    """The provider an experiment's spec.analysis.prometheus describes; MetricsConfigError names a bad Secret."""
-    connection = connection_for(experiment, read_secret)
+def provider_for(experiment: ModelExperiment, read_secret: ReadSecret, address: str | None = None) -> PrometheusMetrics:
+    """The provider an experiment's spec.analysis.prometheus describes; MetricsConfigError names a bad Secret.
+
+    `address` overrides the spec's (the platform's default address); the caller has checked the policy.
+    """
+    connection = connection_for(experiment, read_secret, address)
     return PrometheusMetrics(
         connection.address,
         token=connection.token,
@@ -205,44 +215,74 @@ def _value_of(data: object) -> _Result:
             return _Result(None, problem, f"{len(data)} series")
         raw = data[0].get("value", [None, None])[1]
     else:
-        return _Result(None, f"unexpected result shape {str(data)[:120]!r}")
+        return _Result(None, f"unexpected result shape (a {type(data).__name__}, not a vector or a scalar)")
     try:
         value = float(raw)
     except (TypeError, ValueError):
-        return _Result(None, f"non-numeric value {raw!r}")
+        return _Result(None, "non-numeric value")
     if math.isnan(value) or math.isinf(value):
         return _Result(None, "not a number (a ratio with no traffic in the window is 0/0)", str(raw))
     return _Result(value)
 
 
 def _http_problem(text: str, address: str) -> tuple[str, bool]:
-    """Turn the client's "HTTP Status Code 400 (b'{...}')" into a sentence; auth failures are shared."""
+    """A classified sentence for the client's "HTTP Status Code 400 (b'...')"; auth failures are shared.
+
+    The body never reaches the sentence (it ends up in status, readable by the experiment's author): whatever
+    answers at the address wrote it, and an address pointed at an internal service would otherwise read that
+    service's error pages back through the operator. Prometheus's own errorType (bad_data, ...) is kept, and an
+    excerpt of the body goes to the operator's log for the platform team.
+    """
     status = text.split("HTTP Status Code ", 1)[-1].split(" ", 1)[0]
-    detail = text.split("(b'", 1)[-1].removesuffix("')") if "(b'" in text else text
-    start = text.find("{")
-    if start >= 0:
-        body = text[start : text.rfind("}") + 1]
-        try:
-            detail = json.loads(body.encode().decode("unicode_escape")).get("error", body)
-        except (ValueError, AttributeError):
-            detail = body
+    status = status if status.isdigit() and len(status) == 3 else "?"
+    error_type = _error_type(text)
+    log.warning("prometheus=%s http_status=%s body=%r", address, status, text[:300])
+    kind = f" {error_type}" if error_type else ""
     if status in ("401", "403"):
         return (
-            f"Prometheus at {address} refused the credentials (HTTP {status}): "
+            f"HTTP {status} from Prometheus at {address}: credentials refused, "
             "check spec.analysis.prometheus.bearerTokenSecretRef",
             True,
         )
-    if status == "400" or status == "422":
-        return f"bad query (HTTP {status}): {detail}", False
-    return f"HTTP {status} from Prometheus at {address}: {str(detail).strip()[:300]}", False
+    if status in ("400", "422"):
+        return (
+            f"bad query (HTTP {status}{kind} from Prometheus at {address}): "
+            "check its PromQL with `mlrollouts validate` or in the Prometheus UI",
+            False,
+        )
+    return f"HTTP {status}{kind} from Prometheus at {address}", False
+
+
+_ERROR_TYPES = ("bad_data", "timeout", "canceled", "execution", "internal", "unavailable", "not_found")
+
+
+def _error_type(text: str) -> str | None:
+    """Prometheus's `errorType`, only when it is one of the API's documented values."""
+    for error_type in _ERROR_TYPES:
+        if f'"errorType":"{error_type}"' in text.replace(" ", ""):
+            return error_type
+    return None
+
+
+_CAUSES = {
+    "Connection refused": "connection refused",
+    "Name or service not known": "name or service not known",
+    "Temporary failure in name resolution": "name resolution failed",
+    "No route to host": "no route to host",
+    "timed out": "timed out",
+    "Connection reset": "connection reset",
+    "RemoteDisconnected": "connection closed without a response",
+    "Connection aborted": "connection closed without a response",
+}
 
 
 def _root_cause(error: BaseException) -> str:
-    """The innermost reason ("Connection refused") rather than urllib3's nested repr."""
+    """A short classified reason ("connection refused"), never the exception's free text (URLs, server bytes)."""
     text = str(error)
-    for marker in ("Connection refused", "Name or service not known", "No route to host", "timed out"):
-        if marker in text:
-            return marker.lower() if marker != "Connection refused" else "connection refused"
     if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(error, requests.exceptions.SSLError):
         return "TLS certificate verification failed: check spec.analysis.prometheus.caSecretRef"
-    return text[:300]
+    for marker, cause in _CAUSES.items():
+        if marker in text:
+            return cause
+    log.warning("prometheus request failed: %r", text[:300])
+    return type(error).__name__

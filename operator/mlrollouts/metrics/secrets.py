@@ -48,8 +48,8 @@ class Connection:
     timeout_seconds: float
 
 
-def connection_for(experiment: ModelExperiment, read_secret: ReadSecret) -> Connection:
-    """Address, bearer token, CA bundle file and timeout of spec.analysis.prometheus."""
+def connection_for(experiment: ModelExperiment, read_secret: ReadSecret, address: str | None = None) -> Connection:
+    """Address (the platform's default when given), bearer token, CA bundle file and timeout of the spec."""
     settings = experiment.spec.analysis.prometheus
     namespace = experiment.metadata.namespace
     base = "spec.analysis.prometheus"
@@ -69,7 +69,7 @@ def connection_for(experiment: ModelExperiment, read_secret: ReadSecret) -> Conn
             )
         ca_file = str(_ca_file(pem))
     timeout = parse_duration(settings.timeout).total_seconds()
-    return Connection(settings.address, token, ca_file, timeout)
+    return Connection(address or settings.address, token, ca_file, timeout)
 
 
 def _read(read_secret: ReadSecret, namespace: str, ref: SecretKeyRef, field: str) -> bytes:

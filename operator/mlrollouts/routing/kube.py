@@ -135,6 +135,10 @@ class KubeObjects:
         )
         return int((scale.get("spec") or {}).get("replicas") or 0)
 
+    async def read_path(self, path: str) -> tuple[int, Any]:
+        """GET any API path: (HTTP status, body). The operator's readiness check lists its experiments with it."""
+        return await asyncio.to_thread(self._request, "GET", path, None, None)
+
     async def _call(
         self,
         method: str,
