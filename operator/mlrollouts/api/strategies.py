@@ -29,7 +29,7 @@ class Canary(ApiModel):
     """Challenger weight (percent) at each step; strictly increasing, ending at 100."""
     step_duration: Duration = "10m"
     """Minimum time at each step before it may advance."""
-    min_samples_per_step: int = Field(default=100, ge=1)
+    min_samples_per_step: int = Field(default=100, ge=1, le=1_000_000_000)
     """New trials every variant must receive during a step before it may advance."""
 
     @model_validator(mode="after")
@@ -81,7 +81,7 @@ class Bandit(ApiModel):
     """How often the weights are re-allocated by Thompson sampling."""
     promote_threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
     """Promote an arm once P(it is best) reaches this."""
-    min_samples: int = Field(default=1000, ge=1)
+    min_samples: int = Field(default=1000, ge=1, le=1_000_000_000)
     """Trials every arm needs before any promotion."""
     max_duration: Duration = "14d"
     """Stop as Inconclusive when no arm is clearly best by then."""
