@@ -82,7 +82,8 @@ async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) ->
         await _mark_not_ready(body, now, "RoutingFailed", str(error), ports)
         raise
     except Exception as error:
-        await _mark_not_ready(body, now, "ReconcileError", f"{type(error).__name__}: {error}", ports)
+        message = f"{type(error).__name__}: {str(error)[:300]} (the operator log has the traceback)"
+        await _mark_not_ready(body, now, "ReconcileError", message, ports)
         raise
 
 
@@ -137,10 +138,10 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
         status = status.model_copy(update={"routing": _routing_status(experiment, applied)})
     wire = status.to_wire()
     await ports.write_status(namespace, name, wire, meta.get("resourceVersion"))
+    if manual is not None:  # handled: removed right after the status that records it, before the Events
+        await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
     for event in decision.events:
         await ports.post_event(event)
-    if manual is not None:
-        await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
     updated = experiment.model_copy(update={"status": status})
     previous = experiment.status
     transitioned = (previous.phase, previous.step) != (status.phase, status.step)
