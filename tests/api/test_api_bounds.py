@@ -76,6 +76,7 @@ def test_counts_are_at_most_a_billion(value: float) -> None:
     canary = _with(lambda s: s["canary"].__setitem__("minSamplesPerStep", value))
     bandit = _with(lambda s: s["bandit"].__setitem__("minSamples", value), "bandit-gateway.yaml")
     assert _paths(canary) == {"spec.canary.minSamplesPerStep"}
+    assert "use at most 1000000000" in python_problems(canary)[0].message
     assert _paths(bandit) == {"spec.bandit.minSamples"}
     assert _paths(_with(lambda s: s["canary"].__setitem__("minSamplesPerStep", 1_000_000_000))) == set()
 
