@@ -222,6 +222,27 @@ CASES = [
         "spec.traffic.provider",
         "provider that can mirror",
     ),
+    BadCase(
+        "bandit-floor-times-arms-over-one",
+        "bandit-gateway.yaml",
+        _set("spec.bandit.minExploration", 0.5),
+        "spec.bandit.minExploration",
+        "must be at most 1",
+    ),
+    BadCase(
+        "champion-and-challenger-on-one-service",
+        "churn-v3.yaml",
+        _set("spec.challengers.0.service", "churn-v2"),
+        "spec.challengers",
+        "each variant needs its own service",
+    ),
+    BadCase(
+        "two-variants-scaling-one-deployment",
+        "canary-service.yaml",
+        _set("spec.challengers.0.deployment", "ranker-v4"),
+        "spec.challengers",
+        "each variant needs its own Deployment",
+    ),
     BadCase("wrong-strategy-enum", "churn-v3.yaml", _set("spec.strategy", "blueGreen"), "spec.strategy", "canary"),
     BadCase(
         "required-field-missing", "churn-v3.yaml", _delete("spec.champion.service"), "spec.champion.service", "required"

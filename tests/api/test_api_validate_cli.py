@@ -71,7 +71,12 @@ def test_multi_document_file_reports_each_experiment_and_skips_other_kinds(tmp_p
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"{path}: fraud-v8-canary valid"
     assert lines[1].startswith(f"{path}: headline-bandit: spec.bandit.minExploration: ")
-    assert "0.5" in lines[1] and len(lines) == 2
+    assert "0.5" in lines[1] and len(lines) == 3
+    # 0.9 also breaks the floor × arms rule (3 arms), which the CRD layer reports on the same field
+    assert lines[2].endswith(
+        "spec.bandit.minExploration: " + "bandit.minExploration times the number of arms "
+        "(champion + challengers) must be at most 1"
+    )
 
 
 def test_stdin(monkeypatch, capsys) -> None:

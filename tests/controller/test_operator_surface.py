@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import kubernetes
 import pytest
 import yaml
-from stack import GROUP, PLURAL, VERSION, Stack, canary_manifest
+from stack import GROUP, PLURAL, VERSION, Stack, canary_manifest, virtual_service_manifest
 from surface_support import LineReader, PeeringOperator, column, scrape, ticks
 
 from bearer_proxy import bearer_proxy
@@ -210,8 +210,17 @@ def _peering_objects(stack: Stack) -> None:
 
 
 def _no_step_twice(status: dict) -> None:
+    """Every step is recorded once in history: a second replica acting on a stale read did not repeat one."""
     entries = [(h["action"], h.get("to")) for h in status.get("history", [])]
     assert entries.count(("start", "Progressing")) <= 1 and len(set(entries)) == len(entries), entries
+
+
+def _routes_match_status(stack: Stack, name: str) -> None:
+    """The VirtualService carries exactly the weights status says (read once the experiment is at rest)."""
+    status = stack.status(name)
+    route = next(r for r in stack.virtual_service("churn")["spec"]["http"] if r.get("name") == "predict")
+    routed = {d["destination"]["host"]: d.get("weight", 100) for d in route["route"]}
+    assert {variant: routed.get(variant, 0) for variant in status["weights"]} == status["weights"], (routed, status)
 
 
 def _peering_lines(replica: PeeringOperator) -> list[str]:
@@ -219,15 +228,28 @@ def _peering_lines(replica: PeeringOperator) -> list[str]:
 
 
 @contextlib.contextmanager
-def _two_replicas(stack: Stack, tmp_path: pathlib.Path, experiment: str) -> Iterator[list[PeeringOperator]]:
-    """Two peered operator replicas running one gateway canary `experiment` with traffic; all undone after."""
+def _two_replicas(
+    stack: Stack, tmp_path: pathlib.Path, experiment: str, *, istio: bool = False
+) -> Iterator[list[PeeringOperator]]:
+    """Two peered operator replicas running one canary `experiment` with traffic (through the built-in gateway,
+    or a VirtualService `churn` with `istio`); all undone after."""
     _peering_objects(stack)
+    if istio:
+        stack.objects.create_namespaced_custom_object(
+            "networking.istio.io",
+            "v1",
+            "default",
+            "virtualservices",
+            virtual_service_manifest("churn", "churn-v2", "churn-v3"),
+        )
     stack.exporter.control("churn-v2", rate=0, success=0.72, latency=0.05, error_rate=0.0, silent=False)
     stack.exporter.control("churn-v3", rate=0, success=0.78, latency=0.05, error_rate=0.0, silent=False)
     replicas = [PeeringOperator(stack.apiserver.kubeconfig, tmp_path / f"replica-{i}.log").start() for i in (0, 1)]
     try:
         time.sleep(3)  # both replicas announce themselves in the peering object and one pauses
-        stack.create(gateway_canary(experiment, stack.prometheus.address, steps=[10, 20, 40, 70, 100]))
+        steps = [10, 20, 40, 70, 100]
+        build = canary_manifest if istio else gateway_canary
+        stack.create(build(experiment, stack.prometheus.address, steps=steps))
         stack.follow_traffic(experiment)
         yield replicas
     finally:
@@ -240,29 +262,42 @@ def _two_replicas(stack: Stack, tmp_path: pathlib.Path, experiment: str) -> Iter
             replica.stop()
         for variant in ("churn-v2", "churn-v3"):
             stack.exporter.control(variant, rate=0)
+        if istio:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                stack.objects.delete_namespaced_custom_object(
+                    "networking.istio.io", "v1", "default", "virtualservices", "churn"
+                )
 
 
 def test_kopf_peering_one_replica_acts_and_the_other_takes_over(module_stack: Stack, tmp_path: pathlib.Path) -> None:
+    """Two replicas, then the acting one leaves: the experiment goes on to the end with no step doubled.
+
+    kopf peering pauses all but one replica, but does not guarantee exclusivity (a replica may act briefly
+    before it sees a higher-priority peer, or while a pause propagates under load). What must hold is that
+    two replicas never double a step: the resourceVersion-guarded status write refuses a tick decided on a
+    stale read. So the invariants asserted are those of the experiment, not of peering: every step recorded
+    once in status.history, and the route carrying the weights status says.
+    """
     stack = module_stack
-    with _two_replicas(stack, tmp_path, "ha") as replicas:
+    with _two_replicas(stack, tmp_path, "ha", istio=True) as replicas:
         stack.wait_for("ha", lambda s: (s.get("step") or 0) >= 1, 30, "step 1 with two replicas")
-        counts = [ticks(r.metrics_port) for r in replicas]
-        assert sorted(c > 0 for c in counts) == [False, True], f"ticks per replica {counts}; logs: " + "\n".join(
-            r.log()[-1500:] for r in replicas
-        )
-        active, passive = (replicas[0], replicas[1]) if counts[0] else (replicas[1], replicas[0])
-        # kopf starts a peering replica paused, or resumes it briefly until it sees a higher-priority peer
-        assert "Resuming" not in _peering_lines(passive)[-1], "the passive replica is paused by peering"
         _no_step_twice(stack.status("ha"))
+        counts = [ticks(r.metrics_port) for r in replicas]
+        assert max(counts) > 0, f"no replica ticked: {counts}"
+        active, survivor = (replicas[0], replicas[1]) if counts[0] >= counts[1] else (replicas[1], replicas[0])
 
         active.stop()  # SIGTERM: kopf withdraws the replica from the peering object on its way out
         step = stack.status("ha").get("step") or 0
-        status = stack.wait_for(
+        stack.wait_for(
             "ha", lambda s: (s.get("step") or 0) > step or s.get("phase") == "Promoted", 30, "progress after takeover"
         )
-        assert ticks(passive.metrics_port) > 0
-        assert "Resuming operations after the pause" in _peering_lines(passive)[-1]
+        assert ticks(survivor.metrics_port) > 0
+        status = stack.wait_for("ha", lambda s: s.get("phase") == "Promoted", 60, "the canary promoted")
         _no_step_twice(status)
+        advances = [h["to"] for h in status["history"] if h["action"] == "advance"]
+        assert len(advances) == len(set(advances)) == 3, status["history"]  # 10 -> 20 -> 40 -> 70, then promoted
+        assert [h["action"] for h in status["history"]].count("promoted") == 1, status["history"]
+        _routes_match_status(stack, "ha")
 
 
 def test_a_killed_replica_is_replaced_within_the_peering_lifetime(module_stack: Stack, tmp_path: pathlib.Path) -> None:

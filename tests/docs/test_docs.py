@@ -30,7 +30,7 @@ VALUES = REPO / "charts" / "mlrollouts" / "values.yaml"
 # Directories whose CamelCase string literals are what users see as reasons, phases and condition types.
 REASON_SOURCES = ("engine", "controller")
 # CamelCase literals there that are not reasons: Event types and condition statuses.
-NOT_REASONS = frozenset({"Normal", "Warning", "True", "False", "Unknown"})
+NOT_REASONS = frozenset({"Normal", "Warning", "True", "False", "Unknown", "Event"})  # "Event": an object kind
 CAMEL_CASE = re.compile(r"[A-Z][a-z]+(?:[A-Z][a-z0-9]*)*")
 FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)
 INLINE_CODE = re.compile(r"`([^`\n]+)`")

@@ -104,8 +104,16 @@ def observe(
     )
 
 
+def first_read(at: datetime = T0, spec: ModelExperimentSpec | None = None) -> Observations:
+    """A complete first read: every query answered, the champion has data, the challengers none yet."""
+    queries = ("count", "sum", "sumOfSquares") if spec and spec.analysis.primary_metric.type == "mean" else None
+    if queries is None:
+        return observe(at, {CHAMPION: (0, 0)})
+    return Observations(time=at, variants={CHAMPION: VariantObservation(samples=dict.fromkeys(queries, 0.0))})
+
+
 def started(spec: ModelExperimentSpec, at: datetime = T0, generation: int | None = 1) -> ModelExperimentStatus:
-    return decide(spec, ModelExperimentStatus(), observe(at, {}), at, generation=generation).status
+    return decide(spec, ModelExperimentStatus(), first_read(at, spec), at, generation=generation).status
 
 
 GuardrailFn = Callable[[int, str], Mapping[str, float | None]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from factories import CHALLENGER, CHAMPION, SECOND, T0, make_spec, observe
+from factories import CHALLENGER, CHAMPION, SECOND, T0, first_read, make_spec, observe
 
 from mlrollouts.api import ModelExperimentStatus
 from mlrollouts.engine import Mirror, SetTraffic, Split, decide, expected_traffic
@@ -21,7 +21,7 @@ from mlrollouts.engine import Mirror, SetTraffic, Split, decide, expected_traffi
 )
 def test_start_sets_phase_weights_and_routes_traffic(strategy, challengers, block, phase, weights, mirror):
     spec = make_spec(strategy, challengers=challengers, block=block)
-    decision = decide(spec, ModelExperimentStatus(), observe(T0, {}), T0, generation=4)
+    decision = decide(spec, ModelExperimentStatus(), first_read(), T0, generation=4)
     status = decision.status
     assert status.phase == phase
     assert status.weights == weights
@@ -39,7 +39,7 @@ def test_start_sets_phase_weights_and_routes_traffic(strategy, challengers, bloc
 def test_pending_and_invalid_phases_start_fresh():
     spec = make_spec("canary")
     for phase in ("Pending", "Invalid"):
-        status = decide(spec, ModelExperimentStatus(phase=phase), observe(T0, {}), T0).status
+        status = decide(spec, ModelExperimentStatus(phase=phase), first_read(), T0).status
         assert status.phase == "Progressing"
         assert status.weights == {CHAMPION: 90, CHALLENGER: 10}
 

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from mlrollouts.api.base import ApiModel, Name
 from mlrollouts.api.cel import cel
-from mlrollouts.api.durations import Duration
+from mlrollouts.api.durations import Duration, Interval
 from mlrollouts.api.errors import FieldError
 
 
@@ -189,8 +189,8 @@ class Analysis(ApiModel):
             ]
         }
     }
-    interval: Duration = "1m"
-    """How often metrics are read and a decision is made."""
+    interval: Interval = "1m"
+    """How often metrics are read and a decision is made: 5s to 1h."""
     prometheus: PrometheusConnection
     primary_metric: PrimaryMetric
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)

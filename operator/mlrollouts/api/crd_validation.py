@@ -25,14 +25,19 @@ from mlrollouts.api.errors import SpecProblem
 from mlrollouts.api.experiment import PATTERN_HINTS
 
 Path = tuple[str | int, ...]
+SIZE_LIMITS = frozenset({"maxItems", "maxProperties", "maxLength"})
 
 
 def validate_manifest(obj: dict[str, Any]) -> list[SpecProblem]:
     """Problems the API server would report for this ModelExperiment (empty when it would accept it)."""
     schema = served_schema()
     problems = list(_unknown_fields(obj, schema, ()))
-    schema_problems = [_schema_problem(e) for e in _validator().iter_errors(obj)]
-    problems.extend(sorted(schema_problems, key=lambda p: p.path))
+    errors = list(_validator().iter_errors(obj))
+    problems.extend(sorted((_schema_problem(e) for e in errors), key=lambda p: p.path))
+    if any(e.validator in SIZE_LIMITS for e in errors):
+        # As the API server bounds a rule's cost by maxItems/maxLength: an oversized list never reaches CEL
+        # (400 challengers made the pairwise uniqueness rules take a minute).
+        return problems
     broken = {p.path for p in problems}
     problems.extend(_cel_problems(apply_defaults(obj, schema), schema, (), broken))
     return problems

@@ -61,6 +61,11 @@ __all__ = [
 ]
 
 
+_FLOOR_RULE = "bandit.minExploration times the number of arms (champion + challengers) must be at most 1"
+_SERVICE_RULE = "each variant needs its own service (or, with istio, its own subset): traffic cannot be split otherwise"
+_DEPLOYMENT_RULE = (
+    "each variant needs its own Deployment (deployment, else service): replicas cannot be split otherwise"
+)
 _SPEC_RULES = [
     cel(
         "self.challengers.all(c, c.name != self.champion.name)"
@@ -87,6 +92,26 @@ _SPEC_RULES = [
         "self.strategy != 'shadow' || self.traffic.provider != 'service'",
         "strategy shadow needs a provider that can mirror: istio, gatewayAPI or gateway",
         ".traffic.provider",
+    ),
+    cel(
+        "!has(self.bandit) || !has(self.bandit.minExploration)"
+        " || self.bandit.minExploration * double(self.challengers.size() + 1) <= 1.0",
+        _FLOOR_RULE,
+        ".bandit.minExploration",
+    ),
+    cel(
+        "self.traffic.provider == 'service' || ([self.champion] + self.challengers).all(v,"
+        " ([self.champion] + self.challengers).exists_one(w, w.service == v.service"
+        " && (has(w.subset) ? w.subset : '') == (has(v.subset) ? v.subset : '')))",
+        _SERVICE_RULE,
+        ".challengers",
+    ),
+    cel(
+        "self.traffic.provider != 'service' || ([self.champion] + self.challengers).all(v,"
+        " ([self.champion] + self.challengers).exists_one(w,"
+        " (has(w.deployment) ? w.deployment : w.service) == (has(v.deployment) ? v.deployment : v.service)))",
+        _DEPLOYMENT_RULE,
+        ".challengers",
     ),
 ]
 
@@ -141,7 +166,31 @@ class ModelExperimentSpec(ApiModel):
             raise FieldError(
                 "traffic.provider", "strategy shadow needs a provider that can mirror: istio, gatewayAPI or gateway"
             )
+        self._distinct_backends()
+        if self.bandit is not None and self.bandit.min_exploration * len(names) > 1:
+            raise FieldError(
+                "bandit.minExploration",
+                f"{_FLOOR_RULE}: {self.bandit.min_exploration:g} × {len(names)} arms "
+                f"= {self.bandit.min_exploration * len(names):g}; use at most {1 / len(names):.4g}",
+            )
         return self
+
+    def _distinct_backends(self) -> None:
+        """Two variants on one backend cannot be told apart by the router: the split would be a fiction."""
+        by_deployment = self.traffic.provider == "service"
+        seen: dict[tuple[str, str], str] = {}
+        for variant in self.variants:
+            key = (
+                (variant.deployment or variant.service, "")
+                if by_deployment
+                else (variant.service, variant.subset or "")
+            )
+            if key in seen:
+                rule = _DEPLOYMENT_RULE if by_deployment else _SERVICE_RULE
+                what = f"Deployment {key[0]}" if by_deployment else f"service {key[0]}"
+                what += f" subset {key[1]}" if key[1] else ""
+                raise FieldError("challengers", f"{rule}: {seen[key]} and {variant.name} share {what}")
+            seen[key] = variant.name
 
     @property
     def variant_names(self) -> list[str]:

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from mlrollouts.api.base import ApiModel
 from mlrollouts.api.cel import cel
 from mlrollouts.api.durations import Duration
 from mlrollouts.api.errors import FieldError
+
+MAX_COUNT = 1_000_000_000
+
+
+def _at_most_a_billion(value: object) -> object:
+    """Say so before int parsing does: 1e30 would otherwise read "exceeded maximum size"."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > MAX_COUNT:
+        raise ValueError(f"{value:g} is more than 1e9: use at most {MAX_COUNT}")
+    return value
+
+
+Count = Annotated[int, Field(ge=1, le=MAX_COUNT), BeforeValidator(_at_most_a_billion)]
+"""A number of samples or trials: 1 to 1e9."""
 
 
 class Canary(ApiModel):
@@ -29,7 +42,7 @@ class Canary(ApiModel):
     """Challenger weight (percent) at each step; strictly increasing, ending at 100."""
     step_duration: Duration = "10m"
     """Minimum time at each step before it may advance."""
-    min_samples_per_step: int = Field(default=100, ge=1)
+    min_samples_per_step: Count = 100
     """New trials every variant must receive during a step before it may advance."""
 
     @model_validator(mode="after")
@@ -81,7 +94,7 @@ class Bandit(ApiModel):
     """How often the weights are re-allocated by Thompson sampling."""
     promote_threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
     """An arm is promoted only with P(it is best) at least this, on top of the always-valid evidence."""
-    min_samples: int = Field(default=1000, ge=1)
+    min_samples: Count = 1000
     """Trials every arm needs before any promotion."""
     min_duration: Duration = "1d"
     """No promotion before this: a novelty effect or a daily cycle must not decide (1d covers one cycle)."""

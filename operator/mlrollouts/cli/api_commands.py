@@ -21,6 +21,7 @@ from mlrollouts.api.crd_validation import served_schema, validate_manifest
 from mlrollouts.api.errors import SpecError, SpecProblem
 from mlrollouts.api.experiment import parse_experiment
 from mlrollouts.cli.main import UsageFailure, app
+from mlrollouts.metrics.templates import validate_templates
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,14 @@ class DocumentReport:
 def check_manifest(obj: dict[str, Any]) -> list[SpecProblem]:
     """Both layers' problems, the operator's first (its messages carry the values and the fix).
 
+    The operator layer is the operator's own load: the models, then the query templates and their PromQL.
+
     A CRD-layer problem at a path the operator already blamed is a duplicate, except a CEL rule the
     operator did not report there (its validators stop at the first broken rule of a model).
     """
     problems: list[SpecProblem] = []
     try:
-        parse_experiment(obj)
+        validate_templates(parse_experiment(obj).spec)  # exactly what the operator's load() runs
     except SpecError as error:
         problems.extend(error.problems)
     reported = [(p.path, p.message) for p in problems]

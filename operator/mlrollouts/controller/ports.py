@@ -7,11 +7,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
-
 from mlrollouts.api import API_VERSION, ModelExperiment
 from mlrollouts.api.errors import SpecError, SpecProblem
 from mlrollouts.controller import telemetry
+from mlrollouts.controller.events import EventRecorder
 from mlrollouts.controller.tick import TickPorts
 from mlrollouts.engine.types import Event
 from mlrollouts.metrics.base import MetricsProvider
@@ -34,6 +33,11 @@ class Runtime:
     credentials: CredentialPolicy = field(default_factory=CredentialPolicy)
     """The platform's allowed Prometheus addresses, default address and readable Secret names."""
     _providers: dict[tuple, MetricsProvider] = field(default_factory=dict)
+    events: EventRecorder = field(init=False)
+    """One recorder for the process, so a repeated Warning becomes one Event with a count."""
+
+    def __post_init__(self) -> None:
+        self.events = EventRecorder(self.objects)
 
     async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A fresh GET per tick: the watch cache may not yet show the status we wrote last tick."""
@@ -81,8 +85,8 @@ class Runtime:
         return found
 
     def ports(self, body: Mapping[str, Any], conflict_with: Callable[[ModelExperiment], str | None]) -> TickPorts:
-        def post_event(event: Event) -> None:
-            kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+        async def post_event(event: Event) -> None:
+            await self.events.post(body, event)
 
         async def metrics_for(experiment: ModelExperiment) -> MetricsProvider:
             provider = await self.metrics_for(experiment)

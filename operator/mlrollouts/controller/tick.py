@@ -15,6 +15,7 @@ from typing import Any
 
 from mlrollouts.api import ModelExperiment, RoutingStatus, SpecError, parse_experiment
 from mlrollouts.api.errors import SpecProblem
+from mlrollouts.controller.not_ready import invalid_status, not_ready_status
 from mlrollouts.engine import decide, expected_traffic
 from mlrollouts.engine.types import Event, ManualAction, Observations, SetTraffic
 from mlrollouts.metrics.base import MetricsProvider
@@ -37,7 +38,8 @@ class TickPorts:
     write_status: Callable[[str, str, dict[str, Any], str | None], Awaitable[None]]
     """(namespace, name, status, resourceVersion read): refused with ObjectConflict if the object changed since."""
     clear_annotation: Callable[[str, str, str], Awaitable[None]]
-    post_event: Callable[[Event], None]
+    post_event: Callable[[Event], Awaitable[None]]
+    """Posts (or, for a repeat, aggregates) a Kubernetes Event on the experiment; never raises."""
     conflict_with: Callable[[ModelExperiment], str | None]
     """Name of an older live experiment managing the same routing object, if any."""
 
@@ -61,33 +63,6 @@ def load(body: Mapping[str, Any]) -> ModelExperiment:
     return experiment
 
 
-def invalid_status(body: Mapping[str, Any], problems: list[SpecProblem], now: datetime, reason: str) -> dict:
-    """Phase Invalid with the problems as the message; everything else (weights, samples) kept untouched."""
-    status = dict(body.get("status") or {})
-    status.pop("kopf", None)
-    message = "; ".join(str(p) for p in problems)
-    conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
-    previous = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    unchanged = previous.get("status") == "False" and previous.get("message") == message
-    conditions.append(
-        {
-            "type": "Ready",
-            "status": "False",
-            "reason": reason,
-            "message": message,
-            "lastTransitionTime": previous.get("lastTransitionTime") if unchanged else now.isoformat(),
-        }
-    )
-    status.update(
-        phase="Invalid",
-        reason=reason,
-        message=message,
-        conditions=conditions,
-        observedGeneration=(body.get("metadata") or {}).get("generation"),
-    )
-    return status
-
-
 def manual_action(body: Mapping[str, Any]) -> tuple[ManualAction | None, str | None]:
     """The requested manual action and the raw annotation value (to remove it once handled)."""
     raw = ((body.get("metadata") or {}).get("annotations") or {}).get(ACTION_ANNOTATION)
@@ -98,11 +73,26 @@ def manual_action(body: Mapping[str, Any]) -> tuple[ManualAction | None, str | N
 
 
 async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -> TickResult:
+    """One tick; a tick that fails still leaves a phase and a Ready=False reason in status, then re-raises."""
+    try:
+        return await _reconcile(body, now, ports)
+    except ObjectConflict:
+        raise  # someone else wrote first: the next tick starts from a fresh read
+    except RoutingError as error:
+        await _mark_not_ready(body, now, "RoutingFailed", str(error), ports)
+        raise
+    except Exception as error:
+        message = f"{type(error).__name__}: {str(error)[:300]} (the operator log has the traceback)"
+        await _mark_not_ready(body, now, "ReconcileError", message, ports)
+        raise
+
+
+async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -> TickResult:
     meta = body.get("metadata") or {}
     namespace, name = meta.get("namespace", "default"), meta.get("name", "")
     manual, raw_annotation = manual_action(body)
     if raw_annotation is not None and manual is None:
-        ports.post_event(
+        await ports.post_event(
             Event(
                 "Warning",
                 "UnknownAction",
@@ -117,7 +107,9 @@ async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) ->
         return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
     if experiment.status.is_terminal:
         if manual is not None:
-            ports.post_event(Event("Normal", "ActionIgnored", f"{manual} ignored: phase is {experiment.status.phase}"))
+            await ports.post_event(
+                Event("Normal", "ActionIgnored", f"{manual} ignored: phase is {experiment.status.phase}")
+            )
             await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
         return TickResult(experiment, experiment.status.to_wire())
     rival = ports.conflict_with(experiment)
@@ -139,21 +131,17 @@ async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) ->
     )
     router = ports.router_for(experiment)
     status = decision.status
-    try:
-        applied = await _apply_actions(decision.actions, router)
-        if applied is None and status.phase not in (None, "Invalid") and status.weights:
-            applied = await _repair_drift(expected_traffic(status, experiment.spec), router, ports)
-    except RoutingError as error:
-        ports.post_event(Event("Warning", "RoutingFailed", str(error)))
-        raise
+    applied = await _apply_actions(decision.actions, router)
+    if applied is None and status.phase not in (None, "Invalid") and status.weights:
+        applied = await _repair_drift(expected_traffic(status, experiment.spec), router, ports)
     if applied is not None:
         status = status.model_copy(update={"routing": _routing_status(experiment, applied)})
     wire = status.to_wire()
     await ports.write_status(namespace, name, wire, meta.get("resourceVersion"))
-    for event in decision.events:
-        ports.post_event(event)
-    if manual is not None:
+    if manual is not None:  # handled: removed right after the status that records it, before the Events
         await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
+    for event in decision.events:
+        await ports.post_event(event)
     updated = experiment.model_copy(update={"status": status})
     previous = experiment.status
     transitioned = (previous.phase, previous.step) != (status.phase, status.step)
@@ -182,7 +170,7 @@ async def _repair_drift(expected: SetTraffic, router: TrafficRouter, ports: Tick
     applied = await router.apply(expected.split, expected.mirror)
     if not applied.changed:
         return None
-    ports.post_event(
+    await ports.post_event(
         Event(
             "Warning",
             "TrafficDrift",
@@ -208,10 +196,24 @@ async def _mark_invalid(
     ports: TickPorts,
 ) -> TickResult:
     previous = body.get("status") or {}
-    status = invalid_status(body, problems, now, reason)
+    status = invalid_status(body, "; ".join(str(p) for p in problems), now, reason)
     if previous.get("message") != status["message"] or previous.get("phase") != "Invalid":
-        ports.post_event(Event("Warning", reason, status["message"]))
+        await ports.post_event(Event("Warning", reason, status["message"]))
         log.warning("experiment=%s/%s invalid reason=%s message=%r", namespace, name, reason, status["message"])
-    # Written raw, not through the status model: the spec it would describe cannot be parsed.
     await ports.write_status(namespace, name, status, (body.get("metadata") or {}).get("resourceVersion"))
     return TickResult(None, status, None, previous.get("phase") != "Invalid")
+
+
+async def _mark_not_ready(body: Mapping[str, Any], now: datetime, reason: str, message: str, ports: TickPorts) -> None:
+    """Best effort: the API server may be what failed; the caller re-raises the original error either way."""
+    meta = body.get("metadata") or {}
+    await ports.post_event(Event("Warning", reason, message))
+    try:
+        status = not_ready_status(body, message, now, reason)
+        await ports.write_status(
+            meta.get("namespace", "default"), meta.get("name", ""), status, meta.get("resourceVersion")
+        )
+    except Exception as error:  # reporting must not hide the tick's own failure
+        log.info(
+            "experiment=%s/%s could not record %s in status: %s", meta.get("namespace"), meta.get("name"), reason, error
+        )

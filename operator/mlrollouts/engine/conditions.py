@@ -10,7 +10,7 @@ from datetime import datetime
 from mlrollouts.api.status import TERMINAL_PHASES, Condition, ModelExperimentStatus
 from mlrollouts.engine.tick import RUNNING_PHASES
 
-NOT_READY_PHASES = frozenset({"Paused", "RolledBack", "Invalid"})
+NOT_READY_PHASES = frozenset({"Pending", "Paused", "RolledBack", "Invalid"})
 
 
 def _wanted(status: ModelExperimentStatus, metrics_message: str | None) -> list[tuple[str, str, str, str]]:

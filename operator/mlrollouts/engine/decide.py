@@ -1,9 +1,10 @@
 """The engine's entry point: (spec, status, observations, now) -> Decision. Pure and deterministic.
 
 Precedence within one call: terminal phases are absorbing (a manual action there is ignored with an
-Event) -> start (no phase yet, Pending or Invalid) -> manual action -> spec change (new generation) ->
-one tick of analysis. A SetTraffic action is emitted only when the weights or the mirror changed; the
-controller re-applies `expected_traffic` itself to repair drift.
+Event) -> start (no phase yet, Pending or Invalid), only once one complete read of the metrics succeeded,
+else Pending with reason MetricsUnavailable and no traffic moved (see readiness) -> manual action -> spec
+change (new generation) -> one tick of analysis. A SetTraffic action is emitted only when the weights or the
+mirror changed; the controller re-applies `expected_traffic` itself to repair drift.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime
 
 from mlrollouts.api.spec import ModelExperimentSpec
 from mlrollouts.api.status import ModelExperimentStatus
-from mlrollouts.engine import conditions, lifecycle, running
+from mlrollouts.engine import conditions, lifecycle, readiness, running
 from mlrollouts.engine.guardrails import GuardrailCheck
 from mlrollouts.engine.strategies import abtest, bandit, canary, shadow
 from mlrollouts.engine.tick import Tick
@@ -45,7 +46,11 @@ def decide(
         return Decision(status=status, events=(Event("Normal", "ManualActionIgnored", message),))
     tick = Tick.begin(spec, status, now)
     if status.phase in NOT_STARTED:
-        lifecycle.start(tick, generation)
+        problem = readiness.first_read_problem(tick, observations)
+        if problem is None:
+            lifecycle.start(tick, generation)
+        else:
+            readiness.wait_for_metrics(tick, problem, generation)
     elif manual is not None:
         lifecycle.apply_manual(tick, manual)
     elif generation is not None and status.observed_generation is not None and generation != status.observed_generation:

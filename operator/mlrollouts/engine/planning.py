@@ -63,6 +63,9 @@ def _required(tick: Tick) -> tuple[int, float] | None:
         return None
 
 
+MAX_ETA_HOURS = 100 * 365 * 24
+
+
 def update_plan(tick: Tick) -> Plan | None:
     plan = tick.status.plan or Plan()
     if plan.required_per_variant is None:
@@ -75,9 +78,9 @@ def update_plan(tick: Tick) -> Plan | None:
     sizes = [tick.status.samples[n].size if n in tick.status.samples else 0.0 for n in active]
     if hours > 0 and sizes and min(sizes) > 0:
         rate = min(sizes) / hours
-        remaining = max(0.0, plan.required_per_variant - min(sizes))
-        plan = plan.model_copy(
-            update={"observed_per_hour": rate, "estimated_completion": tick.now + timedelta(hours=remaining / rate)}
-        )
+        remaining_hours = max(0.0, plan.required_per_variant - min(sizes)) / rate
+        # Beyond ~a century there is no useful date (and past year 9999 there is no datetime at all).
+        eta = tick.now + timedelta(hours=remaining_hours) if remaining_hours < MAX_ETA_HOURS else None
+        plan = plan.model_copy(update={"observed_per_hour": rate, "estimated_completion": eta})
     tick.update(plan=plan)
     return plan

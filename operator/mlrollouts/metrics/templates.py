@@ -127,8 +127,48 @@ def variant_values(experiment: ModelExperiment, variant: str, now: datetime) -> 
     }
 
 
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+
+
+def promql_problem(query: str) -> str | None:
+    """A syntax slip Prometheus would reject on every tick: unbalanced (), [] or {}, an unclosed string.
+
+    Not a PromQL parser (there is none maintained for Python): the checks that need no grammar, so that
+    `mlrollouts validate` and the operator reject the query at load, instead of Prometheus at each tick.
+    """
+    stack: list[tuple[str, int]] = []
+    quote: str | None = None
+    index = 0
+    while index < len(query):
+        char = query[index]
+        if quote is not None:
+            if char == "\\" and quote != "`":
+                index += 1
+            elif char == quote:
+                quote = None
+        elif char in "\"'`":
+            quote = char
+        elif char == "#":  # a comment runs to the end of the line
+            newline = query.find("\n", index)
+            index = len(query) if newline < 0 else newline
+        elif char in "([{":
+            stack.append((char, index))
+        elif char in _CLOSERS:
+            if not stack or stack[-1][0] != _CLOSERS[char]:
+                return f"unbalanced {char!r} at character {index + 1}: nothing to close"
+            stack.pop()
+        index += 1
+    if quote is not None:
+        return f"unterminated {quote} string"
+    if stack:
+        opener, where = stack[-1]
+        return f"unclosed {opener!r} opened at character {where + 1}"
+    return None
+
+
 def validate_templates(spec: ModelExperimentSpec) -> None:
-    """Load-time check of every query: unknown variables, and each variant's name and service as values."""
+    """Load-time check of every query: unknown variables, each variant's name and service as values, and
+    the PromQL syntax slips Prometheus would reject (unbalanced brackets, unclosed strings)."""
     problems: list[SpecProblem] = []
     sample_values = {"namespace": "default", "experiment": "x", "interval": "1m", "window": "1m"}
     for template in query_templates(spec):
@@ -136,9 +176,14 @@ def validate_templates(spec: ModelExperimentSpec) -> None:
         for variant in spec.variants if not found else ():
             values = {**sample_values, "variant": variant.name, "service": variant.service}
             try:
-                render(template.text, values, template.field)
+                rendered = render(template.text, values, template.field)
             except TemplateError as error:
                 found.extend(error.problems)
+                continue
+            syntax = promql_problem(rendered)
+            if syntax is not None:
+                found.append(SpecProblem(template.field, f"PromQL syntax: {syntax}"))
+                break
         problems.extend(found)
     if problems:
         raise TemplateError(problems)

@@ -52,6 +52,12 @@ class FakeKubeObjects:
             proposed = json_patch(current, body, describe(plural, namespace, name))
         return self._write((api_version, plural, namespace, name), proposed)
 
+    async def create(self, api_version: str, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        key = (api_version, plural, namespace, body["metadata"]["name"])
+        if key in self.objects:
+            raise ObjectConflict(f"{describe(plural, namespace, key[3])} already exists")
+        return self._write(key, copy.deepcopy(body))
+
     async def replace(
         self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:

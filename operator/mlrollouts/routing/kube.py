@@ -67,6 +67,8 @@ class ObjectClient(Protocol):
         self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]: ...
 
+    async def create(self, api_version: str, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
     async def get_scale(self, namespace: str, name: str) -> int: ...
 
     async def patch_scale(self, namespace: str, name: str, replicas: int) -> int: ...
@@ -74,7 +76,7 @@ class ObjectClient(Protocol):
 
 def object_path(api_version: str, plural: str, namespace: str, name: str, subresource: str | None = None) -> str:
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-    path = f"{prefix}/namespaces/{namespace}/{plural}/{name}"
+    path = f"{prefix}/namespaces/{namespace}/{plural}" + (f"/{name}" if name else "")
     return f"{path}/{subresource}" if subresource else path
 
 
@@ -123,6 +125,10 @@ class KubeObjects:
         self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
         return await self._call("PUT", api_version, plural, namespace, name, body, "application/json")
+
+    async def create(self, api_version: str, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to the collection (used for Events); `body.metadata.name` names the new object."""
+        return await self._call("POST", api_version, plural, namespace, "", body, "application/json")
 
     async def get_scale(self, namespace: str, name: str) -> int:
         scale = await self._call("GET", "apps/v1", "deployments", namespace, name, subresource="scale")

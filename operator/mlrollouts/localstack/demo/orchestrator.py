@@ -139,7 +139,12 @@ def _start_processes(
     operator = supervisor.start(
         "operator",
         mlrollouts_cli(*operator_args, "--liveness-port", "0"),
-        env={"KUBECONFIG": str(apiserver.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": "30"},
+        # The demo compresses hours into minutes: 1-2 s analysis intervals, below the API's 5 s floor.
+        env={
+            "KUBECONFIG": str(apiserver.kubeconfig),
+            "MLROLLOUTS_WATCH_TIMEOUT": "30",
+            "MLROLLOUTS_MIN_INTERVAL": "1s",
+        },
     )
     supervisor.wait_http(gateway, f"http://127.0.0.1:{gateway_port}/healthz")
     supervisor.wait_http(operator, f"http://127.0.0.1:{operator_port}/metrics")
