@@ -8,7 +8,9 @@ import pytest
 from factories import CHALLENGER, CHAMPION, SECOND, T0, make_spec, observe, started
 
 from mlrollouts.engine import decide
-from mlrollouts.stats import prob_b_beats_a, sample_size_proportions
+from mlrollouts.stats import sample_size_proportions
+from mlrollouts.stats.differences import proportion_difference
+from mlrollouts.stats.spike_slab import spike_slab
 
 HOUR = timedelta(hours=1)
 
@@ -117,11 +119,17 @@ def test_fixed_horizon_does_not_look_before_the_planned_sample_size():
     ],
 )
 def test_bayesian_thresholds(counts, phase):
-    spec = make_spec("abTest", statistics={"method": "bayesian", "probabilityThreshold": 0.95, "lossThreshold": 0.001})
+    spec = make_spec(
+        "abTest",
+        statistics={"method": "bayesian", "probabilityThreshold": 0.95, "lossThreshold": 0.001},
+        metric={"baseline": 0.1, "minimumDetectableEffect": 0.1},
+    )
     status = decide(spec, started(spec), observe(T0 + HOUR, counts), T0 + HOUR).status
     assert status.phase == phase
     (s_a, n_a), (s_b, n_b) = counts[CHAMPION], counts[CHALLENGER]
-    assert status.analysis.comparisons[0].probability_better == pytest.approx(prob_b_beats_a(s_a, n_a, s_b, n_b))
+    estimate, variance = proportion_difference(s_a, n_a, s_b, n_b)
+    expected = spike_slab(estimate, variance, 0.01, prior_differs=0.5).probability_positive
+    assert status.analysis.comparisons[0].probability_better == pytest.approx(expected, rel=1e-9)
 
 
 def test_bayesian_direction_decrease_flips_better():

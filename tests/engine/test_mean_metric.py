@@ -7,12 +7,13 @@ from datetime import timedelta
 
 import pytest
 from factories import CHALLENGER, CHAMPION, T0, latency, make_spec, started
-from scipy import integrate, stats
+from scipy import stats
 from statsmodels.stats.power import TTestIndPower
 
-from mlrollouts.api import VariantSamples
 from mlrollouts.engine import Observations, VariantObservation, decide
-from mlrollouts.engine.analysis import losses
+from mlrollouts.stats import MeanStats
+from mlrollouts.stats.differences import mean_difference
+from mlrollouts.stats.spike_slab import spike_slab
 
 
 def _sums(n: int, mean: float, sd: float) -> dict[str, float]:
@@ -48,19 +49,28 @@ def test_fixed_horizon_welch_matches_scipy():
 
 
 @pytest.mark.parametrize("direction", ["increase", "decrease"])
-def test_bayesian_mean_losses_match_numerical_integration(direction):
-    spec = make_spec("abTest", metric={"type": "mean", "direction": direction}, statistics={"method": "bayesian"})
-    a = VariantSamples(**{k if k != "sumOfSquares" else "sum_of_squares": v for k, v in _sums(400, 5.0, 2.0).items()})
-    b = VariantSamples(**{k if k != "sumOfSquares" else "sum_of_squares": v for k, v in _sums(300, 5.1, 2.5).items()})
-    result = losses(spec, a, b)
-    sign = 1.0 if direction == "increase" else -1.0
-    mu, sd = sign * 0.1, (4.0 / 400 + 6.25 / 300) ** 0.5
-    difference = stats.norm(mu, sd)
-    assert result.probability_better == pytest.approx(difference.sf(0.0), rel=1e-9)
-    loss_switch = integrate.quad(lambda x: -x * difference.pdf(x), -10, 0)[0]
-    loss_keep = integrate.quad(lambda x: x * difference.pdf(x), 0, 10)[0]
-    assert result.choose_challenger == pytest.approx(loss_switch, rel=1e-7)
-    assert result.keep_champion == pytest.approx(loss_keep, rel=1e-7)
+def test_bayesian_mean_uses_the_t_spike_and_slab_posterior(direction):
+    spec = make_spec(
+        "abTest", metric={"type": "mean", "direction": direction, "baseline": 5.0}, statistics={"method": "bayesian"}
+    )
+    arms = {CHAMPION: (400, 5.0, 2.0), CHALLENGER: (300, 5.6, 2.5)}
+    now = T0 + timedelta(hours=1)
+    comparison = decide(spec, started(spec), _observe(now, arms), now).status.analysis.comparisons[0]
+    a, b = MeanStats(400, 5.0, 4.0), MeanStats(300, 5.6, 6.25)
+    estimate, variance = mean_difference(a, b)
+    va, vb = 4.0 / 400, 6.25 / 300
+    df = (va + vb) ** 2 / (va**2 / 399 + vb**2 / 299)
+    posterior = spike_slab(estimate, variance, 0.25, prior_differs=0.5, df=df)
+    expected = posterior.probability_positive if direction == "increase" else posterior.probability_negative
+    assert comparison.probability_better == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_mean_metric_with_five_observations_does_not_decide():
+    """A flat-prior normal approximation gave A/A P(better) >= 0.95 in 11.9 % of tests at n = 2, 6.7 % at n = 5."""
+    spec = make_spec("abTest", metric={"type": "mean"}, statistics={"method": "bayesian"})
+    arms = {CHAMPION: (5, 10.0, 0.1), CHALLENGER: (5, 11.0, 0.1)}
+    status = decide(spec, started(spec), _observe(T0 + timedelta(hours=1), arms), T0 + timedelta(hours=1)).status
+    assert status.phase == "Progressing" and status.analysis.comparisons == []
 
 
 def test_canary_with_mean_metric_rolls_back_a_clear_regression():

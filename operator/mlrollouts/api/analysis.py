@@ -172,9 +172,11 @@ class Statistics(ApiModel):
     """How late outcomes arrive after their request: each SRM window opens this long (and at least two
     intervals) after the weights change, so delayed outcomes of the old split are not judged against the new."""
     probability_threshold: float = Field(default=0.95, gt=0.5, lt=1.0)
-    """Bayesian: P(challenger better) needed to promote."""
+    """Bayesian: P(challenger better) needed to promote (spike-and-slab posterior; an A/A test shows it at any
+    look with probability at most (1 - p) / p)."""
     loss_threshold: float = Field(default=0.001, gt=0.0)
-    """Bayesian: expected loss of choosing the challenger must be below this (absolute rate)."""
+    """Bayesian: expected loss of choosing the challenger must be below this, relative to the champion's value
+    (0.001 = 0.1 % of it)."""
 
 
 class Analysis(ApiModel):

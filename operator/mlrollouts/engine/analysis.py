@@ -5,8 +5,7 @@
   `status.evidence`, so looking every tick never inflates the false-positive rate; the verdict's direction
   comes from that confidence sequence, never from the current estimate.
 - fixedHorizon: z-test (proportions) or Welch's t-test (means), valid only at the planned sample size.
-- bayesian: P(challenger better) and expected losses; exact Beta posteriors for proportions, the normal
-  approximation of the difference in means for means.
+- bayesian: in `bayes` (a spike-and-slab posterior on the same epoch-combined difference).
 A/B/n: sequential and fixed p-values are Holm-adjusted across challengers before a verdict.
 Direction: `primaryMetric.direction: decrease` flips what "better" means everywhere.
 """
@@ -14,9 +13,6 @@ Direction: `primaryMetric.direction: decrease` flips what "better" means everywh
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
-from scipy import special
 
 from mlrollouts.api.spec import ModelExperimentSpec
 from mlrollouts.api.status import Comparison, Evidence, ModelExperimentStatus, VariantSamples
@@ -26,23 +22,14 @@ from mlrollouts.stats import (
     MeanStats,
     SequentialState,
     default_tau,
-    expected_loss,
     holm_adjust,
     msprt,
-    prob_b_beats_a,
     two_proportion_ztest,
     welch_ttest_from_sums,
 )
 
 MIN_SAMPLES_PER_ARM = 30
 """Trials (or observations, or users) each arm needs before the first look; documented in docs/statistics.md."""
-
-
-@dataclass(frozen=True)
-class Losses:
-    probability_better: float
-    choose_challenger: float
-    keep_champion: float
 
 
 def ready(spec: ModelExperimentSpec, samples: VariantSamples | None) -> bool:
@@ -80,7 +67,7 @@ def _interval(low: float, high: float) -> list[float] | None:
     return [low, high] if math.isfinite(low) and math.isfinite(high) else None
 
 
-def _tau(spec: ModelExperimentSpec) -> float | None:
+def planned_tau(spec: ModelExperimentSpec) -> float | None:
     metric = spec.analysis.primary_metric
     if metric.baseline is None:
         return None
@@ -102,7 +89,7 @@ def sequential(
         return None
     estimate, variance, _ = current
     prior = status.evidence.get(name) or Evidence()
-    tau = prior.tau or _tau(spec) or _fallback_tau(spec, champion)
+    tau = prior.tau or planned_tau(spec) or fallback_tau(spec, champion)
     alpha = spec.analysis.statistics.alpha
     result = msprt(estimate, variance, tau, alpha=alpha)
     low, high = prior.confidence_interval
@@ -159,7 +146,7 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _fallback_tau(spec: ModelExperimentSpec, champion: VariantSamples) -> float:
+def fallback_tau(spec: ModelExperimentSpec, champion: VariantSamples) -> float:
     """Without a planned baseline: DEFAULT_RELATIVE_MDE of the champion's level at the first look."""
     level = abs(mean_of(spec, champion))
     return DEFAULT_RELATIVE_MDE * level if level > 0 else DEFAULT_RELATIVE_MDE
@@ -192,44 +179,6 @@ def _p_verdict(spec: ModelExperimentSpec, p_value: float, difference: float, alp
     if p_value >= alpha or difference == 0:
         return "undecided"
     return "better" if _good(spec, difference) > 0 else "worse"
-
-
-def losses(spec: ModelExperimentSpec, champion: VariantSamples, challenger: VariantSamples) -> Losses:
-    """P(challenger better) and the expected loss of each choice, in the metric's units."""
-    increase = spec.analysis.primary_metric.direction == "increase"
-    if spec.analysis.primary_metric.type == "proportion":
-        (s_a, n_a), (s_b, n_b) = _counts(champion), _counts(challenger)
-        p_higher = prob_b_beats_a(s_a, n_a, s_b, n_b)
-        loss = expected_loss(s_a, n_a, s_b, n_b)  # choose_a = E[max(b-a,0)], choose_b = E[max(a-b,0)]
-        if increase:
-            return Losses(p_higher, choose_challenger=loss.choose_b, keep_champion=loss.choose_a)
-        return Losses(1.0 - p_higher, choose_challenger=loss.choose_a, keep_champion=loss.choose_b)
-    a, b = _means(champion), _means(challenger)
-    mu = _good(spec, b.mean - a.mean)
-    sd = math.sqrt(a.var / a.n + b.var / b.n)
-    if sd == 0:
-        return Losses(0.5 if mu == 0 else float(mu > 0), max(0.0, -mu), max(0.0, mu))
-    z = mu / sd
-    density = math.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    choose_challenger = sd * density - mu * float(special.ndtr(-z))  # E[max(-X, 0)], X ~ N(mu, sd²)
-    return Losses(float(special.ndtr(z)), max(0.0, choose_challenger), max(0.0, choose_challenger + mu))
-
-
-def bayesian(spec: ModelExperimentSpec, champion: VariantSamples, challenger: VariantSamples, name: str):
-    stats = spec.analysis.statistics
-    result = losses(spec, champion, challenger)
-    verdict = "undecided"
-    if result.probability_better >= stats.probability_threshold and result.choose_challenger < stats.loss_threshold:
-        verdict = "better"
-    elif result.probability_better <= 1.0 - stats.probability_threshold and result.keep_champion < stats.loss_threshold:
-        verdict = "worse"
-    return Comparison(
-        challenger=name,
-        probability_better=result.probability_better,
-        expected_loss=result.choose_challenger,
-        relative_lift=_lift(mean_of(spec, champion), mean_of(spec, challenger)),
-        verdict=verdict,
-    )
 
 
 def holm(spec: ModelExperimentSpec, comparisons: list[Comparison], differences: dict[str, float]) -> list[Comparison]:

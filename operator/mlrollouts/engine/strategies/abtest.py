@@ -5,8 +5,9 @@
   promoted, all-worse rolls back, anything else is Inconclusive (the planned test has spoken). When the
   plan is reached before minDuration, the test waits for minDuration and the evidence then decides
   (a significant winner wins; Inconclusive only when nothing is significant by then).
-- bayesian: better = P(better) >= probabilityThreshold and expected loss of switching < lossThreshold;
-  worse = P(better) <= 1 - probabilityThreshold and expected loss of keeping the champion < lossThreshold.
+- bayesian (`bayes`): better = P(better) >= probabilityThreshold and expected relative loss of switching <
+  lossThreshold; worse = P(worse) >= probabilityThreshold and relative loss of keeping the champion <
+  lossThreshold, both from a spike-and-slab posterior whose error rate under any schedule of looks is bounded.
 Winner = the significantly-better challenger with the strongest evidence. minDuration delays promotion
 only; harm is acted on at once. Harm with one challenger rolls back; with several the harmful challenger is
 dropped (weight 0, its share returned to the champion, history entry) and the others continue, until none
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 from mlrollouts.api.durations import parse_duration
 from mlrollouts.api.status import Comparison
-from mlrollouts.engine import analysis
+from mlrollouts.engine import analysis, bayes
 from mlrollouts.engine.guardrails import GuardrailCheck
 from mlrollouts.engine.planning import update_plan
 from mlrollouts.engine.running import waiting_on_guardrails
@@ -39,7 +40,9 @@ def compare_all(tick: Tick, active: list[str]) -> list[Comparison]:
     champion = status.samples.get(spec.champion.name)
     ready = [n for n in active if analysis.ready(spec, champion) and analysis.ready(spec, status.samples.get(n))]
     if method == "bayesian":
-        return [analysis.bayesian(spec, champion, status.samples[n], n) for n in ready]
+        found = [r for r in (bayes.bayesian(spec, status, n) for n in ready) if r is not None]
+        tick.update(evidence={**status.evidence, **{c.challenger: e for c, e in found}})
+        return [c for c, _ in found]
     if method == "sequential":
         results = [r for r in (analysis.sequential(spec, status, n) for n in ready) if r is not None]
         tick.update(evidence={**status.evidence, **{c.challenger: e for c, e in results}})
