@@ -1,17 +1,25 @@
 """Is a challenger's share of bad events above its bound? A one-sided test that stays valid at every look.
 
 The null hypothesis is "within the bound": p_c <= max, p_c - p_0 <= maxIncrease or p_c <= maxRatio * p_0
-(p = bad / total per arm, counted over the current step). The evidence against it is an e-process
-(universal inference, Wasserman, Ramdas & Balakrishnan 2020, PNAS 117:16880):
+(p = bad / total per arm, counted over the current step). Evidence against it is an e-process of the
+universal-inference kind (Wasserman, Ramdas & Balakrishnan 2020, PNAS 117:16880):
 
-    W = [Jeffreys mixture likelihood of the counts] / [likelihood maximised over the null]
+    W = [Jeffreys Beta(1/2, 1/2) mixture likelihood of the challenger's counts]
+        / [the challenger's likelihood maximised over shares <= the allowed share m]
 
-For any parameter in the null, mixture / likelihood(parameter) is a test martingale (a mixture of likelihood
-ratios), and dividing by the null's maximum only makes W smaller, so P(W ever reaches 1/alpha) <= alpha
-under the null (Ville's inequality), however often one looks and with any stopping rule. It is exact for
-binomial counts: no normal approximation and no plug-in variance, so one error among a canary's first few
-requests cannot pass for a nine-sigma event, and 0 of 0 is no evidence at all (W = 1). Rejecting when
-W >= 1/alpha is the same as the lower end of the matching confidence sequence for the excess lying above 0.
+For any true share p_c <= m, mixture / likelihood(p_c) is a test martingale and dividing by the maximum
+over the null only makes W smaller, so P(W ever reaches 1/alpha) <= alpha (Ville's inequality), however
+often one looks and whatever the stopping rule. It is exact for binomial counts: no normal approximation
+and no plug-in variance, so one error among a canary's first requests cannot pass for a nine-sigma event,
+and 0 of 0 is no evidence at all.
+
+`max` bounds are tested so at level alpha. A relative bound's allowed share depends on the champion's p_0,
+which is unknown: it is replaced by its upper confidence sequence u_t at level alpha / 4 (the same
+mixture-vs-maximum e-process, inverted), and the challenger is tested against m_t = allowed(u_t) at level
+3 alpha / 4. On the event {p_0 <= u_t for all t}, of probability >= 1 - alpha / 4, a challenger within its
+bound has p_c <= allowed(p_0) <= m_t, so the test above applies: the false-breach rate stays <= alpha. The
+champion usually has far more traffic than a canary, so u_t is tight and costs little; mixing over p_0
+instead would charge the test for the champion's uncertainty at every look.
 """
 
 from __future__ import annotations
@@ -20,12 +28,14 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from scipy.optimize import minimize_scalar
+from scipy.optimize import brentq
 from scipy.special import betaln, xlog1py, xlogy
 
 BoundKind = Literal["max", "maxIncrease", "maxRatio"]
 PRIOR = 0.5
-"""Jeffreys Beta(1/2, 1/2) mixing prior on each arm's share."""
+"""Jeffreys Beta(1/2, 1/2) mixing prior on a share."""
+CHAMPION_SHARE = 0.25
+"""Share of alpha spent on the champion's upper confidence sequence (relative bounds only)."""
 
 
 @dataclass(frozen=True)
@@ -33,19 +43,23 @@ class BoundTest:
     kind: BoundKind
     limit: float
     excess: float
-    """Observed challenger share minus what the bound allows (positive: the estimate breaks the bound)."""
+    """Observed challenger share minus what the bound allows at the champion's observed share (> 0: the
+    estimate breaks the bound)."""
+    allowed: float
+    """The share the challenger was tested against (max, or the bound at the champion's upper confidence bound)."""
     log_evidence: float
-    """log W; the breach is established when it reaches log(1 / alpha)."""
+    """log W; the breach is established when it reaches `log_threshold`."""
+    log_threshold: float
     alpha: float
 
     @property
-    def p_value(self) -> float:
-        """Always-valid p-value at this look: 1 / W, capped at 1."""
-        return min(1.0, math.exp(-self.log_evidence)) if self.log_evidence > 0 else 1.0
+    def breach(self) -> bool:
+        return self.log_evidence >= self.log_threshold
 
     @property
-    def breach(self) -> bool:
-        return self.log_evidence >= math.log(1.0 / self.alpha)
+    def p_value(self) -> float:
+        """alpha x (threshold / W), capped at 1: <= alpha exactly when the breach is established."""
+        return min(1.0, self.alpha * math.exp(self.log_threshold - self.log_evidence))
 
     @property
     def possible(self) -> bool:
@@ -54,13 +68,36 @@ class BoundTest:
 
 
 def _loglik(p: float, bad: float, total: float) -> float:
-    """Binomial log-likelihood kernel (no binomial coefficient: it cancels in the ratio); 0 log 0 = 0."""
+    """Binomial log-likelihood kernel (the binomial coefficient cancels in every ratio); 0 log 0 = 0."""
     return float(xlogy(bad, p) + xlog1py(total - bad, -p))
 
 
 def _log_marginal(bad: float, total: float) -> float:
-    """log of the Beta(1/2, 1/2) mixture of the same kernel."""
+    """log of the Jeffreys mixture of the same kernel."""
     return float(betaln(PRIOR + bad, PRIOR + total - bad) - betaln(PRIOR, PRIOR))
+
+
+def log_evidence(bad: float, total: float, limit: float) -> float:
+    """log W against "share <= limit": the mixture over the likelihood maximised under the null."""
+    if total == 0:
+        return 0.0
+    return _log_marginal(bad, total) - _loglik(min(bad / total, limit), bad, total)
+
+
+def upper_bound(bad: float, total: float, alpha: float) -> float:
+    """Upper end of the (1 - alpha) confidence sequence for a share: the largest q not rejected."""
+    if total == 0 or bad == total:
+        return 1.0
+    target = math.log(1.0 / alpha)
+    marginal = _log_marginal(bad, total)
+
+    def excess_evidence(q: float) -> float:  # increasing in q above the observed share, negative at it
+        return marginal - _loglik(q, bad, total) - target
+
+    top = 1.0 - 1e-15
+    if excess_evidence(top) < 0:
+        return 1.0
+    return float(brentq(excess_evidence, bad / total, top, xtol=1e-15))
 
 
 def allowed(kind: BoundKind, limit: float, champion_share: float) -> float:
@@ -70,24 +107,6 @@ def allowed(kind: BoundKind, limit: float, champion_share: float) -> float:
     if kind == "maxIncrease":
         return min(1.0, champion_share + limit)
     return min(1.0, champion_share * limit)
-
-
-def _null_max_loglik(kind: BoundKind, limit: float, bad_c: float, n_c: float, bad_0: float, n_0: float) -> float:
-    """The log-likelihood maximised over parameters within the bound."""
-    share_c = bad_c / n_c
-    if kind == "max":
-        return _loglik(min(share_c, limit), bad_c, n_c)
-    share_0 = bad_0 / n_0
-    if share_c <= allowed(kind, limit, share_0):
-        return _loglik(share_c, bad_c, n_c) + _loglik(share_0, bad_0, n_0)
-
-    def on_boundary(p0: float) -> float:  # the unconstrained maximum is outside: the null's is on the edge
-        return -(_loglik(allowed(kind, limit, p0), bad_c, n_c) + _loglik(p0, bad_0, n_0))
-
-    top = 1.0 - limit if kind == "maxIncrease" else min(1.0, 1.0 / limit)
-    found = minimize_scalar(on_boundary, bounds=(1e-15, top - 1e-15), method="bounded", options={"xatol": 1e-14})
-    ends = (on_boundary(1e-15), on_boundary(top - 1e-15))
-    return -min(float(found.fun), *ends)
 
 
 def bound_test(
@@ -100,10 +119,12 @@ def bound_test(
         if not 0 <= bad <= total:
             raise ValueError(f"{arm}: need 0 <= bad <= total, got {bad}/{total}")
     relative = kind != "max"
+    challenger_alpha = alpha * (1.0 - CHAMPION_SHARE) if relative else alpha
+    threshold = math.log(1.0 / challenger_alpha)
     if n_c == 0 or (relative and n_0 == 0):  # nothing observed: no evidence either way
-        return BoundTest(kind, limit, 0.0, 0.0, alpha)
+        return BoundTest(kind, limit, 0.0, allowed(kind, limit, 0.0), 0.0, threshold, alpha)
     share_0 = bad_0 / n_0 if relative else 0.0
     excess = bad_c / n_c - allowed(kind, limit, share_0)
-    numerator = _log_marginal(bad_c, n_c) + (_log_marginal(bad_0, n_0) if relative else 0.0)
-    log_evidence = numerator - _null_max_loglik(kind, limit, bad_c, n_c, bad_0, n_0)
-    return BoundTest(kind, limit, excess, log_evidence, alpha)
+    tested = allowed(kind, limit, upper_bound(bad_0, n_0, alpha * CHAMPION_SHARE)) if relative else limit
+    evidence = log_evidence(bad_c, n_c, tested) if tested < 1.0 else 0.0
+    return BoundTest(kind, limit, excess, tested, evidence, threshold, alpha)
