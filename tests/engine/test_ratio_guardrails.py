@@ -102,3 +102,19 @@ def test_a_missing_count_is_missing_metrics_not_a_bad_value():
     decision = tick(spec, status, 2, {CHAMPION: (0, 200), CHALLENGER: (None, 20)})
     assert decision.status.metrics_failures == 1 and decision.status.phase == "Progressing"
     assert "error-rate.bad of churn-v3" in decision.status.analysis.reason
+
+
+def test_window_counts_are_since_start_already_and_rounded():
+    """increase(...[{{window}}]) extrapolates: 2.6 errors of 99.7 requests are read as 3 of 100."""
+    windowed = {
+        **ERRORS,
+        "bad": 'sum(increase(errors_total{variant="{{variant}}"}[{{window}}]))',
+        "total": 'sum(increase(requests_total{variant="{{variant}}"}[{{window}}]))',
+        "max": 0.05,
+    }
+    spec = make_spec("canary", guardrails=[windowed])
+    decision = tick(spec, started(spec), 1, {CHAMPION: (1.2, 900.4), CHALLENGER: (2.6, 99.7)})
+    counts = decision.status.guardrail_counts
+    assert counts.counters == {}
+    assert counts.since_start[CHALLENGER] == {"error-rate.bad": 3, "error-rate.total": 100}
+    assert (decision.status.guardrails[0].bad, decision.status.guardrails[0].total) == (3, 100)
