@@ -67,3 +67,15 @@ def test_a_challenger_on_the_bound_is_rarely_called_a_breach_however_often_one_l
         for r in range(runs)
     )
     assert breaches / runs <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / runs)
+
+
+def test_the_breach_is_established_exactly_when_the_lower_bound_passes_the_allowed_share() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        n_c = int(rng.integers(1, 20_000))
+        bad_c = int(rng.binomial(n_c, rng.uniform(0, 0.05)))
+        n_0 = int(rng.integers(1, 200_000))
+        bad_0 = int(rng.binomial(n_0, 0.01))
+        for kind, limit in (("max", 0.01), ("maxRatio", 1.5), ("maxIncrease", 0.005)):
+            test = bound_test(kind, limit, bad_c, n_c, bad_0, n_0, alpha=0.01)
+            assert test.breach is (test.lower_bound > test.allowed), test

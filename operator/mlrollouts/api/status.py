@@ -96,8 +96,10 @@ class GuardrailStatus(ApiModel):
     total: float | None = None
     champion_bad: float | None = None
     champion_total: float | None = None
+    lower_bound: float | None = None
+    """Ratio: the challenger's share is at least this (confidence sequence); a breach once above the bound."""
     p_value: float | None = None
-    """Ratio: always-valid p-value of the breach at this check (1 / e-value); rollback when <= alpha."""
+    """Ratio: p-value of the breach at this check, <= alpha exactly when the breach is established."""
     alpha: float | None = None
     """Ratio: the level each test of this guardrail uses (its alpha split across bounds and challengers)."""
     # --- end ratio guardrails ---

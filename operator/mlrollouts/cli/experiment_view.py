@@ -99,7 +99,8 @@ def _guardrail_state(g: dict[str, Any]) -> str:
     if g.get("verdict") is None:
         return str(g.get("consecutiveFailures", 0))
     counts = f"{_fmt(g.get('bad'))}/{_fmt(g.get('total'))} this step"
-    return f"{g['verdict']} ({counts}, p {_fmt(g.get('pValue'))}, alpha {_fmt(g.get('alpha'))})"
+    evidence = f"share >= {_fmt(g.get('lowerBound'))}, p {_fmt(g.get('pValue'))}, alpha {_fmt(g.get('alpha'))}"
+    return f"{g['verdict']} ({counts}, {evidence})"
 
 
 def _guardrails(guardrails: list[dict[str, Any]]) -> list[Any]:

@@ -83,13 +83,15 @@ def check_ratio(
         total=total,
         champion_bad=champion[0],
         champion_total=champion[1],
+        lower_bound=test.lower_bound,
         p_value=test.p_value,
         alpha=alpha,
     )
     problem = None
     if verdict in ("possible", "breach"):
         how = (
-            f"established by the sequential test (p = {test.p_value:.2g} <= alpha {fmt(alpha)})"
+            f"established by the sequential test: the share is at least {fmt(test.lower_bound)} > "
+            f"{fmt(test.allowed)} allowed (p = {test.p_value:.2g} <= alpha {fmt(alpha)})"
             if test.breach
             else f"not established yet (p = {test.p_value:.2g} > alpha {fmt(alpha)}): holding the step"
         )

@@ -51,6 +51,9 @@ class BoundTest:
     """log W; the breach is established when it reaches `log_threshold`."""
     log_threshold: float
     alpha: float
+    lower_bound: float = 0.0
+    """Lower end of the challenger share's confidence sequence at this test's level: the breach is
+    established exactly when it is above `allowed` (the excess's lower bound is above 0)."""
 
     @property
     def breach(self) -> bool:
@@ -100,6 +103,20 @@ def upper_bound(bad: float, total: float, alpha: float) -> float:
     return float(brentq(excess_evidence, bad / total, top, xtol=1e-15))
 
 
+def lower_bound(bad: float, total: float, log_threshold: float) -> float:
+    """Lower end of the confidence sequence for a share: the smallest q whose null "share <= q" survives."""
+    if total == 0 or bad == 0:
+        return 0.0
+    share = bad / total
+
+    def excess_evidence(q: float) -> float:  # decreasing in q below the observed share
+        return log_evidence(bad, total, q) - log_threshold
+
+    if excess_evidence(1e-300) < 0:
+        return 0.0
+    return float(brentq(excess_evidence, 1e-300, share, xtol=1e-15))
+
+
 def allowed(kind: BoundKind, limit: float, champion_share: float) -> float:
     """The largest challenger share the bound allows, given the champion's share."""
     if kind == "max":
@@ -127,4 +144,4 @@ def bound_test(
     excess = bad_c / n_c - allowed(kind, limit, share_0)
     tested = allowed(kind, limit, upper_bound(bad_0, n_0, alpha * CHAMPION_SHARE)) if relative else limit
     evidence = log_evidence(bad_c, n_c, tested) if tested < 1.0 else 0.0
-    return BoundTest(kind, limit, excess, tested, evidence, threshold, alpha)
+    return BoundTest(kind, limit, excess, tested, evidence, threshold, alpha, lower_bound(bad_c, n_c, threshold))
