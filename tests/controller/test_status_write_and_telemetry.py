@@ -87,3 +87,37 @@ def test_the_confidence_sequence_is_exported_while_its_bounds_are_finite() -> No
     assert _bounds("bounds-demo") == {"churn-v3/lower": -0.01}
     telemetry.forget_experiment("default", "bounds-demo")
     assert _bounds("bounds-demo") == {}
+
+
+def _guardrail_series(name: str) -> dict[str, float]:
+    from prometheus_client import generate_latest
+
+    text = generate_latest(telemetry.REGISTRY).decode()
+    return {
+        f"{s.name}/{s.labels['guardrail']}": s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name.startswith("mlrollouts_guardrail_") and s.labels.get("experiment") == name
+    }
+
+
+def test_guardrail_gauges_follow_the_status_and_go_with_the_experiment() -> None:
+    manifest = canary_manifest("guardrail-gauges", "http://p:9090")
+    manifest["status"] = {
+        "phase": "Progressing",
+        "guardrails": [
+            {"name": "error-rate", "healthy": False, "verdict": "possible", "pValue": 0.2},
+            {"name": "p95-latency", "healthy": True},
+        ],
+    }
+    telemetry.record_experiment(parse_experiment(yaml.safe_load(yaml.safe_dump(manifest))), None)
+    assert _guardrail_series("guardrail-gauges") == {
+        "mlrollouts_guardrail_healthy/error-rate": 0,
+        "mlrollouts_guardrail_healthy/p95-latency": 1,
+        "mlrollouts_guardrail_p_value/error-rate": 0.2,
+    }
+    manifest["status"]["guardrails"] = [{"name": "p95-latency", "healthy": True}]
+    telemetry.record_experiment(parse_experiment(yaml.safe_load(yaml.safe_dump(manifest))), None)
+    assert _guardrail_series("guardrail-gauges") == {"mlrollouts_guardrail_healthy/p95-latency": 1}
+    telemetry.forget_experiment("default", "guardrail-gauges")
+    assert _guardrail_series("guardrail-gauges") == {}

@@ -78,7 +78,7 @@ def test_scenario_ends_as_its_rules_say(name: str, tmp_path: pathlib.Path) -> No
     assert result.expected, (status.get("phase"), status.get("reason"), status.get("message"))
     assert status["phase"] == scenario.expected_phase
     if name == "regression":
-        assert status["reason"] == "GuardrailFailed" and "p95-latency of churn-v3" in status["message"]
+        assert status["reason"] == "GuardrailFailed" and "slow-requests of churn-v3" in status["message"]
         assert status["weights"] == {"churn-v2": 100, "churn-v3": 0}
     if name == "bandit":
         assert status["winner"] == "churn-v3"

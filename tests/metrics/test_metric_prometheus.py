@@ -155,6 +155,47 @@ async def test_guardrails_nan_and_empty_results(
     assert observations.failed_queries == 0  # no data is not a failed query
 
 
+SLOW = {  # type: ratio, the SLO form: requests slower than a bucket's bound, out of the histogram's count
+    "name": "slow",
+    "bad": 'sum(ab_test_latency_seconds_count{variant="{{variant}}"})'
+    ' - sum(ab_test_latency_seconds_bucket{variant="{{variant}}",le="LE"})',
+    "total": 'sum(ab_test_latency_seconds_count{variant="{{variant}}"})',
+    "maxRatio": 1.5,
+}
+ERRORS = {
+    "name": "errors",
+    "type": "ratio",
+    "bad": 'sum(ab_test_errors_total{variant="{{variant}}"})',
+    "total": 'sum(ab_test_requests_total{variant="{{variant}}"})',
+    "max": 0.2,
+}
+
+
+async def test_ratio_guardrails_read_both_counts_from_counters_and_buckets(
+    stack: Stack, experiment_factory: Callable[..., ModelExperiment]
+) -> None:
+    """Every churn-v2 latency is 0.2 s: all are slower than 0.1 s, none slower than 0.25 s."""
+    slower_than = [
+        {**SLOW, "name": f"slower-than-{name}", "bad": SLOW["bad"].replace("LE", le)}
+        for name, le in (("100ms", "0.1"), ("250ms", "0.25"))
+    ]
+    experiment = experiment_factory(stack.prometheus.address, guardrails=[*slower_than, ERRORS])
+    observations = await PrometheusMetrics(stack.prometheus.address).observe(experiment, datetime.now(UTC))
+    champion = observations.variants["churn-v2"].guardrails
+    assert observations.errors == ()
+    assert set(champion) == {
+        f"{g}.{part}" for g in ("slower-than-100ms", "slower-than-250ms", "errors") for part in ("bad", "total")
+    }
+    # bad and total are two queries: a scrape landing between them may move one by a scrape's worth.
+    slow_bad, slow_total = champion["slower-than-100ms.bad"], champion["slower-than-100ms.total"]
+    assert slow_bad is not None and slow_total is not None and slow_total > 1000
+    assert slow_bad / slow_total == pytest.approx(1.0, abs=0.02)
+    assert champion["slower-than-250ms.bad"] == 0 < champion["slower-than-250ms.total"]
+    bad, total = champion["errors.bad"], champion["errors.total"]
+    assert bad is not None and total is not None and bad == int(bad) and total == int(total)
+    assert bad / total == pytest.approx(0.1, abs=0.05)
+
+
 async def test_bad_promql_and_several_series_cost_only_their_query(
     stack: Stack, experiment_factory: Callable[..., ModelExperiment]
 ) -> None:

@@ -10,6 +10,7 @@ from mlrollouts.api.base import ApiModel, Name
 from mlrollouts.api.cel import cel
 from mlrollouts.api.durations import Duration, Interval
 from mlrollouts.api.errors import FieldError
+from mlrollouts.api.guardrails import Guardrail
 
 
 class SecretKeyRef(ApiModel):
@@ -116,48 +117,6 @@ class PrimaryMetric(ApiModel):
         return self
 
 
-class Guardrail(ApiModel):
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            "x-kubernetes-validations": [
-                cel(
-                    "has(self.max) || has(self.min) || has(self.maxIncrease) || has(self.maxRatio)",
-                    "a guardrail needs at least one bound: max, min, maxIncrease or maxRatio",
-                ),
-                cel(
-                    "!has(self.max) || !has(self.min) || self.min <= self.max",
-                    "guardrail min must not exceed max",
-                    ".min",
-                ),
-            ]
-        }
-    }
-    name: Name
-    query: str = Field(min_length=1, max_length=4096)
-    max: float | None = None
-    """Absolute upper bound."""
-    min: float | None = None
-    """Absolute lower bound."""
-    max_increase: float | None = Field(default=None, ge=0.0)
-    """Upper bound on (challenger - champion)."""
-    max_ratio: float | None = Field(default=None, gt=0.0)
-    """Upper bound on challenger / champion."""
-    failure_limit: int = Field(default=1, ge=1, le=100)
-    """Consecutive failing checks before rollback."""
-
-    @model_validator(mode="after")
-    def _has_a_bound(self) -> Guardrail:
-        if all(v is None for v in (self.max, self.min, self.max_increase, self.max_ratio)):
-            raise ValueError("a guardrail needs at least one bound: max, min, maxIncrease or maxRatio")
-        if self.max is not None and self.min is not None and self.min > self.max:
-            raise FieldError("min", f"guardrail min must not exceed max: {self.min} > {self.max}")
-        return self
-
-    @property
-    def is_relative(self) -> bool:
-        return self.max_increase is not None or self.max_ratio is not None
-
-
 class Statistics(ApiModel):
     method: Literal["sequential", "fixedHorizon", "bayesian"] = "sequential"
     """sequential (always-valid p, may stop early), fixedHorizon (decide at the planned n) or bayesian."""
@@ -196,7 +155,7 @@ class Analysis(ApiModel):
     prometheus: PrometheusConnection
     primary_metric: PrimaryMetric
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
-    """Checks that roll back after failureLimit consecutive failures; none when absent."""
+    """Health checks that can roll back (threshold or ratio form, see Guardrail); none when absent."""
     statistics: Statistics = Field(default_factory=Statistics)
     """Test method and error rates; sequential, alpha 0.05, power 0.8 when absent."""
 

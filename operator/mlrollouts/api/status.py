@@ -129,6 +129,39 @@ class GuardrailStatus(ApiModel):
     """The bound as a sentence fragment, e.g. "max 0.5" or "maxIncrease 0.01 over champion"."""
     consecutive_failures: int = 0
     healthy: bool = True
+    # --- ratio guardrails (type: ratio): counts of the current step and the sequential test's verdict ---
+    verdict: Literal["ok", "possible", "breach", "noData"] | None = None
+    """Ratio: ok (estimate within the bound), possible (estimate beyond it, not established: the step
+    holds), breach (established at alpha: rollback), noData (no events this step)."""
+    bad: float | None = None
+    """Ratio: bad events of `variant` this step (value = bad / total)."""
+    total: float | None = None
+    champion_bad: float | None = None
+    champion_total: float | None = None
+    lower_bound: float | None = None
+    """Ratio: the challenger's share is at least this (confidence sequence); a breach once above the bound."""
+    p_value: float | None = None
+    """Ratio: p-value of the breach at this check, <= alpha exactly when the breach is established."""
+    alpha: float | None = None
+    """Ratio: the level each test of this guardrail uses (its alpha split across bounds and challengers)."""
+    # --- end ratio guardrails ---
+
+
+# --- ratio guardrails: counter bookkeeping, parallel to `counters` / `stepStartSamples` for the primary metric ---
+class GuardrailCounts(ApiModel):
+    """Counts of ratio guardrails, keyed variant -> "<guardrail>.bad" / "<guardrail>.total".
+
+    `counters` tracks raw cumulative counters (baseline, last, reset offset) as `counters` does for samples;
+    `since_start` holds the latest counts since the analysis started; `step_start` their value when the
+    current step began (the weights last changed), so a step's counts are since_start - step_start.
+    """
+
+    counters: dict[str, dict[str, CounterState]] = Field(default_factory=dict)
+    since_start: dict[str, dict[str, float]] = Field(default_factory=dict)
+    step_start: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
+# --- end ratio guardrails ---
 
 
 class Condition(ApiModel):
@@ -203,6 +236,8 @@ class ModelExperimentStatus(ApiModel):
     plan: Plan | None = None
     analysis: AnalysisStatus | None = None
     guardrails: list[GuardrailStatus] = Field(default_factory=list)
+    guardrail_counts: GuardrailCounts = Field(default_factory=GuardrailCounts)
+    """Ratio guardrails: counter bookkeeping and the counts when the current step began."""
     conditions: list[Condition] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     routing: RoutingStatus | None = None

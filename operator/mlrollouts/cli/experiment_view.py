@@ -120,11 +120,20 @@ def _evidence(status: dict[str, Any]) -> list[Any]:
     return [table]
 
 
+def _guardrail_state(g: dict[str, Any]) -> str:
+    """Threshold: consecutive failing checks; ratio: the verdict, the step's counts and the test's p."""
+    if g.get("verdict") is None:
+        return str(g.get("consecutiveFailures", 0))
+    counts = f"{_fmt(g.get('bad'))}/{_fmt(g.get('total'))} this step"
+    evidence = f"share >= {_fmt(g.get('lowerBound'))}, p {_fmt(g.get('pValue'))}, alpha {_fmt(g.get('alpha'))}"
+    return f"{g['verdict']} ({counts}, {evidence})"
+
+
 def _guardrails(guardrails: list[dict[str, Any]]) -> list[Any]:
     if not guardrails:
         return []
     table = Table(title="Guardrails", title_justify="left")
-    for column in ("name", "variant", "value", "champion", "threshold", "failures", "healthy"):
+    for column in ("name", "variant", "value", "champion", "threshold", "failures / test", "healthy"):
         table.add_column(column, overflow="fold", no_wrap=column in ("name", "variant", "type"))
     for g in guardrails:
         healthy = g.get("healthy", True)
@@ -134,7 +143,7 @@ def _guardrails(guardrails: list[dict[str, Any]]) -> list[Any]:
             _fmt(g.get("value")),
             _fmt(g.get("championValue")),
             g.get("threshold") or "—",
-            str(g.get("consecutiveFailures", 0)),
+            _guardrail_state(g),
             Text("yes" if healthy else "NO", style="green" if healthy else "bold red"),
         )
     return [table]

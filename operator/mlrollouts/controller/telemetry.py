@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -40,6 +41,18 @@ confidence_bound = Gauge(
     registry=REGISTRY,
 )
 srm_p_value = Gauge("mlrollouts_srm_p_value", "Sample-ratio-mismatch p-value.", _EXPERIMENT, registry=REGISTRY)
+guardrail_healthy = Gauge(
+    "mlrollouts_guardrail_healthy",
+    "1 when the guardrail passed its last check; 0 while failing (threshold) or a breach is possible (ratio).",
+    [*_EXPERIMENT, "guardrail"],
+    registry=REGISTRY,
+)
+guardrail_p_value = Gauge(
+    "mlrollouts_guardrail_p_value",
+    "Ratio guardrails: always-valid p-value of a breach at the last check (rollback at <= alpha).",
+    [*_EXPERIMENT, "guardrail"],
+    registry=REGISTRY,
+)
 decisions = Counter("mlrollouts_decisions", "Decisions taken, by action.", [*_EXPERIMENT, "action"], registry=REGISTRY)
 reconcile_duration = Histogram(
     "mlrollouts_reconcile_duration_seconds",
@@ -57,6 +70,7 @@ query_errors = Counter(
 
 _phase_of: dict[tuple[str, str], str] = {}
 _bounds_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
+_guardrails_of: dict[tuple[str, str], set[str]] = {}
 _strategy_of: dict[tuple[str, str], str] = {}
 
 
@@ -84,6 +98,7 @@ def record_experiment(experiment: ModelExperiment, transition_time: float | None
         if analysis.srm_p_value is not None:
             srm_p_value.labels(*key).set(analysis.srm_p_value)
     _record_bounds(key, experiment)
+    _record_guardrails(key, experiment)
     _refresh_phase_counts()
 
 
@@ -100,6 +115,25 @@ def _record_bounds(key: tuple[str, str], experiment: ModelExperiment) -> None:
     _bounds_of[key] = current
 
 
+def _record_guardrails(key: tuple[str, str], experiment: ModelExperiment) -> None:
+    names = set()
+    for guardrail in experiment.status.guardrails:
+        names.add(guardrail.name)
+        guardrail_healthy.labels(*key, guardrail.name).set(1 if guardrail.healthy else 0)
+        if guardrail.p_value is not None:
+            guardrail_p_value.labels(*key, guardrail.name).set(guardrail.p_value)
+    _forget_guardrails(key, keep=names)
+
+
+def _forget_guardrails(key: tuple[str, str], keep: set[str] | None = None) -> None:
+    for name in _guardrails_of.pop(key, set()) - (keep or set()):
+        for gauge in (guardrail_healthy, guardrail_p_value):
+            with contextlib.suppress(KeyError):  # a ratio guardrail may never have had a p-value
+                gauge.remove(*key, name)
+    if keep:
+        _guardrails_of[key] = keep
+
+
 def record_invalid(namespace: str, name: str, strategy: str | None) -> None:
     _set_phase((namespace, name), strategy or "unknown", "Invalid")
     _refresh_phase_counts()
@@ -107,6 +141,7 @@ def record_invalid(namespace: str, name: str, strategy: str | None) -> None:
 
 def forget_experiment(namespace: str, name: str) -> None:
     key = (namespace, name)
+    _forget_guardrails(key)
     if key in _phase_of:
         experiment_info.remove(*key, _strategy_of.pop(key), _phase_of.pop(key))
     for stale in _bounds_of.pop(key, set()):

@@ -1,6 +1,8 @@
 """Guardrails: hard limits on a challenger's health (latency, errors), independent of the primary metric.
 
-A check fails when any checked challenger breaks a bound: max / min (absolute), maxIncrease (challenger -
+Two forms (api/guardrails.py). Ratio guardrails (`type: ratio`, counts judged by a sequential test) are
+checked in engine/ratio_guardrails.py. Threshold guardrails (`type: threshold`, one value per check):
+a check fails when any checked challenger breaks a bound: max / min (absolute), maxIncrease (challenger -
 champion > maxIncrease) or maxRatio (challenger / champion > maxRatio). When the champion's value is 0 a
 ratio is undefined: any positive challenger value then fails maxRatio (it is infinitely worse), 0 passes.
 `failureLimit` consecutive failing checks roll back; one passing check resets the count. Only challengers are
@@ -13,7 +15,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mlrollouts.api.spec import Guardrail, ModelExperimentSpec
-from mlrollouts.api.status import GuardrailStatus
+from mlrollouts.api.status import GuardrailCounts, GuardrailStatus
+from mlrollouts.engine.guardrail_counts import missing_counts
+from mlrollouts.engine.ratio_guardrails import check_ratio
 from mlrollouts.engine.samples import usable
 from mlrollouts.engine.tick import fmt, ordinal
 from mlrollouts.engine.types import Observations
@@ -55,8 +59,10 @@ def breaches(guardrail: Guardrail, value: float, champion: float | None) -> list
 
 def missing_values(spec: ModelExperimentSpec, observations: Observations, checked: Iterable[str]) -> list[str]:
     """Guardrail values this check needs but did not get, as "p95-latency of churn-v3"."""
-    missing = []
+    missing = missing_counts(spec, observations, checked)
     for guardrail in spec.analysis.guardrails:
+        if guardrail.kind == "ratio":
+            continue
         variants = [*checked, spec.champion.name] if guardrail.is_relative else list(checked)
         for variant in variants:
             observed = observations.variants.get(variant)
@@ -79,13 +85,32 @@ class GuardrailCheck:
 
 
 def evaluate(
-    spec: ModelExperimentSpec, previous: list[GuardrailStatus], observations: Observations, checked: list[str]
+    spec: ModelExperimentSpec,
+    previous: list[GuardrailStatus],
+    observations: Observations,
+    checked: list[str],
+    ratio_counts: GuardrailCounts | None = None,
 ) -> GuardrailCheck:
-    """One check of every guardrail (all values must be available; see `missing_values`)."""
+    """One check of every guardrail (all values must be available; see `missing_values`).
+
+    `ratio_counts` are the ratio guardrails' counts, already updated with `observations`."""
     counts = {s.name: s.consecutive_failures for s in previous}
+    was_healthy = {s.name: s.healthy for s in previous}
     statuses, newly_failing, recovered = [], [], []
     breach = None
     for guardrail in spec.analysis.guardrails:
+        if guardrail.kind == "ratio":
+            ratio = check_ratio(
+                guardrail, ratio_counts or GuardrailCounts(), spec.champion.name, checked, threshold_text(guardrail)
+            )
+            statuses.append(ratio.status)
+            if ratio.problem is not None and was_healthy.get(guardrail.name, True):
+                newly_failing.append(ratio.problem)
+            if ratio.problem is None and not was_healthy.get(guardrail.name, True):
+                recovered.append(f"{guardrail.name} is back within {threshold_text(guardrail)}")
+            if ratio.breach and breach is None:
+                breach = ratio.problem
+            continue
         champion = observations.variants[spec.champion.name].guardrails.get(guardrail.name)
         champion = champion if usable(champion) else None
         worst_variant, worst_value, problems = None, None, []
@@ -101,11 +126,8 @@ def evaluate(
             newly_failing.append("; ".join(problems))
         if not problems and counts.get(guardrail.name, 0) > 0:
             recovered.append(f"{guardrail.name} is back within {threshold_text(guardrail)}")
-        if problems and failures >= guardrail.failure_limit and breach is None:
-            breach = (
-                f"{'; '.join(problems)}, {ordinal(failures)} consecutive failing check "
-                f"(limit {guardrail.failure_limit})"
-            )
+        if problems and failures >= guardrail.limit and breach is None:
+            breach = f"{'; '.join(problems)}, {ordinal(failures)} consecutive failing check (limit {guardrail.limit})"
         statuses.append(
             GuardrailStatus(
                 name=guardrail.name,

@@ -18,6 +18,7 @@ Either way an Event SpecChanged and a history entry say what happened: never a s
 
 from __future__ import annotations
 
+from mlrollouts.api.status import GuardrailCounts
 from mlrollouts.engine import analysis
 from mlrollouts.engine.tick import Tick, fmt, running_phase
 from mlrollouts.engine.traffic import canary_weights, initial_mirror, initial_weights
@@ -53,6 +54,7 @@ def start(tick: Tick, generation: int | None, *, why: str = "started") -> None:
         srm_window_log_evidence=0.0,
         metrics_failures=0,
         guardrails=[],
+        guardrail_counts=GuardrailCounts(),
         plan=None,
         winner=None,
         analysis=None,
@@ -151,6 +153,7 @@ def spec_changed(tick: Tick, generation: int) -> None:
         srm_window_log_evidence=0.0,
         metrics_failures=0,
         guardrails=[],
+        guardrail_counts=GuardrailCounts(),
         plan=None,
     )
     tick.decide("pause" if keep_paused else "continue", message)

@@ -19,7 +19,9 @@ A Paused experiment only holds on missing metrics (it already moves nothing).
 
 from __future__ import annotations
 
+from mlrollouts.api.status import GuardrailStatus
 from mlrollouts.engine import guardrails
+from mlrollouts.engine.guardrail_counts import update_counts
 from mlrollouts.engine.samples import update_samples
 from mlrollouts.engine.srm import check_sample_ratio
 from mlrollouts.engine.tick import Tick, fmt
@@ -67,7 +69,10 @@ def analyse(tick: Tick, observations: Observations, strategy_step) -> None:
     if missing:
         metrics_unavailable(tick, missing, observations)
         return
-    tick.update(samples=update.samples, counters=update.counters, last_analysis_at=tick.now)
+    ratio_counts = update_counts(spec, tick.status.guardrail_counts, observations)
+    tick.update(
+        samples=update.samples, counters=update.counters, guardrail_counts=ratio_counts, last_analysis_at=tick.now
+    )
     if tick.status.metrics_failures:
         failures = tick.status.metrics_failures
         tick.update(metrics_failures=0)
@@ -75,7 +80,7 @@ def analyse(tick: Tick, observations: Observations, strategy_step) -> None:
             resume(tick, "MetricsRecovered", f"metrics available again after {failures} failed reads: resuming")
         else:
             tick.event("Normal", "MetricsRecovered", f"metrics available again after {failures} failed reads")
-    check = guardrails.evaluate(spec, tick.status.guardrails, observations, checked)
+    check = guardrails.evaluate(spec, tick.status.guardrails, observations, checked, ratio_counts)
     tick.update(guardrails=check.statuses)
     for sentence in check.newly_failing:
         tick.event("Warning", "GuardrailFailing", sentence)
@@ -106,6 +111,12 @@ def waiting_on_guardrails(check: guardrails.GuardrailCheck) -> str | None:
     failing = [s for s in check.statuses if not s.healthy]
     if not failing:
         return None
-    return ", ".join(
-        f"{s.name} failing ({s.consecutive_failures} consecutive, value {fmt(s.value)}, {s.threshold})" for s in failing
-    )
+    return ", ".join(_failing_text(s) for s in failing)
+
+
+def _failing_text(s: GuardrailStatus) -> str:
+    if s.verdict is not None:  # a ratio guardrail: the estimate breaks the bound, not (yet) established
+        return (
+            f"{s.name} possibly breached ({fmt(s.bad)} of {fmt(s.total)} this step, {s.threshold}, p {fmt(s.p_value)})"
+        )
+    return f"{s.name} failing ({s.consecutive_failures} consecutive, value {fmt(s.value)}, {s.threshold})"

@@ -96,6 +96,16 @@ class Tick:
             srm_log_evidence=self.status.srm_log_evidence + self.status.srm_window_log_evidence,
             srm_window_log_evidence=0.0,
         )
+        self.restart_guardrail_step()
+
+    # --- ratio guardrails ---
+    def restart_guardrail_step(self) -> None:
+        """Ratio guardrails judge each step on its own counts: the step's baseline is the counts now."""
+        counts = self.status.guardrail_counts
+        since_start = {variant: dict(values) for variant, values in counts.since_start.items()}
+        self.update(guardrail_counts=counts.model_copy(update={"step_start": since_start}))
+
+    # --- end ratio guardrails ---
 
     def describe_weights(self, weights: dict[str, int] | None = None) -> str:
         shown = self.status.weights if weights is None else weights

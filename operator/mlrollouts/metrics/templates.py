@@ -16,6 +16,7 @@ from mlrollouts.api import ModelExperiment, ModelExperimentSpec, parse_duration,
 from mlrollouts.api.analysis import SAMPLE_QUERIES
 from mlrollouts.api.base import NAME_PATTERN
 from mlrollouts.api.errors import SpecError, SpecProblem
+from mlrollouts.api.guardrails import COUNT_PARTS, count_key
 
 PROMQL_DURATION_PATTERN = r"^([0-9]+(ms|s|m|h|d|w|y))+$"
 # A DNS-1123 subdomain (metadata.name of a custom resource may contain dots): still only [a-z0-9.-].
@@ -41,7 +42,7 @@ class TemplateError(SpecError):
 @dataclass(frozen=True)
 class QueryTemplate:
     field: str  # e.g. "spec.analysis.guardrails[0].query"
-    name: str  # sample query name ("trials") or guardrail name ("p95-latency")
+    name: str  # sample query name ("trials"), guardrail name ("p95-latency") or count ("error-rate.bad")
     kind: str  # "sample" | "guardrail"
     text: str
 
@@ -53,10 +54,16 @@ def query_templates(spec: ModelExperimentSpec) -> list[QueryTemplate]:
         QueryTemplate(f"spec.analysis.primaryMetric.{name}", name, "sample", getattr(metric, attr))
         for name, attr in SAMPLE_QUERIES[metric.type]
     ]
-    templates += [
-        QueryTemplate(f"spec.analysis.guardrails[{i}].query", g.name, "guardrail", g.query)
-        for i, g in enumerate(spec.analysis.guardrails)
-    ]
+    for i, g in enumerate(spec.analysis.guardrails):
+        if g.kind == "threshold":
+            assert g.query is not None
+            templates.append(QueryTemplate(f"spec.analysis.guardrails[{i}].query", g.name, "guardrail", g.query))
+            continue
+        for part in COUNT_PARTS:  # a ratio guardrail: two counts, read as "<name>.bad" and "<name>.total"
+            text = getattr(g, part)
+            templates.append(
+                QueryTemplate(f"spec.analysis.guardrails[{i}].{part}", count_key(g.name, part), "guardrail", text)
+            )
     return templates
 
 

@@ -38,7 +38,7 @@ def plain_line(snapshot: Snapshot) -> str:
         for k, v in (status.get("samples") or {}).items()
     )
     guardrails = ",".join(
-        f"{g.get('name')}={'ok' if g.get('healthy', True) else 'FAIL'}({_number(g.get('value'))})"
+        f"{g.get('name')}={g.get('verdict') or ('ok' if g.get('healthy', True) else 'FAIL')}({_number(g.get('value'))})"
         for g in status.get("guardrails") or []
     )
     evidence = f"p={_number(analysis.get('pValue'))} P(better)={_number(analysis.get('probabilityBetter'))}"

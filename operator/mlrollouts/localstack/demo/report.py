@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 
 from mlrollouts.api import SpecError, parse_experiment
-from mlrollouts.metrics.templates import query_templates, render, uses_window, variant_values
+from mlrollouts.api.guardrails import Guardrail, count_key
+from mlrollouts.metrics.templates import QueryTemplate, query_templates, render, uses_window, variant_values
 
 log = logging.getLogger(__name__)
 MAX_POINTS = 400
@@ -149,11 +150,11 @@ def collect(prometheus: str, experiment: dict[str, Any], start: float, end: floa
                 if pair[0] is not None and pair[1] is not None:
                     data.retention.append((pair[0], pair[1]))
         for guardrail in model.spec.analysis.guardrails:
-            template = next(t for t in templates if t.kind == "guardrail" and t.name == guardrail.name)
             series = []
             for variant in model.spec.variant_names:
-                promql = render(template.text, variant_values(model, variant, now), template.field)
-                found = reader.one(promql, variant)
+                found = reader.one(
+                    _guardrail_promql(templates, guardrail, variant_values(model, variant, now)), variant
+                )
                 if found is not None:
                     series.append(found)
             bounds = {
@@ -171,6 +172,15 @@ def collect(prometheus: str, experiment: dict[str, Any], start: float, end: floa
         data.problems.extend(reader.problems)
         reader.close()
     return data
+
+
+def _guardrail_promql(templates: list[QueryTemplate], guardrail: Guardrail, values: dict[str, str]) -> str:
+    """The plotted value: a threshold guardrail's query; a ratio guardrail's bad / total (the share so far)."""
+    if guardrail.kind == "threshold":
+        template = next(t for t in templates if t.kind == "guardrail" and t.name == guardrail.name)
+        return render(template.text, values, template.field)
+    bad, total = (next(t for t in templates if t.name == count_key(guardrail.name, part)) for part in ("bad", "total"))
+    return f"({render(bad.text, values, bad.field)}) / ({render(total.text, values, total.field)})"
 
 
 def _since_start(series: Series | None, counter: dict[str, float] | None) -> Series | None:

@@ -88,7 +88,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "regression",
-            "canary: churn-v3 retains better but it is 5x slower -> RolledBack by the p95-latency guardrail",
+            "canary: churn-v3 retains better but it is 5x slower -> RolledBack by the slow-requests guardrail",
             (CHAMPION, ModelServer("churn-v3", retention=0.78, latency=0.08)),
             expected_phase="RolledBack",
             expected_reason="GuardrailFailed",
