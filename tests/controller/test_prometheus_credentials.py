@@ -67,12 +67,15 @@ def _tick(runtime: Runtime, manifest: dict[str, Any]) -> tuple[dict[str, Any], l
     async def clear_annotation(namespace: str, name: str, key: str) -> None:
         raise AssertionError("no annotation to clear")
 
+    async def post_event(event: Event) -> None:
+        events.append(event)
+
     ports = TickPorts(
         metrics_for=runtime.metrics_for,
         router_for=runtime.router_for,
         write_status=write_status,
         clear_annotation=clear_annotation,
-        post_event=events.append,
+        post_event=post_event,
         conflict_with=lambda experiment: None,
     )
     asyncio.run(reconcile(manifest, datetime.now(UTC), ports))

@@ -100,7 +100,16 @@ SCENARIOS: dict[str, Scenario] = {
             (CHAMPION, ModelServer("churn-v3", retention=0.78), ModelServer("churn-v4", retention=0.66)),
             expected_phase="Promoted",
             expected_winner="churn-v3",
-            fast_spec={**FAST_ANALYSIS, "bandit": {"updateInterval": "2s", "minSamples": 200, "minExploration": 0.1}},
+            fast_spec={
+                **FAST_ANALYSIS,
+                "bandit": {
+                    "updateInterval": "2s",
+                    "minSamples": 200,
+                    "minExploration": 0.2,
+                    "minDuration": "20s",
+                    "recheckWindow": "5s",
+                },
+            },
         ),
         Scenario(
             "shadow",
