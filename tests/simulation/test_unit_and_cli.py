@@ -71,3 +71,13 @@ def test_simulate_bad_input_is_one_line(extra: list[str], says: str, capsys: pyt
     assert main(["simulate", "-f", str(ROOT / "examples" / "canary-istio.yaml"), *extra]) == 2
     err = capsys.readouterr().err
     assert says in err and "Traceback" not in err
+
+
+def test_simulate_covers_ratio_guardrails(capsys: pytest.CaptureFixture[str]) -> None:
+    """canary-istio.yaml at 200 req/s: a healthy challenger is promoted, one with three times the errors is not."""
+    manifest = str(ROOT / "examples" / "canary-istio.yaml")
+    argv = ["simulate", "-f", manifest, "--traffic", "12000", "--baseline", "0.05", "--runs", "4", "--json"]
+    assert main([*argv, "--bad-ratio", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcomes"] == {"Promoted": 1.0}
+    assert main([*argv, "--bad-ratio", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["outcomes"] == {"RolledBack": 1.0}

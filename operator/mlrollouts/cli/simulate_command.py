@@ -106,6 +106,12 @@ def simulate_command(
     lost: Annotated[
         float, typer.Option("--lost", help="Share of the challengers' outcomes never logged (a sample ratio mismatch).")
     ] = 0.0,
+    bad_rate: Annotated[
+        float, typer.Option("--bad-rate", help="Ratio guardrails: the champion's share of bad requests.")
+    ] = 0.002,
+    bad_ratio: Annotated[
+        float, typer.Option("--bad-ratio", help="Ratio guardrails: challengers' bad share over the champion's.")
+    ] = 1.0,
     runs: Annotated[int, typer.Option("--runs", help="Simulated experiments.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed gives the same figures.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -117,7 +123,9 @@ def simulate_command(
         raise UsageFailure("--delay", f"minutes between 0 and 1440, got {delay:g}")
     if not 0 <= lost < 1:
         raise UsageFailure("--lost", f"a share in [0, 1), e.g. 0.2, got {lost:g}")
-    model = replace(model, delay_minutes=delay, lost=lost)
+    if not 0 <= bad_rate <= 1 or not 0 <= bad_rate * bad_ratio <= 1:
+        raise UsageFailure("--bad-rate", f"bad shares must stay in [0, 1], got {bad_rate:g} × {bad_ratio:g}")
+    model = replace(model, delay_minutes=delay, lost=lost, bad_rate=bad_rate, bad_ratio=bad_ratio)
     if not 1 <= runs <= 100_000:
         raise UsageFailure("--runs", f"must be between 1 and 100000, got {runs}")
     columns = (TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

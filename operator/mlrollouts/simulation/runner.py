@@ -5,8 +5,8 @@ Each run starts the experiment, then every `analysis.interval` feeds the engine 
 (observe -> decide -> route). A run ends at a terminal phase, at Paused/ReadyToPromote (autoPromote off), or
 at the horizon (the strategy's own length: canary steps × stepDuration × 3, abTest/bandit maxDuration, shadow
 duration × 1.5). Regret counts the outcomes lost against the truly best variant while the run lasts (a promoted
-run stops counting). Guardrails report healthy values (the same for every variant), so the figures are about the
-primary metric's decision.
+run stops counting). Ratio guardrails read simulated bad and total requests (`TrafficModel.bad_rate`,
+`bad_ratio`), so their rollbacks are measured too; threshold guardrails read a healthy value.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from mlrollouts.api import ModelExperimentSpec, ModelExperimentStatus, parse_duration
-from mlrollouts.api.analysis import Guardrail
+from mlrollouts.api.guardrails import Guardrail, count_key
 from mlrollouts.engine import Observations, VariantObservation, decide
 from mlrollouts.simulation.traffic import Counters, TrafficModel, generate
 
@@ -92,20 +92,25 @@ def healthy_value(guardrail: Guardrail) -> float:
     return 0.1
 
 
+def _guardrails(spec: ModelExperimentSpec, counts: dict[str, float]) -> dict[str, float]:
+    """Threshold guardrails read a healthy value; ratio guardrails the simulated bad and total requests."""
+    values: dict[str, float] = {}
+    for guardrail in spec.analysis.guardrails:
+        if guardrail.kind == "ratio":
+            values[count_key(guardrail.name, "bad")] = counts.get("bad", 0.0)
+            values[count_key(guardrail.name, "total")] = counts.get("requests", 0.0)
+        else:
+            values[guardrail.name] = healthy_value(guardrail)
+    return values
+
+
 def _observe(spec: ModelExperimentSpec, counters: Counters, now: datetime) -> Observations:
-    guardrails = {g.name: healthy_value(g) for g in spec.analysis.guardrails}
     zero = dict.fromkeys(("successes", "trials", "count", "sum", "sumOfSquares"), 0.0)
-    return Observations(
-        time=now,
-        variants={
-            name: VariantObservation(
-                samples={**zero, **counters.values.get(name, {})},
-                guardrails=guardrails,
-            )
-            for name in spec.variant_names
-        },
-        cumulative_counters=True,
-    )
+    variants = {}
+    for name in spec.variant_names:
+        counts = counters.values.get(name, {})
+        variants[name] = VariantObservation(samples={**zero, **counts}, guardrails=_guardrails(spec, counts))
+    return Observations(time=now, variants=variants, cumulative_counters=True)
 
 
 def _outcome(status: ModelExperimentStatus) -> str | None:

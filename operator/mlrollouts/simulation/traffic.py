@@ -5,7 +5,9 @@ the weights the engine last set (multinomial), so a canary's challenger sees lit
 and more later, exactly as in production. Outcomes: a proportion metric converts at the base rate (the
 challengers at base × (1 + effect)); a mean metric draws Normal(base, sd) per user (challengers' mean times
 (1 + effect)). A drift moves the base rate linearly from FROM to TO over the run's horizon, for everyone.
-The counters are cumulative, as Prometheus counters are.
+Every request is also "bad" (an error, or slower than a ratio guardrail's bound) with probability `bad_rate`
+for the champion and bad_rate × bad_ratio for the challengers: the counts every ratio guardrail reads. The
+counters are cumulative, as Prometheus counters are.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class TrafficModel:
     """Outcomes are counted this long after their request (feedback that arrives late)."""
     lost: float = 0.0
     """Share of the challengers' outcomes that are never logged (a broken exporter): a sample ratio mismatch."""
+    bad_rate: float = 0.002
+    """Ratio guardrails: the champion's share of bad requests (errors, or requests slower than the bound)."""
+    bad_ratio: float = 1.0
+    """Ratio guardrails: the challengers' bad share is bad_ratio × the champion's (3 = three times the errors)."""
 
     def effect_at(self, minute: float) -> float:
         if self.novelty is not None and minute < self.novelty[1]:
@@ -92,14 +98,14 @@ def generate(
         n = int(n)
         regret += n * (best - level)
         logged = int(rng.binomial(n, 1.0 - model.lost)) if model.lost and name != champion and n else n
+        bad_share = min(1.0, model.bad_rate * (1.0 if name == champion else model.bad_ratio))
+        requests = {"bad": float(rng.binomial(n, bad_share)) if n else 0.0, "requests": float(n)}
         if model.metric_type == "proportion":
             rate = min(1.0, max(0.0, level))
-            increments[name] = {
-                "successes": float(rng.binomial(logged, rate)) if logged else 0.0,
-                "trials": float(logged),
-            }
+            outcomes = {"successes": float(rng.binomial(logged, rate)) if logged else 0.0, "trials": float(logged)}
         else:
             sd = model.standard_deviation if model.standard_deviation is not None else abs(model.baseline) or 1.0
             draws = rng.normal(level, sd, logged)
-            increments[name] = {"count": float(logged), "sum": float(draws.sum()), "sumOfSquares": float(draws @ draws)}
+            outcomes = {"count": float(logged), "sum": float(draws.sum()), "sumOfSquares": float(draws @ draws)}
+        increments[name] = {**outcomes, **requests}
     return Interval(increments, regret)
