@@ -18,7 +18,9 @@ from scipy import special
 
 from mlrollouts import stats
 from mlrollouts.cli.main import UsageFailure, app
+from mlrollouts.stats.differences import mean_difference, proportion_difference
 from mlrollouts.stats.planning import sequential_sample_size
+from mlrollouts.stats.spike_slab import spike_slab
 
 DECISIONS = ("treatment better", "treatment worse", "no significant difference", "sample ratio mismatch")
 
@@ -199,11 +201,30 @@ def _p_verdict(method: str, p_value: float, alpha: float, low: float, high: floa
     return Verdict(method, p_value < alpha, direction, f"p = {p_value:.3g} {comparison} alpha {alpha:g}")
 
 
-def _bayes_verdict(p_better: float, threshold: float) -> Verdict:
-    direction = 1 if p_better >= threshold else -1 if p_better <= 1 - threshold else 0
-    return Verdict(
-        "bayesian", direction != 0, direction, f"P(treatment higher) = {p_better:.4f}, threshold {threshold:g}"
-    )
+def spike_slab_better(estimate: float, variance: float, tau: float) -> tuple[float, float]:
+    """(P(treatment higher), P(lower)) under the operator's spike-and-slab posterior (one challenger)."""
+    if not (variance > 0 and tau > 0):
+        return 0.0, 0.0
+    posterior = spike_slab(estimate, variance, tau, prior_differs=0.5)
+    return posterior.probability_positive, posterior.probability_negative
+
+
+def _verdict(
+    method: str,
+    alpha: float,
+    seq: stats.SequentialResult,
+    fixed: tuple[float, float, float],
+    bayes: tuple[float, float],
+) -> Verdict:
+    """The chosen method's verdict; bayesian uses P(higher) / P(lower) against 1 - alpha, as the operator."""
+    if method == "sequential":
+        return _p_verdict("sequential", seq.p_value, alpha, seq.ci_low, seq.ci_high)
+    if method == "fixed":
+        return _p_verdict("fixed", fixed[0], alpha, fixed[1], fixed[2])
+    threshold = 1 - alpha
+    direction = 1 if bayes[0] >= threshold else -1 if bayes[1] >= threshold else 0
+    evidence = f"P(treatment higher) = {bayes[0]:.4f}, P(lower) = {bayes[1]:.4f}, threshold {threshold:g}"
+    return Verdict("bayesian", direction != 0, direction, evidence)
 
 
 def _srm_rows(srm: float, threshold: float) -> tuple[dict[str, Any], tuple[str, str]]:
@@ -297,11 +318,10 @@ def _analyze_proportions(
     p_better = stats.prob_b_beats_a(*a, *b)
     loss = stats.expected_loss(*a, *b)
     srm = stats.srm_pvalue([a[1], b[1]], split)
-    verdict = {
-        "sequential": lambda: _p_verdict("sequential", seq.p_value, alpha, seq.ci_low, seq.ci_high),
-        "fixed": lambda: _p_verdict("fixed", z.p_value, alpha, z.ci_low, z.ci_high),
-        "bayesian": lambda: _bayes_verdict(p_better, 1 - alpha),
-    }[method]()
+    estimate, variance = proportion_difference(*a, *b)
+    verdict = _verdict(
+        method, alpha, seq, (z.p_value, z.ci_low, z.ci_high), spike_slab_better(estimate, variance, seq.tau)
+    )
     decision = _decide(verdict, srm, srm_threshold, increase)
     srm_json, srm_row = _srm_rows(srm, srm_threshold)
     arms = f"converts at {z.rate_b:.2%} vs {z.rate_a:.2%} for control"
@@ -360,13 +380,12 @@ def _analyze_means(
     tau = stats.default_tau(a.mean, mde) if a.mean != 0 else None
     seq = stats.msprt_pvalue_means(a.n, a.mean, a.var, b.n, b.mean, b.var, tau=tau, alpha=alpha)
     srm = stats.srm_pvalue([a.n, b.n], split)
-    # Bayesian view of a mean: the normal approximation of the difference (flat prior), as the engine uses.
+    # Flat-prior view of a mean for the table; the bayesian verdict is the operator's spike-and-slab one.
     p_better = float(special.ndtr(t.difference / math.sqrt(a.var / a.n + b.var / b.n))) if a.var + b.var > 0 else 0.5
-    verdict = {
-        "sequential": lambda: _p_verdict("sequential", seq.p_value, alpha, seq.ci_low, seq.ci_high),
-        "fixed": lambda: _p_verdict("fixed", t.p_value, alpha, t.ci_low, t.ci_high),
-        "bayesian": lambda: _bayes_verdict(p_better, 1 - alpha),
-    }[method]()
+    estimate, variance = mean_difference(a, b)
+    verdict = _verdict(
+        method, alpha, seq, (t.p_value, t.ci_low, t.ci_high), spike_slab_better(estimate, variance, seq.tau)
+    )
     decision = _decide(verdict, srm, srm_threshold, increase)
     srm_json, srm_row = _srm_rows(srm, srm_threshold)
     arms = f"mean {b.mean:.4g} vs {a.mean:.4g} for control"

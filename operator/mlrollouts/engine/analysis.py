@@ -74,6 +74,19 @@ def planned_tau(spec: ModelExperimentSpec) -> float | None:
     return default_tau(metric.baseline, metric.minimum_detectable_effect)
 
 
+def first_look(spec: ModelExperimentSpec, status: ModelExperimentStatus, name: str):
+    """(champion samples, estimate, variance, carried evidence, tau) once both arms are ready, else None."""
+    champion, challenger = status.samples.get(spec.champion.name), status.samples.get(name)
+    if not (ready(spec, champion) and ready(spec, challenger)):
+        return None
+    current = epochs.combined(spec, status, name)
+    if current is None:
+        return None
+    prior = status.evidence.get(name) or Evidence()
+    tau = prior.tau or planned_tau(spec) or fallback_tau(spec, champion)
+    return champion, current[0], current[1], prior, tau
+
+
 def sequential(
     spec: ModelExperimentSpec, status: ModelExperimentStatus, name: str
 ) -> tuple[Comparison, Evidence] | None:
@@ -81,15 +94,10 @@ def sequential(
 
     None until both arms have MIN_SAMPLES_PER_ARM (a look on a handful of samples is no look at all).
     """
-    champion, challenger = status.samples.get(spec.champion.name), status.samples.get(name)
-    if not (ready(spec, champion) and ready(spec, challenger)):
+    look = first_look(spec, status, name)
+    if look is None:
         return None
-    current = epochs.combined(spec, status, name)
-    if current is None:
-        return None
-    estimate, variance, _ = current
-    prior = status.evidence.get(name) or Evidence()
-    tau = prior.tau or planned_tau(spec) or fallback_tau(spec, champion)
+    champion, estimate, variance, prior, tau = look
     alpha = spec.analysis.statistics.alpha
     result = msprt(estimate, variance, tau, alpha=alpha)
     low, high = prior.confidence_interval

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from mlrollouts.api.spec import ModelExperimentSpec
 from mlrollouts.api.status import Comparison, Evidence, ModelExperimentStatus, VariantSamples
-from mlrollouts.engine import epochs
-from mlrollouts.engine.analysis import fallback_tau, mean_of, planned_tau, ready
+from mlrollouts.engine.analysis import first_look, mean_of
 from mlrollouts.stats import MeanStats
 from mlrollouts.stats.spike_slab import spike_slab
 
@@ -31,16 +30,11 @@ def _welch_df(champion: VariantSamples, challenger: VariantSamples) -> float:
 
 
 def bayesian(spec: ModelExperimentSpec, status: ModelExperimentStatus, name: str) -> tuple[Comparison, Evidence] | None:
-    champion, challenger = status.samples.get(spec.champion.name), status.samples.get(name)
-    if not (ready(spec, champion) and ready(spec, challenger)):
+    look = first_look(spec, status, name)
+    if look is None:
         return None
-    current = epochs.combined(spec, status, name)
-    if current is None:
-        return None
-    estimate, variance, _ = current
-    prior = status.evidence.get(name) or Evidence()
-    tau = prior.tau or planned_tau(spec) or fallback_tau(spec, champion)
-    df = _welch_df(champion, challenger) if spec.analysis.primary_metric.type == "mean" else None
+    champion, estimate, variance, prior, tau = look
+    df = _welch_df(champion, status.samples[name]) if spec.analysis.primary_metric.type == "mean" else None
     posterior = spike_slab(estimate, variance, tau, prior_differs=1.0 / (1 + len(spec.challengers)), df=df)
     increase = spec.analysis.primary_metric.direction == "increase"
     p_better = posterior.probability_positive if increase else posterior.probability_negative
