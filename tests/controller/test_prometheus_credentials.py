@@ -170,13 +170,11 @@ def test_a_redirect_is_not_followed_with_the_token() -> None:
 
 
 def test_the_default_address_is_used_when_the_platform_sets_one() -> None:
-    """The spec's address is required today; the policy still resolves an empty one to the platform default."""
+    """A manifest without spec.analysis.prometheus.address uses the chart's prometheus.defaultAddress."""
     with recording_listener() as prometheus:
-        experiment = parse_experiment(_manifest("http://unused:9090"))
-        settings = experiment.spec.analysis.prometheus.model_copy(update={"address": ""})
-        analysis = experiment.spec.analysis.model_copy(update={"prometheus": settings})
-        spec = experiment.spec.model_copy(update={"analysis": analysis})
-        experiment = experiment.model_copy(update={"spec": spec})
+        manifest = _manifest("http://unused:9090")
+        del manifest["spec"]["analysis"]["prometheus"]["address"]
+        experiment = parse_experiment(manifest)
         runtime = Runtime(_cluster(), credentials=CredentialPolicy(default_address=prometheus.url))
         provider = asyncio.run(runtime.metrics_for(experiment))
         asyncio.run(provider.observe(experiment, datetime.now(UTC)))

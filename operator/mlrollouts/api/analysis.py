@@ -19,8 +19,9 @@ class SecretKeyRef(ApiModel):
 
 
 class PrometheusConnection(ApiModel):
-    address: str = Field(pattern=r"^https?://[^\s]+$", max_length=2048)
-    """Base URL of the Prometheus HTTP API."""
+    address: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=2048)
+    """Base URL of the Prometheus HTTP API; the platform's default (chart value prometheus.defaultAddress) when
+    absent."""
     bearer_token_secret_ref: SecretKeyRef | None = None
     """Secret key holding a bearer token; requests are unauthenticated when absent."""
     ca_secret_ref: SecretKeyRef | None = None
@@ -152,7 +153,8 @@ class Analysis(ApiModel):
     }
     interval: Interval = "1m"
     """How often metrics are read and a decision is made: 5s to 1h."""
-    prometheus: PrometheusConnection
+    prometheus: PrometheusConnection = Field(default_factory=lambda: PrometheusConnection())
+    """Where the queries go; the platform's default Prometheus when absent."""
     primary_metric: PrimaryMetric
     guardrails: list[Guardrail] = Field(default_factory=list, max_length=20)
     """Health checks that can roll back (threshold or ratio form, see Guardrail); none when absent."""
