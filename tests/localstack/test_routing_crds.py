@@ -12,7 +12,7 @@ from mlrollouts.localstack.kubectl import NO_VALIDATION, Kubectl
 from mlrollouts.localstack.server import PROJECT_CRD, LocalApiServer
 
 pytestmark = pytest.mark.integration
-SCHEMAS = pathlib.Path("/work/shared/schemas")
+SCHEMAS = pathlib.Path(__file__).resolve().parents[1] / "data" / "schemas"  # copies; sources in SOURCES.md
 
 
 def test_istio_and_gateway_api_objects_can_be_written_and_patched(
