@@ -18,7 +18,7 @@ from mlrollouts.cli.main import main
 from mlrollouts.localstack.demo.orchestrator import DemoOptions, Snapshot, run_demo
 from mlrollouts.localstack.demo.scenarios import SCENARIOS
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RATE = 100.0  # requests per second: enough samples for --fast, and less CPU on a busy CI machine
 
@@ -73,7 +73,7 @@ def test_scenario_ends_as_its_rules_say(name: str, tmp_path: pathlib.Path) -> No
         if name == "shadow":
             report_while_running(snapshot)
 
-    result = run_demo(DemoOptions(scenario, run_dir, timeout=75, fast=True, rate=RATE), show)
+    result = run_demo(DemoOptions(scenario, run_dir, timeout=120, fast=True, rate=RATE), show)
     status = result.experiment["status"]
     assert result.expected, (status.get("phase"), status.get("reason"), status.get("message"))
     assert status["phase"] == scenario.expected_phase
