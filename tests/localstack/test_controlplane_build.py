@@ -82,3 +82,28 @@ def test_without_binaries_the_default_is_the_emulator(
     monkeypatch.setenv("MLROLLOUTS_CONTROLPLANE_BIN", str(tmp_path / "none"))
     assert main(["apiserver", "--kubeconfig", str(tmp_path / "kc"), "--stop-after", "0.1"]) == 0
     assert "Emulated Kubernetes API" in capsys.readouterr().out
+
+
+def _replaces(gomod: str) -> dict[str, str]:
+    """`old => new` lines of a go.mod, single-line or in a block."""
+    pairs = {}
+    for line in gomod.splitlines():
+        if "=>" in line:
+            old, new = line.removeprefix("replace").split("=>")
+            pairs[old.strip().split()[0]] = new.strip()
+    return pairs
+
+
+def test_every_staging_module_is_replaced_by_its_published_version() -> None:
+    gomod = (REPO / "controlplane" / "go.mod").read_text()
+    version = next(line.split()[1] for line in gomod.splitlines() if line.strip().startswith("k8s.io/kubernetes "))
+    staging = "v0." + version.removeprefix("v1.")
+    replaces = _replaces(gomod)
+    assert replaces and all(new == f"{old} {staging}" for old, new in replaces.items())
+    go = shutil.which("go")
+    modcache = subprocess.run([go, "env", "GOMODCACHE"], capture_output=True, text=True).stdout.strip() if go else ""
+    monorepo = pathlib.Path(modcache or "/nonexistent") / "cache/download/k8s.io/kubernetes/@v" / f"{version}.mod"
+    if not monorepo.is_file():
+        pytest.skip(f"k8s.io/kubernetes {version} is not in the module cache: `make controlplane` downloads it")
+    wanted = {old for old, new in _replaces(monorepo.read_text()).items() if new.startswith("./staging/")}
+    assert set(replaces) == wanted
