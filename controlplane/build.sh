@@ -73,7 +73,7 @@ build() { # name, package, ldflags; a line a minute while go is silent
 if build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$ldk" &&
 	build etcd ./cmd/etcd "-s -w" &&
 	build helm helm.sh/helm/v3/cmd/helm "$ldh"; then
-	mkdir -p "$dir" && rm -rf "$dir/bin" && mv "$stage" "$dir/bin" && trap - EXIT
+	chmod 755 "$stage" && mkdir -p "$dir" && rm -rf "$dir/bin" && mv "$stage" "$dir/bin" && trap - EXIT
 	printf 'kubernetes=%s\nhelm=%s\n' "$k8s" "$helmv" >"$dir/bin/VERSIONS"
 	ln -sfn "$hash" "$root/current"
 	echo "control plane: built in $((SECONDS - start)) s ($dir/bin)"

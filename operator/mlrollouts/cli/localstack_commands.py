@@ -68,7 +68,7 @@ def _chosen_backend(backend: Backend | None) -> Backend:
 def _run_real(port: int, kubeconfig: Path, files: list[Path], stop_after: float | None) -> None:
     realcluster = import_local("mlrollouts.localstack.realcluster", "apiserver")
     crdinstall = import_local("mlrollouts.localstack.crdinstall", "apiserver")
-    server = realcluster.RealApiServer(port, kubeconfig, [*realcluster.DEFAULT_CRDS, *files])
+    server = realcluster.RealApiServer(port, kubeconfig, files)
     typer.echo("Starting etcd and kube-apiserver (real backend) on 127.0.0.1 ...")
     try:
         server.start()
@@ -79,10 +79,13 @@ def _run_real(port: int, kubeconfig: Path, files: list[Path], stop_after: float 
     except realcluster.ControlPlaneError as error:
         raise UsageFailure("--backend", f"real: the control plane did not start: {error}") from error
     try:
+        installed = len(server.builtin_crds) + len(server.crd_files) - len(server.rejected_crds)
         typer.echo(
             f"Kubernetes API (real kube-apiserver, RBAC on) at {server.url}, ready in {server.startup_seconds:.1f} s;"
-            f" {len(server.crd_files)} CRD files installed."
+            f" {installed} CRD files installed."
         )
+        for problem in server.rejected_crds:  # served anyway: the other CRDs and the API stay usable
+            typer.echo(f"warning: {problem}", err=True)
         typer.echo(f"export KUBECONFIG={kubeconfig}   # admin (system:masters); then: kubectl get mexp")
         _wait_until_stopped(stop_after)
     finally:

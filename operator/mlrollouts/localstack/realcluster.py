@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from mlrollouts.localstack import binaries, certs
-from mlrollouts.localstack.crdinstall import install_crds
+from mlrollouts.localstack.crdinstall import CrdRejected, install_crds
 from mlrollouts.localstack.kubeconfig import admin_kubeconfig
 
 logger = logging.getLogger(__name__)
@@ -60,11 +60,12 @@ def check_port_free(port: int) -> None:
 
 
 def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if the process that started it dies (e.g. a killed test run)."""
+    """Linux: the child is killed if the process that started it dies (e.g. a killed test run). SIGKILL, as
+    kube-apiserver given SIGTERM at the same moment as etcd waits for etcd forever; the data is throw-away."""
     with contextlib.suppress(Exception):
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _tail(path: pathlib.Path, lines: int = 8) -> str:
@@ -81,11 +82,16 @@ class RealApiServer:
         self,
         port: int = 0,
         kubeconfig_path: str | pathlib.Path | None = None,
-        crd_files: Iterable[pathlib.Path] = DEFAULT_CRDS,
+        crd_files: Iterable[pathlib.Path] = (),
+        builtin_crds: Iterable[pathlib.Path] = DEFAULT_CRDS,
     ) -> None:
+        """`crd_files` must all be accepted (start() fails otherwise); a refused `builtin_crds` file is kept
+        in `rejected_crds` and the server still starts, so that one bad CRD does not take the rest away."""
         self.requested_port = port
         self.kubeconfig = pathlib.Path(kubeconfig_path) if kubeconfig_path else None
         self.crd_files = [pathlib.Path(p) for p in crd_files]
+        self.builtin_crds = [pathlib.Path(p) for p in builtin_crds]
+        self.rejected_crds: list[str] = []
         self.workdir: pathlib.Path | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.port = 0
@@ -108,6 +114,12 @@ class RealApiServer:
             self._wait_ready(began + READY_TIMEOUT_S)
             if self.kubeconfig is not None:
                 self.write_kubeconfig(self.kubeconfig)
+            for path in self.builtin_crds:
+                try:
+                    self.install_crd_files([path])
+                except CrdRejected as error:
+                    logger.warning("built-in CRD refused file=%s: %s", path, error)
+                    self.rejected_crds.append(str(error))
             self.install_crd_files(self.crd_files)
         except BaseException:
             self.stop()
@@ -157,6 +169,8 @@ class RealApiServer:
                 f"--etcd-servers={etcd_url}",
                 "--bind-address=127.0.0.1",
                 "--advertise-address=127.0.0.1",
+                # Loopback cannot be the `kubernetes` Service's endpoint; nothing in-cluster would reach it anyway.
+                "--endpoint-reconciler-type=none",
                 f"--secure-port={self.port}",
                 f"--cert-dir={self.workdir / 'pki'}",
                 f"--tls-cert-file={c.serving_cert}",
