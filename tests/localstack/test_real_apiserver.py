@@ -96,6 +96,13 @@ def test_livez_lists_etcd(cluster: tuple[RealApiServer, Kubectl]) -> None:
     assert "[+]etcd ok" in response.text
 
 
+def test_rbac_is_enforced_for_anyone_but_the_admin(cluster: tuple[RealApiServer, Kubectl]) -> None:
+    _, kubectl = cluster
+    assert kubectl.run("auth", "can-i", "list", "pods").stdout.strip() == "yes"
+    stranger = kubectl.run("auth", "can-i", "list", "pods", "--as=system:serviceaccount:default:nobody")
+    assert stranger.stdout.strip() == "no"
+
+
 def test_the_crds_are_established_with_their_cel_rules(cluster: tuple[RealApiServer, Kubectl]) -> None:
     _, kubectl = cluster
     names = kubectl.run("get", "crd", "-o", "jsonpath={.items[*].metadata.name}")
