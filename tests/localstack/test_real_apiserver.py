@@ -176,6 +176,13 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _exe(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/exe").resolve().name
+    except OSError:
+        return ""
+
+
 def _alive(pid: int) -> bool:
     try:
         state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -209,7 +216,7 @@ def test_the_cli_serves_until_sigterm_and_leaves_nothing_behind(tmp_path: pathli
         kubectl = Kubectl(kubeconfig, tmp_path / "cache")
         assert kubectl.run("get", "crd", "httproutes.gateway.networking.k8s.io").returncode == 0
         children = _children(process.pid)
-        names = {pathlib.Path(f"/proc/{pid}/exe").resolve().name for pid in children}
+        names = {_exe(pid) for pid in children}
         assert {"etcd", "kube-apiserver"} <= names
         assert [p.name for p in scratch.iterdir()], "the data dir lives under TMPDIR while running"
         process.send_signal(signal.SIGTERM)
@@ -238,3 +245,22 @@ def test_a_killed_cli_takes_etcd_and_kube_apiserver_with_it(tmp_path: pathlib.Pa
     while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not [pid for pid in children if _alive(pid)]
+
+
+def test_a_crd_the_server_refuses_is_a_usage_error_naming_it(
+    tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mlrollouts.cli.main import main
+
+    crd = yaml.safe_load((REPO / "tests" / "localstack" / "data" / "modelexperiments.crd.yaml").read_text())
+    crd["metadata"]["name"] = "widgets.example.com"
+    crd["spec"].update(group="example.com", names={"kind": "Widget", "plural": "widgets", "singular": "widget"})
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema["x-kubernetes-validations"] = [{"rule": "self.nosuchfield > 1", "message": "never compiles"}]
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(crd))
+    argv = ["apiserver", "--backend", "real", "--kubeconfig", str(tmp_path / "kc"), "--crd", str(tmp_path / "bad.yaml")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("mlrollouts: error: --crd: CRD widgets.example.com rejected by the API server (422)")
+    assert "nosuchfield" in error
+    assert not [pid for pid in _children(os.getpid()) if _alive(pid) and _exe(pid) in {"etcd", "kube-apiserver"}]

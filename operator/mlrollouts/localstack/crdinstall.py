@@ -52,12 +52,22 @@ def _established(crd: dict[str, Any]) -> bool:
     return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
 
-def install_crds(http: httpx.Client, files: Iterable[pathlib.Path]) -> list[dict[str, Any]]:
-    """Create or replace every CRD in `files`; return them as served once all are Established."""
+def install_crds(
+    http: httpx.Client, files: Iterable[pathlib.Path], rejected: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Create or replace every CRD in `files`; return them as served once all are Established.
+
+    A refused CRD raises CrdRejected, or, given a `rejected` list, is added to it and the others go on."""
     names = []
     for path in files:
         for crd in load_crds(path):
-            _apply(http, crd)
+            try:
+                _apply(http, crd)
+            except CrdRejected as error:
+                if rejected is None:
+                    raise
+                rejected.append(str(error))
+                continue
             names.append(crd["metadata"]["name"])
     deadline = time.monotonic() + ESTABLISH_TIMEOUT_S
     served: list[dict[str, Any]] = []

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from mlrollouts.localstack import binaries, certs
-from mlrollouts.localstack.crdinstall import CrdRejected, install_crds
+from mlrollouts.localstack.crdinstall import install_crds
 from mlrollouts.localstack.kubeconfig import admin_kubeconfig
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ class RealApiServer:
         self.workdir: pathlib.Path | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.port = 0
-        self.startup_seconds = 0.0
+        self.ready_seconds = 0.0  # until /readyz answered ok
+        self.startup_seconds = 0.0  # until the CRDs were Established too
         self.certs: certs.ControlPlaneCerts | None = None
 
     @property
@@ -112,14 +113,10 @@ class RealApiServer:
         try:
             self._start_processes()
             self._wait_ready(began + READY_TIMEOUT_S)
+            self.ready_seconds = time.monotonic() - began
             if self.kubeconfig is not None:
                 self.write_kubeconfig(self.kubeconfig)
-            for path in self.builtin_crds:
-                try:
-                    self.install_crd_files([path])
-                except CrdRejected as error:
-                    logger.debug("built-in CRD refused file=%s: %s", path, error)  # the caller reports it
-                    self.rejected_crds.append(str(error))
+            self.install_crd_files(self.builtin_crds, rejected=self.rejected_crds)
             self.install_crd_files(self.crd_files)
         except BaseException:
             self.stop()
@@ -226,10 +223,12 @@ class RealApiServer:
         target.chmod(0o600)
         return target
 
-    def install_crd_files(self, files: Iterable[pathlib.Path]) -> list[dict[str, Any]]:
-        """Create (or replace) the CRDs in the files and wait until each is Established."""
+    def install_crd_files(
+        self, files: Iterable[pathlib.Path], rejected: list[str] | None = None
+    ) -> list[dict[str, Any]]:
+        """Create (or replace) the CRDs in the files and wait until each is Established (see install_crds)."""
         with self.client(timeout=30.0) as http:
-            return install_crds(http, files)
+            return install_crds(http, files, rejected)
 
     def stop(self) -> None:
         """Stop kube-apiserver, then etcd, and remove the run's folder; safe to call twice."""
