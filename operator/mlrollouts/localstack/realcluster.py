@@ -114,10 +114,10 @@ class RealApiServer:
             self._start_processes()
             self._wait_ready(began + READY_TIMEOUT_S)
             self.ready_seconds = time.monotonic() - began
-            if self.kubeconfig is not None:
-                self.write_kubeconfig(self.kubeconfig)
             self.install_crd_files(self.builtin_crds, rejected=self.rejected_crds)
             self.install_crd_files(self.crd_files)
+            if self.kubeconfig is not None:  # last: a script that waits for the file finds the CRDs served
+                self.write_kubeconfig(self.kubeconfig)
         except BaseException:
             self.stop()
             raise
