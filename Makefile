@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint demo bench crds lock prometheus-bin clean
+.PHONY: install test lint demo bench crds lock prometheus-bin controlplane clean
 
-install: $(STAMP) prometheus-bin
+install: $(STAMP) prometheus-bin controlplane
 
 # The runtime dependencies at the image's pinned, hashed versions first (requirements.lock), then the package with
 # the test and local extras on top: tests run against what the image ships.
@@ -25,6 +25,12 @@ prometheus-bin:
 		echo "installing Debian's prometheus package"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq prometheus >/dev/null; \
 	fi
+
+# etcd, kube-apiserver and helm from the pinned Go modules in controlplane/, once per machine, into
+# ~/.cache/mlrollouts/controlplane (outside the venv; seconds once built). Without Go, or if the build fails,
+# it says so in one line and exits 0: `mlrollouts apiserver` then uses the emulator.
+controlplane:
+	@bash controlplane/build.sh
 
 test: install
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -26,7 +26,8 @@ def test_missing_crd_file_is_a_usage_error(tmp_path: pathlib.Path, capsys: pytes
 def test_runs_and_writes_a_kubeconfig(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     crd = pathlib.Path(__file__).parent / "data" / "modelexperiments.crd.yaml"
     kubeconfig = tmp_path / "kc"
-    assert main(["apiserver", "--kubeconfig", str(kubeconfig), "--crd", str(crd), "--stop-after", "0.2"]) == 0
+    argv = ["apiserver", "--backend", "emulated", "--kubeconfig", str(kubeconfig), "--crd", str(crd)]
+    assert main([*argv, "--stop-after", "0.2"]) == 0
     config = yaml.safe_load(kubeconfig.read_text())
     server = config["clusters"][0]["cluster"]["server"]
     assert server.startswith("http://127.0.0.1:")

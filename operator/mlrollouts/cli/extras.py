@@ -1,7 +1,8 @@
 """Commands that need the optional `mlrollouts[local]` dependencies (emulator, demo, report) say so plainly.
 
 The image installs only what the operator and gateway import; kmock (the emulated API server), matplotlib
-(report plots) and pytest-asyncio (which kmock imports) come with `pip install 'mlrollouts[local]'`.
+(report plots), pytest-asyncio (which kmock imports) and cryptography (certificates of the real local control
+plane) come with `pip install 'mlrollouts[local]'`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from types import ModuleType
 
 from mlrollouts.cli.main import UsageFailure
 
-LOCAL_ONLY = frozenset({"kmock", "matplotlib", "pytest_asyncio"})
+LOCAL_ONLY = frozenset({"kmock", "matplotlib", "pytest_asyncio", "cryptography"})
 INSTALL_HINT = "pip install 'mlrollouts[local]'"
 
 

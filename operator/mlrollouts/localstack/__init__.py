@@ -1,4 +1,7 @@
-"""The local stack for demos and tests: an emulated Kubernetes API server and a real Prometheus.
+"""The local stack for demos and tests: a Kubernetes API server, emulated or real, and a real Prometheus.
+
+The real one (`realcluster.RealApiServer`) is etcd + kube-apiserver built by `make controlplane`; what
+follows describes the emulator, the fallback where those binaries are not built.
 
 The API server is an emulator (kmock-based, in memory, no auth, loopback only), not a cluster:
 production runs on a real Kubernetes cluster. What it serves like a real API server: server-owned
@@ -33,6 +36,7 @@ _EXPORTS = {
     "LocalApiServer": "mlrollouts.localstack.server",
     "kubeconfig_document": "mlrollouts.localstack.server",
     "load_crds": "mlrollouts.localstack.server",
+    "RealApiServer": "mlrollouts.localstack.realcluster",
     "run_apiserver": "mlrollouts.localstack.server",
 }
 __all__ = sorted(_EXPORTS)
