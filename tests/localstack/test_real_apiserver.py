@@ -22,7 +22,7 @@ import yaml
 
 from mlrollouts.localstack import binaries
 from mlrollouts.localstack.kubectl import Kubectl
-from mlrollouts.localstack.realcluster import PROJECT_CRD, RealApiServer
+from mlrollouts.localstack.realcluster import RealApiServer
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -35,46 +35,19 @@ pytestmark = [
 ]
 
 
-# Two rules of the generated CRD concatenate `[self.champion] + self.challengers`: the real CEL type checker
-# refuses that (list(champion) + list(challenger) has no overload) and with dyn() the cost estimator refuses
-# it (unbounded list). cel-python, used offline and by the emulator, checks neither. Until the API models
-# are fixed, the fixture installs the CRD without those two rules so that the rest of the schema (and its
-# other CEL rules) still validates every example server-side; once fixed, nothing is removed.
-UNTYPED = "[self.champion] + self.challengers"
-
-
-def _without_untyped_rules(node: object) -> None:
-    if isinstance(node, dict):
-        if "x-kubernetes-validations" in node:
-            node["x-kubernetes-validations"] = [r for r in node["x-kubernetes-validations"] if UNTYPED not in r["rule"]]
-        for value in node.values():
-            _without_untyped_rules(value)
-    elif isinstance(node, list):
-        for value in node:
-            _without_untyped_rules(value)
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealApiServer, Kubectl]]:
     folder = tmp_path_factory.mktemp("real-apiserver")
     with RealApiServer(kubeconfig_path=folder / "kubeconfig") as server:
         assert server.kubeconfig is not None
-        if server.rejected_crds:
-            crd = yaml.safe_load(PROJECT_CRD.read_text())
-            _without_untyped_rules(crd)
-            (folder / "crd.yaml").write_text(yaml.safe_dump(crd))
-            server.install_crd_files([folder / "crd.yaml"])
         yield server, Kubectl(server.kubeconfig, folder / "kubectl-cache")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the CRD's `[self.champion] + self.challengers` rules fail the real CEL type checker (and, with dyn(),"
-    " its cost budget): fix them in operator/mlrollouts/api/spec.py, then drop this mark and _without_untyped_rules",
-)
 def test_the_generated_crd_passes_the_real_cel_checker_and_cost_estimator(
     cluster: tuple[RealApiServer, Kubectl],
 ) -> None:
+    """The API server's own CEL type checker and cost estimator accept every rule (cel-python checks neither;
+    two rules that joined [self.champion] + self.challengers were refused until they checked each list apart)."""
     server, _ = cluster
     assert server.rejected_crds == []
 

@@ -100,16 +100,21 @@ _SPEC_RULES = [
         ".bandit.minExploration",
     ),
     cel(
-        "self.traffic.provider == 'service' || ([self.champion] + self.challengers).all(v,"
-        " ([self.champion] + self.challengers).exists_one(w, w.service == v.service"
-        " && (has(w.subset) ? w.subset : '') == (has(v.subset) ? v.subset : '')))",
+        # No list concatenation ([champion] + challengers): the API server's CEL type checker refuses joining
+        # two differently declared object lists, so the champion and the challengers are checked apart.
+        "self.traffic.provider == 'service' || (self.challengers.all(c, c.service != self.champion.service"
+        " || (has(c.subset) ? c.subset : '') != (has(self.champion.subset) ? self.champion.subset : ''))"
+        " && self.challengers.all(c, self.challengers.exists_one(d, d.service == c.service"
+        " && (has(d.subset) ? d.subset : '') == (has(c.subset) ? c.subset : ''))))",
         _SERVICE_RULE,
         ".challengers",
     ),
     cel(
-        "self.traffic.provider != 'service' || ([self.champion] + self.challengers).all(v,"
-        " ([self.champion] + self.challengers).exists_one(w,"
-        " (has(w.deployment) ? w.deployment : w.service) == (has(v.deployment) ? v.deployment : v.service)))",
+        "self.traffic.provider != 'service' || (self.challengers.all(c,"
+        " (has(c.deployment) ? c.deployment : c.service)"
+        " != (has(self.champion.deployment) ? self.champion.deployment : self.champion.service))"
+        " && self.challengers.all(c, self.challengers.exists_one(d,"
+        " (has(d.deployment) ? d.deployment : d.service) == (has(c.deployment) ? c.deployment : c.service))))",
         _DEPLOYMENT_RULE,
         ".challengers",
     ),
