@@ -22,10 +22,11 @@ def table(result: SweepResult, seed: int, seconds: float, per_canary: int) -> Be
     for kind in KINDS:
         points = [p for p in result.points if p.kind == kind]
         violations = str(sum(len(p.violations) for p in points))
-        durations = [float(p.detail.rsplit("for ", 1)[1].rstrip("s")) for p in points]
+        durations = [p.fault.duration_s for p in points]
         detail = f"{min(durations):.1f}-{max(durations):.1f}s long" if durations else "-"
         if kind == "operator-sigkill":
-            detail += f", {sum('route write' in p.detail for p in points)} fired at a route write"
+            aimed, caught = sum(p.fault.at_route_write for p in points), sum(p.caught_route_write for p in points)
+            detail += f", {aimed} aimed at a route write ({caught} caught there)"
         rows.append([kind, str(len(points)), violations, detail])
     outcomes = {o: sum(c.outcome == o for c in result.canaries) for o in sorted({c.outcome for c in result.canaries})}
     rows.append(

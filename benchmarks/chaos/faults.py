@@ -101,11 +101,13 @@ class ChaosStack:
         self.close()
 
     # --- faults ----------------------------------------------------------------------------------------
-    def inject(self, fault: Fault, name: str) -> datetime:
-        """Apply the fault, hold it for its duration, undo it; returns when it was undone (UTC)."""
+    def inject(self, fault: Fault, name: str) -> tuple[datetime, bool]:
+        """Apply the fault, hold it for its duration, undo it. Returns when it was undone (UTC), and whether a
+        kill aimed at a route write caught the route ahead of status (else it fired after 8 s of waiting)."""
+        caught = False
         if fault.kind == "operator-sigkill":
             if fault.at_route_write:
-                self._wait_for_route_ahead_of_status(name, timeout=8.0)
+                caught = self._wait_for_route_ahead_of_status(name, timeout=8.0)
             self.stack.operator.kill()
             time.sleep(fault.duration_s)
             self.stack.operator.start()
@@ -125,7 +127,7 @@ class ChaosStack:
                 time.sleep(fault.duration_s)
             finally:
                 proxy.set_mode("pass")
-        return datetime.now(UTC)
+        return datetime.now(UTC), caught
 
     def _wait_for_route_ahead_of_status(self, name: str, timeout: float) -> bool:
         """Poll until the route differs from status.weights: the operator has written traffic, not yet status."""

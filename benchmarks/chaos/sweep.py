@@ -28,10 +28,18 @@ Progress = Callable[[str], None]
 
 @dataclass
 class PointResult:
-    kind: str
+    fault: Fault
     canary: str
-    detail: str
+    caught_route_write: bool
     violations: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return self.fault.kind
+
+    @property
+    def detail(self) -> str:
+        return self.fault.describe() + (" (caught: route ahead of status)" if self.caught_route_write else "")
 
 
 @dataclass
@@ -57,21 +65,31 @@ def sweep(chaos: ChaosStack, faults: list[Fault], progress: Progress, per_canary
     while queue:
         index += 1
         batch, queue = queue[:per_canary], queue[per_canary:]
-        unused = run_canary(chaos, f"chaos-{index:03d}", batch, result, progress, total=len(faults))
+        # Odd canaries run to their end, even ones are deleted while running: both endings get checked.
+        ending_deletes = index % 2 == 0
+        unused = run_canary(chaos, f"chaos-{index:03d}", batch, result, progress, len(faults), ending_deletes)
         queue = unused + queue
     return result
 
 
 def run_canary(
-    chaos: ChaosStack, name: str, faults: list[Fault], result: SweepResult, progress: Progress, total: int
+    chaos: ChaosStack,
+    name: str,
+    faults: list[Fault],
+    result: SweepResult,
+    progress: Progress,
+    total: int,
+    delete_running: bool,
+    steps: list[int] = STEPS,
 ) -> list[Fault]:
-    """One canary with up to len(faults) fault points; returns the faults it had no time for."""
+    """One canary with up to len(faults) fault points, then ended by `finish`; returns the faults it had no
+    time for (planned after the canary had already ended)."""
     stack = chaos.stack
     route = virtual_service_manifest("churn", CHAMPION, CHALLENGER)
     stack.objects.create_namespaced_custom_object(*ISTIO, "default", "virtualservices", route)
     stack.exporter.control(CHAMPION, rate=200, success=0.72, latency=0.05, error_rate=0.0, silent=False)
     stack.exporter.control(CHALLENGER, rate=0, success=0.78, latency=0.05, error_rate=0.0, silent=False)
-    stack.create(canary_manifest(name, chaos.prometheus_address, steps=STEPS))
+    stack.create(canary_manifest(name, chaos.prometheus_address, steps=steps))
     stack.follow_traffic(name)
     remaining = list(faults)
     try:
@@ -82,16 +100,16 @@ def run_canary(
             if stack.status(name).get("phase") in TERMINAL:
                 break
             remaining.pop(0)
-            point = PointResult(fault.kind, name, fault.describe())
-            recovered_at = chaos.inject(fault, name)
+            recovered_at, caught = chaos.inject(fault, name)
+            point = PointResult(fault, name, caught)
             point.violations += route_violations(chaos, name, recovered_at)
             status = stack.status(name)
-            point.violations += history_violations(status, STEPS)
+            point.violations += history_violations(status, steps)
             result.points.append(point)
             verdict = "ok" if not point.violations else "VIOLATION " + "; ".join(point.violations)
             counter = f"point {len(result.points)}/{total} [{name}]"
             progress(f"{counter} {point.detail}: phase {status.get('phase')}, {verdict}")
-        result.canaries.append(finish(chaos, name, len(result.canaries) % 2 == 1, progress))
+        result.canaries.append(finish(chaos, name, delete_running, progress, steps))
     finally:
         if stack.follower:
             stack.follower.stopping.set()
@@ -104,7 +122,7 @@ def run_canary(
     return remaining
 
 
-def finish(chaos: ChaosStack, name: str, delete_running: bool, progress: Progress) -> CanaryResult:
+def finish(chaos: ChaosStack, name: str, delete_running: bool, progress: Progress, steps: list[int]) -> CanaryResult:
     """End the canary one of two ways and check it: deleted while running (the champion gets 100 % back), or
     run to its end (the whole history, the outcome's route, which deleting a finished experiment keeps)."""
     status = chaos.stack.status(name)
@@ -115,7 +133,7 @@ def finish(chaos: ChaosStack, name: str, delete_running: bool, progress: Progres
         except AssertionError as error:
             canary.violations.append(str(error).splitlines()[0])
         canary.outcome = status.get("phase") or "unfinished"
-    canary.violations += history_violations(status, STEPS)
+    canary.violations += history_violations(status, steps)
     if canary.outcome in OUTCOME_ROUTES and chaos.route_weights() != OUTCOME_ROUTES[canary.outcome]:
         canary.violations.append(f"{canary.outcome} but the route is {chaos.route_weights()}")
     canary.violations += deletion_violations(chaos, name)
