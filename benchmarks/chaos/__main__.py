@@ -54,8 +54,10 @@ def table(result: SweepResult, seed: int, seconds: float, per_canary: int) -> Be
             "prometheus-errors: a proxy answers HTTP 500 to every query.",
             "After each point: a tick after the fault ended, then the route's weights equal status.weights; "
             "status.history holds each step once and in order, and status.weights sits at the step the history "
-            "reached. After each canary: the whole history again, the route of the outcome, and deletion puts the "
-            "champion back at 100 % with the finalizer released.",
+            "reached. Canaries end in turn: run to end (the whole history again, the outcome's route, which "
+            "deleting a finished experiment keeps), deleted while running, run to end, deleted while running with the "
+            "operator SIGKILLed right after the delete request; a deleted running canary must give the champion "
+            "100 % back and its finalizer must let the object go.",
             *(problems or ["No violations."]),
         ),
     )

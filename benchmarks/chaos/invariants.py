@@ -68,10 +68,15 @@ def route_violations(chaos: ChaosStack, name: str, recovered_at: datetime, timeo
     return [f"route never matched status.weights within {timeout:.0f}s: {seen}"]
 
 
-def deletion_violations(chaos: ChaosStack, name: str, timeout: float = 45.0) -> list[str]:
+def deletion_violations(chaos: ChaosStack, name: str, kill_operator: bool = False, timeout: float = 45.0) -> list[str]:
     """The finalizer lets the object go and the route is the champion at 100 % if the experiment was running,
-    the outcome's split if it had finished (deletion leaves a finished experiment's route alone)."""
+    the outcome's split if it had finished (deletion leaves a finished experiment's route alone).
+    `kill_operator`: SIGKILL the operator right after the delete request and start it again."""
     chaos.stack.objects.delete_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, name)
+    if kill_operator:
+        chaos.stack.operator.kill()
+        time.sleep(0.5)
+        chaos.stack.operator.start()
     deadline, phase = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         try:

@@ -8,6 +8,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import kubernetes
 from stack import GROUP, PLURAL, VERSION, canary_manifest, virtual_service_manifest
@@ -23,6 +24,8 @@ from benchmarks.chaos.invariants import (
 
 STEPS = [10, 20, 35, 50, 70, 100]
 ISTIO = ("networking.istio.io", "v1")
+Ending = Literal["run to end", "delete running", "delete under kill"]
+ENDINGS: tuple[Ending, ...] = ("run to end", "delete running", "run to end", "delete under kill")
 Progress = Callable[[str], None]
 
 
@@ -65,9 +68,8 @@ def sweep(chaos: ChaosStack, faults: list[Fault], progress: Progress, per_canary
     while queue:
         index += 1
         batch, queue = queue[:per_canary], queue[per_canary:]
-        # Odd canaries run to their end, even ones are deleted while running: both endings get checked.
-        ending_deletes = index % 2 == 0
-        unused = run_canary(chaos, f"chaos-{index:03d}", batch, result, progress, len(faults), ending_deletes)
+        ending = ENDINGS[(index - 1) % len(ENDINGS)]
+        unused = run_canary(chaos, f"chaos-{index:03d}", batch, result, progress, len(faults), ending)
         queue = unused + queue
     return result
 
@@ -79,7 +81,7 @@ def run_canary(
     result: SweepResult,
     progress: Progress,
     total: int,
-    delete_running: bool,
+    ending: Ending,
     steps: list[int] = STEPS,
 ) -> list[Fault]:
     """One canary with up to len(faults) fault points, then ended by `finish`; returns the faults it had no
@@ -109,7 +111,7 @@ def run_canary(
             verdict = "ok" if not point.violations else "VIOLATION " + "; ".join(point.violations)
             counter = f"point {len(result.points)}/{total} [{name}]"
             progress(f"{counter} {point.detail}: phase {status.get('phase')}, {verdict}")
-        result.canaries.append(finish(chaos, name, delete_running, progress, steps))
+        result.canaries.append(finish(chaos, name, ending, progress, steps))
     finally:
         if stack.follower:
             stack.follower.stopping.set()
@@ -122,21 +124,24 @@ def run_canary(
     return remaining
 
 
-def finish(chaos: ChaosStack, name: str, delete_running: bool, progress: Progress, steps: list[int]) -> CanaryResult:
-    """End the canary one of two ways and check it: deleted while running (the champion gets 100 % back), or
-    run to its end (the whole history, the outcome's route, which deleting a finished experiment keeps)."""
+def finish(chaos: ChaosStack, name: str, ending: Ending, progress: Progress, steps: list[int]) -> CanaryResult:
+    """End the canary and check it. Run to its end: the whole history and the outcome's route, which deleting
+    a finished experiment keeps. Deleted while running (the operator SIGKILLed right after the delete request,
+    before its finalizer could act, for "delete under kill"): the champion gets 100 % back."""
     status = chaos.stack.status(name)
-    canary = CanaryResult(name, f"deleted while {status.get('phase')}" if delete_running else "unfinished")
-    if not delete_running or status.get("phase") in TERMINAL:
+    canary = CanaryResult(name, "unfinished")
+    if ending == "run to end" or status.get("phase") in TERMINAL:
         try:
             status = chaos.stack.wait_for(name, lambda s: s.get("phase") in TERMINAL, 120, "Promoted or RolledBack")
         except AssertionError as error:
             canary.violations.append(str(error).splitlines()[0])
         canary.outcome = status.get("phase") or "unfinished"
+    else:
+        canary.outcome = f"{ending} ({status.get('phase')})"
     canary.violations += history_violations(status, steps)
     if canary.outcome in OUTCOME_ROUTES and chaos.route_weights() != OUTCOME_ROUTES[canary.outcome]:
         canary.violations.append(f"{canary.outcome} but the route is {chaos.route_weights()}")
-    canary.violations += deletion_violations(chaos, name)
+    canary.violations += deletion_violations(chaos, name, kill_operator=ending == "delete under kill")
     verdict = "ok" if not canary.violations else "VIOLATION " + "; ".join(canary.violations)
     progress(f"canary {name}: {canary.outcome}; deletion checked: {verdict}")
     return canary

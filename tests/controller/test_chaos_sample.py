@@ -30,7 +30,7 @@ def test_a_canary_survives_a_kill_an_api_cut_and_prometheus_errors(
     with ChaosStack(tmp_path) as chaos:
         # Ten steps (20 s at least): room for the three points before the canary could end.
         steps = [5, 10, 20, 30, 40, 50, 60, 70, 85, 100]
-        unused = run_canary(chaos, "sample", faults, result, lines.append, len(faults), True, steps)
+        unused = run_canary(chaos, "sample", faults, result, lines.append, len(faults), "delete running", steps)
     report: Any = "\n".join(lines)
     assert not unused, f"the canary ended before every fault point ran:\n{report}"
     assert [point.kind for point in result.points] == [fault.kind for fault in faults], report
