@@ -64,12 +64,15 @@ class SweepResult:
 
 def sweep(chaos: ChaosStack, faults: list[Fault], progress: Progress, per_canary: int = 3) -> SweepResult:
     """Run every fault, `per_canary` to a canary; a fault planned after its canary ended moves to the next."""
-    result, queue, index = SweepResult(), list(faults), 0
+    result, queue, index, idle = SweepResult(), list(faults), 0, 0
     while queue:
         index += 1
         batch, queue = queue[:per_canary], queue[per_canary:]
         ending = ENDINGS[(index - 1) % len(ENDINGS)]
         unused = run_canary(chaos, f"chaos-{index:03d}", batch, result, progress, len(faults), ending)
+        idle = idle + 1 if len(unused) == len(batch) else 0
+        if idle == 5:
+            raise RuntimeError("five canaries in a row ended before their first fault point; see the progress above")
         queue = unused + queue
     return result
 
