@@ -13,7 +13,7 @@ import time
 from rich.console import Console
 
 from benchmarks.chaos.faults import KINDS, ChaosStack, plan
-from benchmarks.chaos.sweep import STEPS, SweepResult, sweep
+from benchmarks.chaos.sweep import LONG_STEPS, STEPS, SweepResult, sweep
 from benchmarks.harness import RESULTS, BenchTable, _environment, to_markdown
 
 
@@ -46,9 +46,11 @@ def table(result: SweepResult, seed: int, seconds: float, per_canary: int) -> Be
         rows=rows,
         notes=(
             f"Seed {seed}: `make chaos SEED={seed}` replays the same kinds, moments and durations. {per_canary} fault "
-            f"points per canary (steps {STEPS}, 1 s interval, 2 s steps), canaries one after another on one stack.",
-            "operator-sigkill: SIGKILL, down for the duration, then a fresh process (half of them fired in the window "
-            "where the route already changed and status.weights has not). apiserver-freeze: a proxy between the "
+            f"points per canary, canaries one after another on one stack; 1 s interval, 2 s steps, steps {STEPS} for a "
+            f"canary run to its end, {LONG_STEPS} for one deleted while running.",
+            "operator-sigkill: SIGKILL, down for the duration, then a fresh process; about half aim at the window "
+            "where the route has changed and status.weights not yet ('caught': the kill landed there; otherwise it "
+            "fired after 8 s of waiting). apiserver-freeze: a proxy between the "
             "operator and the API server holds every byte. apiserver-restart: the proxy resets every connection "
             "(watches included) and refuses new ones. prometheus-freeze: SIGSTOP/SIGCONT of the real Prometheus. "
             "prometheus-errors: a proxy answers HTTP 500 to every query.",

@@ -23,6 +23,8 @@ from benchmarks.chaos.invariants import (
 )
 
 STEPS = [10, 20, 35, 50, 70, 100]
+# A canary to be deleted while running gets more steps, so it is still running when its last point is done.
+LONG_STEPS = [5, 10, 20, 30, 40, 50, 60, 70, 85, 100]
 ISTIO = ("networking.istio.io", "v1")
 Ending = Literal["run to end", "delete running", "delete under kill"]
 ENDINGS: tuple[Ending, ...] = ("run to end", "delete running", "run to end", "delete under kill")
@@ -69,7 +71,8 @@ def sweep(chaos: ChaosStack, faults: list[Fault], progress: Progress, per_canary
         index += 1
         batch, queue = queue[:per_canary], queue[per_canary:]
         ending = ENDINGS[(index - 1) % len(ENDINGS)]
-        unused = run_canary(chaos, f"chaos-{index:03d}", batch, result, progress, len(faults), ending)
+        steps = STEPS if ending == "run to end" else LONG_STEPS
+        unused = run_canary(chaos, f"chaos-{index:03d}", batch, result, progress, len(faults), ending, steps)
         idle = idle + 1 if len(unused) == len(batch) else 0
         if idle == 5:
             raise RuntimeError("five canaries in a row ended before their first fault point; see the progress above")
