@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint demo bench crds lock prometheus-bin controlplane clean
+.PHONY: install test lint demo bench chaos crds lock prometheus-bin controlplane clean
 
 install: $(STAMP) prometheus-bin controlplane
 
@@ -44,6 +44,11 @@ demo: install
 
 bench: install
 	$(PY) -m benchmarks
+
+# Faults on canaries on the local stack (>= 50 points, a few minutes; not part of `make test`, which runs a sample).
+# SEED=N replays a sweep; the table goes to benchmarks/results/chaos.md; exit status 1 on any invariant violation.
+chaos: install
+	$(PY) -m benchmarks.chaos $(if $(SEED),--seed $(SEED),)
 
 crds: install
 	$(VENV)/bin/mlrollouts crd --output crds/modelexperiments.mlrollouts.dev.yaml
