@@ -35,7 +35,7 @@ _EXPORTS = {
     "PROJECT_CRD": "mlrollouts.localstack.server",
     "LocalApiServer": "mlrollouts.localstack.server",
     "kubeconfig_document": "mlrollouts.localstack.server",
-    "load_crds": "mlrollouts.localstack.server",
+    "load_crds": "mlrollouts.localstack.crdinstall",
     "RealApiServer": "mlrollouts.localstack.realcluster",
     "run_apiserver": "mlrollouts.localstack.server",
 }

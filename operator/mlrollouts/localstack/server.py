@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import kmock
 import yaml
 
+from mlrollouts.localstack.crdinstall import load_crds
 from mlrollouts.localstack.emulator import ApiServerEmulator
 
 logger = logging.getLogger(__name__)
@@ -24,16 +25,6 @@ T = TypeVar("T")
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 PROJECT_CRD = REPO_ROOT / "crds" / "modelexperiments.mlrollouts.dev.yaml"
 START_TIMEOUT_S = 10.0
-
-
-def load_crds(path: str | pathlib.Path) -> list[dict[str, Any]]:
-    """The CustomResourceDefinition documents in a YAML file (other kinds are skipped)."""
-    text = pathlib.Path(path).read_text(encoding="utf-8")
-    return [
-        doc
-        for doc in yaml.safe_load_all(text)
-        if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
-    ]
 
 
 def kubeconfig_document(url: str, context: str = "mlrollouts-local") -> dict[str, Any]:
