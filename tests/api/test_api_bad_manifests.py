@@ -254,6 +254,27 @@ CASES = [
         "is not a duration",
     ),
     BadCase(
+        "non-inferiority-margin-above-one",
+        "churn-v3.yaml",
+        _set(f"{_PROM}.nonInferiorityMargin", 1.5),
+        f"{_PROM}.nonInferiorityMargin",
+        "1",
+    ),
+    BadCase(
+        "srm-feedback-delay-not-a-duration",
+        "churn-v3.yaml",
+        _set("spec.analysis.statistics.srmFeedbackDelay", "five minutes"),
+        "spec.analysis.statistics.srmFeedbackDelay",
+        "duration",
+    ),
+    BadCase(
+        "bandit-recheck-window-not-a-duration",
+        "bandit-gateway.yaml",
+        _set("spec.bandit.recheckWindow", "6 hours"),
+        "spec.bandit.recheckWindow",
+        "duration",
+    ),
+    BadCase(
         "alpha-out-of-range",
         "churn-v3.yaml",
         _set("spec.analysis.statistics.alpha", 0.7),

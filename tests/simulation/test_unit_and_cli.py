@@ -65,6 +65,15 @@ def test_simulate_json_is_the_engine_s_own_figures(capsys: pytest.CaptureFixture
         (["--traffic", "10", "--drift", "a:b"], "--drift: write FROM:TO"),
         (["--traffic", "10", "--novelty", "0.2"], "--novelty: write EFFECT:MINUTES"),
         (["--traffic", "10", "--baseline", "1.5"], "--baseline: a proportion's baseline must be between 0 and 1"),
+        (["--traffic", "10", "--baseline", "0.05", "--effect", "-1.5"], "--effect: a relative effect must be above -1"),
+        (["--traffic", "10", "--baseline", "0.05", "--delay", "-3"], "--delay: minutes between 0 and 1440"),
+        (["--traffic", "10", "--baseline", "0.05", "--lost", "1"], "--lost: a share in [0, 1)"),
+        (
+            ["--traffic", "10", "--baseline", "0.05", "--bad-rate", "0.5", "--bad-ratio", "3"],
+            "--bad-rate: bad shares must stay in [0, 1]",
+        ),
+        (["--traffic", "10", "--baseline", "0.05", "--runs", "0"], "--runs: must be between 1 and 100000"),
+        (["--traffic", "10", "--novelty", "0.2:-5"], "--novelty: the effect must be above -1 and the minutes positive"),
     ],
 )
 def test_simulate_bad_input_is_one_line(extra: list[str], says: str, capsys: pytest.CaptureFixture[str]) -> None:
