@@ -2,7 +2,8 @@
 
 Precedence within one call: terminal phases are absorbing (a manual action there is ignored with an
 Event) -> start (no phase yet, Pending or Invalid), only once one complete read of the metrics succeeded,
-else Pending with reason MetricsUnavailable and no traffic moved (see readiness) -> manual action -> spec
+else Pending with reason MetricsUnavailable and no traffic moved (see readiness); before the start a manual
+rollback ends the experiment and any other manual action is ignored with an Event -> manual action -> spec
 change (new generation) -> one tick of analysis. A SetTraffic action is emitted only when the weights or the
 mirror changed; the controller re-applies `expected_traffic` itself to repair drift.
 """
@@ -45,7 +46,11 @@ def decide(
         message = f"{manual} ignored: the experiment already ended ({status.phase})"
         return Decision(status=status, events=(Event("Normal", "ManualActionIgnored", message),))
     tick = Tick.begin(spec, status, now)
-    if status.phase in NOT_STARTED:
+    if status.phase in NOT_STARTED and manual == "rollback":
+        lifecycle.rollback_before_start(tick, generation)
+    elif status.phase in NOT_STARTED:
+        if manual is not None:
+            lifecycle.ignore_before_start(tick, manual)
         problem = readiness.first_read_problem(tick, observations)
         if problem is None:
             lifecycle.start(tick, generation)
