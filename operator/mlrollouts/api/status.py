@@ -144,6 +144,11 @@ class GuardrailStatus(ApiModel):
     """Ratio: p-value of the breach at this check, <= alpha exactly when the breach is established."""
     alpha: float | None = None
     """Ratio: the level each test of this guardrail uses (its alpha split across bounds and challengers)."""
+    cleared: bool | None = None
+    """Ratio: this step's counts rule out a breach of `detectableBreach` x every bound, for every checked
+    challenger, with the guardrail's power: a canary step may advance."""
+    uncleared: str | None = None
+    """Ratio, when not cleared: the breach still to rule out, e.g. "fraud-v8 at 0.006 (maxRatio 1.5 x 2)"."""
     # --- end ratio guardrails ---
 
 

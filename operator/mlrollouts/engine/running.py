@@ -114,6 +114,18 @@ def waiting_on_guardrails(check: guardrails.GuardrailCheck) -> str | None:
     return ", ".join(_failing_text(s) for s in failing)
 
 
+def waiting_on_clearance(check: guardrails.GuardrailCheck) -> str | None:
+    """Healthy ratio guardrails whose step counts do not yet rule out the breach their power is about."""
+    pending = [s for s in check.statuses if s.healthy and s.cleared is False]
+    if not pending:
+        return None
+    return ", ".join(
+        f"{s.name} has not yet ruled out a breach ({fmt(s.bad)} of {fmt(s.total)} this step; "
+        f"to rule out: {s.uncleared})"
+        for s in pending
+    )
+
+
 def _failing_text(s: GuardrailStatus) -> str:
     if s.verdict is not None:  # a ratio guardrail: the estimate breaks the bound, not (yet) established
         return (
