@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,8 +41,10 @@ class Runtime:
     """The platform's allowed Prometheus addresses, default address and readable Secret names."""
     hooks: HookPolicy = field(default_factory=HookPolicy)
     """The platform's allowed gate and notification addresses, notification Secrets and default receivers."""
-    notification_backoff: float = 1.0
-    """Seconds before a notification's first retry (doubled each time)."""
+    notification_backoff: float = field(
+        default_factory=lambda: float(os.environ.get("MLROLLOUTS_NOTIFICATION_BACKOFF", "") or 1.0)
+    )
+    """Seconds before a notification's first retry (doubled each time); tests compress it with the variable."""
     _providers: dict[tuple, MetricsProvider] = field(default_factory=dict)
     events: EventRecorder = field(init=False)
     """One recorder for the process, so a repeated Warning becomes one Event with a count."""
