@@ -23,6 +23,9 @@ class Receiver:
     """POST /anything -> the code set for that path (200 by default); paths in `held` wait for `release`."""
 
     codes: dict[str, int] = field(default_factory=dict)
+    script: dict[str, list[int]] = field(default_factory=dict)
+    """Codes answered in turn for a path before falling back to `codes`."""
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)
     held: set[str] = field(default_factory=set)
     release: threading.Event = field(default_factory=threading.Event)
     calls: list[Call] = field(default_factory=list)
@@ -38,8 +41,11 @@ class Receiver:
                 receiver.calls.append(Call(self.path, body, time.monotonic()))
                 if self.path in receiver.held:
                     receiver.release.wait(120)
-                code = receiver.codes.get(self.path, 200)
+                scripted = receiver.script.get(self.path)
+                code = scripted.pop(0) if scripted else receiver.codes.get(self.path, 200)
                 self.send_response(code)
+                for header, value in receiver.headers.get(self.path, {}).items():
+                    self.send_header(header, value)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
