@@ -16,6 +16,8 @@ class Call:
     body: dict[str, Any]
     at: float
     """time.monotonic() when the request arrived."""
+    wall: float = 0.0
+    """time.time() when the request arrived (to compare with the body's `time`)."""
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = json.loads(self.rfile.read(length) or b"{}")
-                receiver.calls.append(Call(self.path, body, time.monotonic()))
+                receiver.calls.append(Call(self.path, body, time.monotonic(), time.time()))
                 if self.path in receiver.held:
                     receiver.release.wait(120)
                 scripted = receiver.script.get(self.path)

@@ -16,11 +16,13 @@ from stack import canary_manifest
 from mlrollouts.api import ModelExperimentStatus, parse_experiment
 from mlrollouts.cli.hook_options import hook_policy
 from mlrollouts.cli.main import UsageFailure
+from mlrollouts.controller.ports import Runtime
 from mlrollouts.engine.types import Event
 from mlrollouts.hooks import gates
 from mlrollouts.hooks.http import post_json
 from mlrollouts.hooks.notifier import Notifier
 from mlrollouts.hooks.policy import DefaultReceiver, HookPolicy
+from mlrollouts.routing.fake import FakeKubeObjects
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -166,3 +168,18 @@ def test_operator_flags_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch) -> N
         with pytest.raises(UsageFailure) as raised:
             hook_policy(gates_, receivers, names, defaults)
         assert raised.value.argument == flag, raised.value
+
+
+def test_closing_the_runtime_lets_queued_notifications_go_out_first(receiver: Receiver) -> None:
+    policy = HookPolicy(default_receivers=(DefaultReceiver("platform", "webhook", f"{receiver.address}/platform"),))
+    manifest = _receivers()
+    experiment = parse_experiment(manifest)
+
+    async def run() -> None:
+        runtime = Runtime(FakeKubeObjects(), hooks=policy)
+        promoted = experiment.model_copy(update={"status": ModelExperimentStatus(phase="Promoted", reason="Promoted")})
+        assert runtime.notifier.submit(promoted, ModelExperimentStatus(phase="Progressing"), T0) == 1
+        await runtime.close()
+
+    asyncio.run(run())
+    assert [c.body["phase"] for c in receiver.to("/platform")] == ["Promoted"]

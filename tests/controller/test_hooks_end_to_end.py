@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
+from datetime import datetime
 from collections.abc import Callable, Iterator
 
 import kubernetes
@@ -115,6 +116,8 @@ def test_one_post_per_phase_change_and_a_slow_or_failing_receiver_never_holds_th
         assert last["weights"] == {"churn-v2": 0, "churn-v3": 100}
         assert last["primaryMetric"]["name"] == "retention" and last["primaryMetric"]["challenger"] == "churn-v3"
         assert last["statusCommand"] == f"mlrollouts status {name} -n default"
+        delays = [c.wall - datetime.fromisoformat(c.body["time"]).timestamp() for c in fast]
+        print(f"notification delay after the deciding tick: max {max(delays):.3f}s over {len(delays)} POSTs")
         slack = receiver.to("/slack")[-1].body
         assert "default/notified" in slack["text"] and slack["attachments"][0]["fields"]
         teams = receiver.to("/teams")[-1].body

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -74,6 +76,14 @@ class Runtime:
         if data is None:
             raise LookupError(f"no key {key!r}")
         return base64.b64decode(data)
+
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        """On shutdown: give queued notifications a few seconds, then close the HTTP client."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.notifier.idle(), drain_seconds)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def call_webhooks(self, experiment: ModelExperiment, kind: str, now: datetime) -> tuple[GateResult, ...]:
         return await gates.call(experiment, kind, now, self.http(), self.hooks)

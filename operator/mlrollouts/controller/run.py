@@ -55,6 +55,12 @@ async def stop_readiness(memo: kopf.Memo, **_: object) -> None:
         await runner.cleanup()
 
 
+@kopf.on.cleanup()
+async def drain_notifications(memo: kopf.Memo, **_: object) -> None:
+    """Queued notifications get a few seconds to go out before the process exits (delivery is at most once)."""
+    await memo.runtime.close()
+
+
 def client_configuration() -> kubernetes.client.Configuration:
     """In-cluster service account when there is one, else $KUBECONFIG / ~/.kube/config (as kubectl)."""
     configuration = kubernetes.client.Configuration()
