@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
-from datetime import datetime
 from collections.abc import Callable, Iterator
+from datetime import datetime
 
 import kubernetes
 import pytest
