@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 from factories import CHALLENGER, CHAMPION, T0, first_read, latency, make_spec, observe, started
+from test_shadow_and_bandit import _arms_counts
 
 from mlrollouts.api import ModelExperimentStatus
 from mlrollouts.engine import decide
@@ -149,3 +150,29 @@ def test_load_test_is_due_while_running_recorded_and_decides_nothing():
     assert failing.status.analysis.decision == passing.status.analysis.decision == "continue"
     assert failing.status.webhooks[0].phase == "Failed" and "WebhookFailed" in [e.reason for e in failing.events]
     assert passing.status.webhooks[0].phase == "Passed"
+
+
+def test_a_bandit_winner_waits_for_the_confirm_promotion_webhook():
+    """Bandit used to promote whatever autoPromote said; it now waits like canary and A/B/n."""
+    spec = make_spec(
+        "bandit",
+        block={"minSamples": 500, "promoteThreshold": 0.95},
+        webhooks=[_hook("confirmPromotion")],
+    )
+    counts = _arms_counts({CHAMPION: 0.10, CHALLENGER: 0.15}, 20000)
+    half = T0 + timedelta(minutes=30)
+    early = decide(spec, started(spec), observe(half, counts), half).status
+    later = T0 + timedelta(hours=12)
+    doubled = {name: (2 * s, 2 * n) for name, (s, n) in counts.items()}
+    ready = decide(spec, early, observe(later, doubled), later).status
+    assert (ready.phase, ready.reason) == ("Paused", "ReadyToPromote")
+    frozen = dict(ready.weights)
+    held = decide(spec, ready, replace(observe(later, doubled), gates=_answer("confirmPromotion", False)), later)
+    assert held.status.phase == "Paused" and held.status.weights == frozen and held.actions == ()
+    ok = decide(spec, ready, replace(observe(later, doubled), gates=_answer("confirmPromotion", True)), later)
+    assert (ok.status.phase, ok.status.winner) == ("Promoted", CHALLENGER)
+    manual = make_spec("bandit", block={"minSamples": 500, "promoteThreshold": 0.95}, autoPromote=False)
+    paused = decide(
+        manual, decide(manual, started(manual), observe(half, counts), half).status, observe(later, doubled), later
+    )
+    assert "waiting for a manual promote (autoPromote off)" in paused.status.message
