@@ -12,6 +12,7 @@ experiment is written by a tenant, the call comes from inside the cluster with t
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
@@ -82,4 +83,4 @@ class WebhookStatus(ApiModel):
     """HTTP status of the last attempt; absent when no answer came (timeout, refused, not allowed)."""
     message: str = ""
     attempts: int = 0
-    last_called_at: str | None = None
+    last_called_at: datetime | None = None

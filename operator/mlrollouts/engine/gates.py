@@ -104,10 +104,10 @@ def recorded(
             events.append(Event("Warning", "WebhookFailed", f"{result.type} webhook {result.name}: {result.message}"))
         elif before is None or before.phase == "Failed":
             events.append(Event("Normal", "WebhookPassed", f"{result.type} webhook {result.name}: {result.message}"))
-    return status.model_copy(update={"webhooks": merged(status.webhooks, results, now.isoformat())}), events
+    return status.model_copy(update={"webhooks": merged(status.webhooks, results, now)}), events
 
 
-def merged(current: list[WebhookStatus], results: tuple[GateResult, ...], when: str) -> list[WebhookStatus]:
+def merged(current: list[WebhookStatus], results: tuple[GateResult, ...], when: datetime) -> list[WebhookStatus]:
     """status.webhooks with `results` replacing the entries of the same name (order: first seen first)."""
     by_name = {entry.name: entry for entry in current}
     for result in results:
