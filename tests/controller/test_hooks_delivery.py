@@ -183,3 +183,25 @@ def test_closing_the_runtime_lets_queued_notifications_go_out_first(receiver: Re
 
     asyncio.run(run())
     assert [c.body["phase"] for c in receiver.to("/platform")] == ["Promoted"]
+
+
+def test_notification_urls_may_carry_a_query_but_never_smuggle_a_host() -> None:
+    policy = HookPolicy(
+        notification_addresses=("https://prod-01.westeurope.logic.azure.com:443/workflows", "https://hooks.slack.com")
+    )
+    teams = (
+        "https://prod-01.westeurope.logic.azure.com:443/workflows/abc/triggers/manual/paths/invoke?api-version=1&sig=x"
+    )
+    assert policy.allows_notification(teams)
+    assert policy.allows_notification("https://hooks.slack.com/services/T/B/X")
+    for attack in (
+        "https://hooks.slack.com?@evil.test/",
+        "https://hooks.slack.com@evil.test/",
+        "https://hooks.slack.com.evil.test/services",
+        "https://evil.test/?https://hooks.slack.com",
+        "https://hooks.slack.com\\@evil.test/",
+        "https://hooks.slack.com#@evil.test",
+        "http://hooks.slack.com/services/T/B/X",
+    ):
+        assert not policy.allows_notification(attack), attack
+    assert not HookPolicy(gate_addresses=("https://gates.test",)).allows_gate("https://gates.test/x?y=1")

@@ -8,7 +8,8 @@ an experiment is written by a tenant, the request leaves from the operator with 
   to any address inside the cluster, or wait forever on a gate that is never called).
 - Notifications (spec.notifications[].urlSecretRef): the Secret's name must be in `notifications.secretNames`
   (also the RBAC resourceNames), read only in the experiment's namespace; the URL inside must lie under
-  `notifications.allowedAddresses`, checked when sending (a bad URL is a Warning Event, never a request).
+  `notifications.allowedAddresses`, checked when sending (a bad URL is a Warning Event, never a request); a
+  query is allowed there (Teams Workflows URLs are signed in it), matching only what precedes it.
 - Platform defaults (`notifications.defaults`): URLs from the operator's own environment, set by the platform;
   trusted as they are.
 
@@ -50,7 +51,13 @@ class HookPolicy:
         return CredentialPolicy(allowed_addresses=self.gate_addresses).allows_address(url)
 
     def allows_notification(self, url: str) -> bool:
-        return CredentialPolicy(allowed_addresses=self.notification_addresses).allows_address(url)
+        """Like a Prometheus address, except that a query is allowed: Teams Workflows URLs carry their signature
+        there. Only what precedes `?` is matched, and characters a second parser could read as another host
+        (`@`, `\\`, whitespace, `#`) are refused anywhere in the URL."""
+        if any(c in url for c in "\\\t\r\n @#") or not url.isascii():
+            return False
+        base = url.split("?", 1)[0]
+        return CredentialPolicy(allowed_addresses=self.notification_addresses).allows_address(base)
 
     def problems(self, experiment: ModelExperiment) -> list[SpecProblem]:
         """Why this experiment's gates or receivers are not allowed; empty when they are."""
