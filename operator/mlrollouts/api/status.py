@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from mlrollouts.api.base import ApiModel
+from mlrollouts.api.webhooks import WebhookStatus
 
 Phase = Literal["Pending", "Shadowing", "Progressing", "Paused", "Promoted", "RolledBack", "Inconclusive", "Invalid"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Promoted", "RolledBack", "Inconclusive"})
@@ -246,6 +247,8 @@ class ModelExperimentStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     routing: RoutingStatus | None = None
+    webhooks: list[WebhookStatus] = Field(default_factory=list)
+    """The last answer of each gate of spec.webhooks that was called (see api/webhooks.py)."""
     winner: str | None = None
     """The variant that was promoted, or that won a bandit / A/B/n."""
     strategy: str | None = None

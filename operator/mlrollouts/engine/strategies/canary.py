@@ -23,7 +23,7 @@ from mlrollouts.engine.guardrails import GuardrailCheck
 from mlrollouts.engine.running import waiting_on_clearance, waiting_on_guardrails
 from mlrollouts.engine.tick import Tick, fmt
 from mlrollouts.engine.traffic import canary_weights
-from mlrollouts.engine.transitions import pause, promote, rollback
+from mlrollouts.engine.transitions import promote_or_wait, rollback
 
 
 def _compare(tick: Tick):
@@ -83,12 +83,8 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
         tick.decide("continue", f"{where}: waiting: {'; '.join(waiting)} ({p_text})")
         return
     if last:
-        if spec.auto_promote:
-            promote(tick, challenger, f"{where} passed ({evidence}): {challenger} promoted to 100%")
-        else:
-            pause(
-                tick, "ReadyToPromote", f"{where} passed ({evidence}): waiting for a manual promote (autoPromote off)"
-            )
+        passed = f"{where} passed ({evidence})"
+        promote_or_wait(tick, challenger, passed, f"{passed}: {challenger} promoted to 100%")
         return
     before = tick.describe_weights()
     tick.set_weights(canary_weights(spec, index + 1))
