@@ -36,3 +36,18 @@ def test_a_threefold_error_rate_is_caught_within_the_first_step_at_200_requests_
     caught = [o for o in outcomes if o.max_weight == 1]
     assert len(caught) >= 0.9 * runs
     assert all("error-rate of fraud-v8" in o.status.message and "maxRatio 1.5" in o.status.message for o in caught)
+
+
+def test_a_threefold_error_rate_is_held_at_the_first_step_until_established_at_10_requests_per_second() -> None:
+    """Too little traffic to establish 0.6 % vs 0.3 % allowed within 15 minutes: the step holds instead of
+    advancing (clearance, power 0.95), whatever its estimate does, and nothing is promoted."""
+    runs = 12
+    outcomes = [
+        run(SPEC, {CHAMPION: Health(), CHALLENGER: Health(error=0.006)}, 10, seed, max_ticks=480)
+        for seed in range(runs)
+    ]
+    assert not [o for o in outcomes if o.phase == "Promoted"]
+    held = [o for o in outcomes if o.max_weight == 1]
+    assert len(held) >= 0.9 * runs
+    waiting = [o.status.analysis.reason for o in held if o.phase != "RolledBack" and o.status.analysis]
+    assert all("error-rate" in m and ("not yet ruled out" in m or "possibly breached" in m) for m in waiting), waiting
