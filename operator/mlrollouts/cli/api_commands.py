@@ -20,6 +20,8 @@ from mlrollouts.api.crd import render_crd_yaml
 from mlrollouts.api.crd_validation import served_schema, validate_manifest
 from mlrollouts.api.errors import SpecError, SpecProblem
 from mlrollouts.api.experiment import parse_experiment
+from mlrollouts.api.template_crd import render_template_crd_yaml
+from mlrollouts.api.templates import TEMPLATE_KINDS
 from mlrollouts.cli.main import UsageFailure, app
 from mlrollouts.metrics.templates import validate_templates
 
@@ -132,9 +134,14 @@ def crd_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the CRD here instead of standard output.")
     ] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="ModelExperiment, MetricTemplate or ClusterMetricTemplate.")
+    ] = KIND,
 ) -> int:
-    """Print (or write) the ModelExperiment CustomResourceDefinition generated from the API models."""
-    text = render_crd_yaml()
+    """Print (or write) a CustomResourceDefinition generated from the API models (ModelExperiment by default)."""
+    if kind not in (KIND, *TEMPLATE_KINDS):
+        raise UsageFailure("--kind", f"unknown kind {kind!r}: use {KIND}, {', '.join(TEMPLATE_KINDS)}")
+    text = render_crd_yaml() if kind == KIND else render_template_crd_yaml(kind)
     if output is None:
         typer.echo(text, nl=False)
         return 0
