@@ -78,7 +78,8 @@ class PrimaryMetric(ApiModel):
                     f"a mean metric needs {_MEAN_QUERIES}",
                 ),
                 cel(
-                    "has(self.templateRef) || self.type != 'ratio' || (has(self.count) && has(self.numerator) && has(self.denominator)"
+                    "has(self.templateRef) || self.type != 'ratio'"
+                    " || (has(self.count) && has(self.numerator) && has(self.denominator)"
                     " && has(self.numeratorSquares) && has(self.denominatorSquares) && has(self.crossProducts))",
                     f"a ratio metric needs {_RATIO_QUERIES}",
                 ),
