@@ -16,6 +16,7 @@ from typing import Any
 from mlrollouts.api import ModelExperiment, RoutingStatus, SpecError, parse_experiment
 from mlrollouts.api.errors import SpecProblem
 from mlrollouts.controller.not_ready import invalid_status, not_ready_status
+from mlrollouts.controller.templates import no_templates
 from mlrollouts.engine import decide, expected_traffic
 from mlrollouts.engine.types import Event, ManualAction, Observations, SetTraffic
 from mlrollouts.metrics.base import MetricsProvider
@@ -42,6 +43,9 @@ class TickPorts:
     """Posts (or, for a repeat, aggregates) a Kubernetes Event on the experiment; never raises."""
     conflict_with: Callable[[ModelExperiment], str | None]
     """Name of an older live experiment managing the same routing object, if any."""
+    resolve_templates: Callable[[ModelExperiment], Awaitable[ModelExperiment]] = no_templates
+    """The experiment with its templateRefs replaced by the templates' queries (controller/templates.py);
+    SpecError when a template is missing or its arguments are wrong."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,10 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
             )
             await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
         return TickResult(experiment, experiment.status.to_wire())
+    try:  # before anything is decided: the engine only ever sees inline queries
+        experiment = await ports.resolve_templates(experiment)
+    except SpecError as error:
+        return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
     rival = ports.conflict_with(experiment)
     if rival is not None:
         target = experiment.spec.traffic.provider
