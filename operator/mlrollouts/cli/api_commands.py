@@ -21,6 +21,7 @@ from mlrollouts.api.crd_validation import served_schema, validate_manifest
 from mlrollouts.api.errors import SpecError, SpecProblem
 from mlrollouts.api.experiment import parse_experiment
 from mlrollouts.api.template_crd import render_template_crd_yaml
+from mlrollouts.api.template_validation import check_template
 from mlrollouts.api.templates import TEMPLATE_KINDS
 from mlrollouts.cli.main import UsageFailure, app
 from mlrollouts.cli.template_sources import NamespacedFinder, cluster_finder, file_finder, parse_templates
@@ -102,11 +103,11 @@ def check_source(source: str, text: str, templates: NamespacedFinder | None = No
             continue
         name = str((document.get("metadata") or {}).get("name") or f"document {index}")
         if document.get("kind") in TEMPLATE_KINDS:
-            reports.append(DocumentReport(source, f"{document['kind']} {name}", parse_templates([document])[1]))
+            reports.append(DocumentReport(source, f"{document['kind']} {name}", check_template(document)))
         elif document.get("kind") == KIND:
             reports.append(DocumentReport(source, name, check_manifest(document, templates)))
     if not reports:
-        kinds = ", ".join((KIND, *TEMPLATE_KINDS))
+        kinds = f"{KIND}, {' or '.join(TEMPLATE_KINDS)}"
         reports.append(DocumentReport(source, "file", [SpecProblem("kind", f"no {kinds} document found")]))
     return reports
 
