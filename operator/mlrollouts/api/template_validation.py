@@ -41,7 +41,7 @@ def check_template(obj: dict[str, Any]) -> list[SpecProblem]:
         problems = list(error.problems)
     named = {p.path.replace("[", ".").replace("]", "") for p in problems}
     for problem in validate_template_manifest(obj):
-        if problem.path not in named and not (problems and problem.path in ("spec", "")):
+        if problem.path not in named:
             problems.append(problem)
             named.add(problem.path)
     return problems

@@ -9,8 +9,20 @@ So the chart's Istio ClusterMetricTemplates run against the local stack with the
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+
+
+class Totals(Protocol):
+    """What the exporter's per-variant totals carry (exporter.Totals)."""
+
+    requests: int
+    errors: int
+    latency_count: int
+    latency_sum: float
+    latency_buckets: list[int]
+
 
 LABELS = [
     "reporter",
@@ -28,8 +40,8 @@ def _ms(bound: float) -> str:
     return f"{bound * 1000:g}"
 
 
-def istio_metrics(totals: Iterable[tuple[str, object]], buckets_seconds: Sequence[float]) -> Iterator[Metric]:
-    """totals: (variant, Totals) pairs with requests, errors, latency_count, latency_sum, latency_buckets."""
+def istio_metrics(totals: Iterable[tuple[str, Totals]], buckets_seconds: Sequence[float]) -> Iterator[Metric]:
+    """One sample per variant and response code (200, 503), and the duration histogram in milliseconds."""
     requests = CounterMetricFamily(
         "istio_requests", "Requests by response code (Istio standard metric).", labels=LABELS
     )
@@ -38,11 +50,8 @@ def istio_metrics(totals: Iterable[tuple[str, object]], buckets_seconds: Sequenc
     )
     for variant, t in totals:
         base = ["destination", variant, "default", variant, variant]
-        errors = t.errors  # type: ignore[attr-defined]
-        requests.add_metric([*base, "200"], t.requests - errors)  # type: ignore[attr-defined]
-        requests.add_metric([*base, "503"], errors)
-        counts = t.latency_buckets  # type: ignore[attr-defined]
-        buckets = [(_ms(b), c) for b, c in zip(buckets_seconds, counts, strict=True)]
-        count, total = t.latency_count, t.latency_sum * 1000  # type: ignore[attr-defined]
-        duration.add_metric(base, [*buckets, ("+Inf", count)], total)
+        requests.add_metric([*base, "200"], t.requests - t.errors)
+        requests.add_metric([*base, "503"], t.errors)
+        buckets = [(_ms(b), c) for b, c in zip(buckets_seconds, t.latency_buckets, strict=True)]
+        duration.add_metric(base, [*buckets, ("+Inf", t.latency_count)], t.latency_sum * 1000)
     yield from (requests, duration)

@@ -9,9 +9,8 @@ the MetricTemplate in the experiment's namespace, then the ClusterMetricTemplate
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from mlrollouts.api import ModelExperimentSpec, parse_spec
 from mlrollouts.api.analysis import SAMPLE_QUERIES
@@ -33,6 +32,7 @@ TemplateKey = tuple[str, str]
 class RefSite:
     path: str  # "spec.analysis.guardrails[1].templateRef"
     ref: TemplateRef
+    guardrail: int | None = None  # index in analysis.guardrails; None for the primary metric
 
 
 def template_refs(spec: ModelExperimentSpec) -> list[RefSite]:
@@ -43,7 +43,7 @@ def template_refs(spec: ModelExperimentSpec) -> list[RefSite]:
         sites.append(RefSite("spec.analysis.primaryMetric.templateRef", analysis.primary_metric.template_ref))
     for i, guardrail in enumerate(analysis.guardrails):
         if guardrail.template_ref is not None:
-            sites.append(RefSite(f"spec.analysis.guardrails[{i}].templateRef", guardrail.template_ref))
+            sites.append(RefSite(f"spec.analysis.guardrails[{i}].templateRef", guardrail.template_ref, i))
     return sites
 
 
@@ -101,7 +101,6 @@ def resolve_spec(
     problems: list[SpecProblem] = []
     metric = spec.analysis.primary_metric
     for site in sites:
-        is_primary = site.path.startswith("spec.analysis.primaryMetric")
         found = _lookup(site, templates, namespace, problems)
         if found is None:
             continue
@@ -110,12 +109,11 @@ def resolve_spec(
         args = _arguments(site.ref, template, where, problems)
         if args is None:
             continue
-        if is_primary:
+        if site.guardrail is None:
             wanted = [wire_name for wire_name, _ in SAMPLE_QUERIES[metric.type]]
             target, what = analysis["primaryMetric"], f"a {metric.type} primary metric"
         else:
-            index = int(site.path.split("[")[1].split("]")[0])
-            target = analysis["guardrails"][index]
+            target = analysis["guardrails"][site.guardrail]
             form = _guardrail_form(target.get("type"), template)
             wanted = ["query"] if form == "threshold" else ["bad", "total"]
             target["type"] = form
@@ -129,8 +127,7 @@ def resolve_spec(
         target.pop("templateRef")
         for name in wanted:
             text = _substitute(template.queries[name], args)
-            found_problems = template_problems(text, f"{where} {name}")
-            problems.extend(found_problems)
+            problems.extend(template_problems(text, f"{where} {name}"))
             target[name] = text
     if problems:
         raise SpecError(problems)
@@ -182,8 +179,3 @@ def _guardrail_form(given: str | None, template: MetricTemplateSpec) -> str:
 def _substitute(text: str, args: Mapping[str, str]) -> str:
     """Values were checked against the safe character set by the TemplateRef model (ARG_VALUE_RULE)."""
     return ARG_REFERENCE.sub(lambda match: args[match.group(1)], text)
-
-
-def template_documents(documents: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The MetricTemplate and ClusterMetricTemplate documents among parsed YAML documents."""
-    return [d for d in documents if isinstance(d, dict) and d.get("kind") in (TEMPLATE_KIND, CLUSTER_TEMPLATE_KIND)]
