@@ -17,7 +17,7 @@ from mlrollouts.metrics.templates import query_templates
 ERRORS = {
     "description": "5xx share",
     "args": [
-        {"name": "reporter", "default": "destination", "pattern": "^(source|destination)$"},
+        {"name": "reporter", "default": "destination", "allowed": ["source", "destination"]},
         {"name": "code", "description": "the status class"},
     ],
     "bad": 'sum(reqs_total{r="{{args.reporter}}",w="{{variant}}",code=~"{{args.code}}"})',
@@ -78,7 +78,7 @@ def test_primary_metric_takes_its_type_queries_from_the_template() -> None:
     [
         ({}, "missing argument code (the status class): it has no default"),
         ({"code": "5..", "codes": "4.."}, "unknown argument codes; the template takes: reporter, code"),
-        ({"code": "5..", "reporter": "gateway"}, "'gateway' does not match '^(source|destination)$'"),
+        ({"code": "5..", "reporter": "gateway"}, "'gateway' is not allowed: use one of source, destination"),
     ],
 )
 def test_a_wrong_argument_is_named(args: dict, says: str) -> None:
@@ -160,3 +160,19 @@ def test_the_controller_reads_templates_at_every_tick_so_an_edit_applies_at_the_
     store.clear()
     with pytest.raises(SpecError, match="ClusterMetricTemplate errors"):
         asyncio.run(resolver.resolve(manifest))
+
+
+def test_argument_types_are_checked_without_any_user_regular_expression() -> None:
+    typed = spec({"args": [{"name": "ms", "type": "number"}], "query": 'sum(x_bucket{le="{{args.ms}}"})'})
+    manifest = experiment(None, {"name": "slow", "args": {"ms": "5OO"}}, max=0.1)
+    with pytest.raises(SpecError) as raised:
+        resolve(manifest, {("ClusterMetricTemplate", "slow"): typed})
+    assert "args.ms: '5OO' is not a number: use a non-negative decimal number such as 500 or 0.95" in str(raised.value)
+    manifest["spec"]["analysis"]["guardrails"][0]["templateRef"]["args"]["ms"] = "500"
+    resolved = resolve(manifest, {("ClusterMetricTemplate", "slow"): typed})
+    assert resolved.analysis.guardrails[0].query == 'sum(x_bucket{le="500"})'
+
+
+def test_a_default_outside_the_allowed_values_is_refused_in_the_template() -> None:
+    with pytest.raises(ValueError, match="'edge' is not allowed: use one of source, destination"):
+        spec({"args": [{"name": "r", "allowed": ["source", "destination"], "default": "edge"}], "query": "up"})

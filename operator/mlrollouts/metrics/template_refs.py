@@ -8,7 +8,6 @@ the MetricTemplate in the experiment's namespace, then the ClusterMetricTemplate
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -161,8 +160,8 @@ def _arguments(
         if value is None:
             hint = f" ({arg.description})" if arg.description else ""
             found.append(SpecProblem(f"{where} args", f"missing argument {name}{hint}: it has no default"))
-        elif arg.pattern is not None and not re.fullmatch(arg.pattern, value):
-            found.append(SpecProblem(f"{where} args.{name}", f"{value!r} does not match {arg.pattern!r}"))
+        elif (problem := arg.value_problem(value)) is not None:
+            found.append(SpecProblem(f"{where} args.{name}", problem))
         else:
             values[name] = value
     problems.extend(found)
