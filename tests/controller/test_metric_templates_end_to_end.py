@@ -147,3 +147,34 @@ def test_missing_template_makes_the_experiment_invalid_naming_it_and_moves_no_tr
         stack.wait_for("no-template", lambda s: s.get("phase") == "Progressing", 60, "Progressing once it exists")
     finally:
         stack.objects.delete_cluster_custom_object(GROUP, VERSION, PLURAL, "istio-eror-ratio")
+
+
+def test_an_edited_template_applies_at_the_next_tick(stack: Stack, templates: list[str]) -> None:
+    """A namespaced MetricTemplate behind a guardrail is edited mid-step: the next tick reads the new query,
+    which breaks the bound, and the canary rolls back without the experiment being touched."""
+    workload = 'istio_requests_total{destination_workload="{{variant}}"}'
+    template = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "MetricTemplate",
+        "metadata": {"name": "health", "namespace": "default"},
+        "spec": {"query": f"sum({workload}) * 0"},
+    }
+    stack.objects.create_namespaced_custom_object(GROUP, VERSION, "default", "metrictemplates", template)
+    manifest = templated_canary("edited", stack.prometheus.address)
+    manifest["spec"]["canary"]["stepDuration"] = "10m"  # the first step lasts the whole test
+    manifest["spec"]["analysis"]["guardrails"] = [{"name": "health", "templateRef": {"name": "health"}, "max": 0.5}]
+    try:
+        stack.create(manifest)
+        stack.follow_traffic("edited", total_rate=200.0)
+        stack.wait_for("edited", lambda s: (s.get("weights") or {}).get("churn-v3") == 20, 60, "first step at 20 %")
+        stack.objects.patch_namespaced_custom_object(
+            GROUP, VERSION, "default", "metrictemplates", "health", {"spec": {"query": f"sum({workload}) * 0 + 1"}}
+        )
+        status = stack.wait_for("edited", lambda s: s.get("phase") == "RolledBack", 30, "phase RolledBack")
+        assert "health" in status["analysis"]["reason"]
+        assert _weights(stack) == {"churn-v2": 100, "churn-v3": 0}
+    finally:
+        with contextlib.suppress(kubernetes.client.ApiException):
+            stack.objects.delete_namespaced_custom_object(GROUP, VERSION, "default", "modelexperiments", "edited")
+        time.sleep(1)
+        stack.objects.delete_namespaced_custom_object(GROUP, VERSION, "default", "metrictemplates", "health")
