@@ -172,6 +172,9 @@ def test_an_edited_template_applies_at_the_next_tick(stack: Stack, templates: li
         )
         status = stack.wait_for("edited", lambda s: s.get("phase") == "RolledBack", 30, "phase RolledBack")
         assert "health" in status["analysis"]["reason"]
+        # The edit restarted the analysis first (samples from two queries are not one sample), then the
+        # guardrail read the new query and rolled back.
+        assert any("metric template queries changed" in h.get("reason", "") for h in status["history"])
         assert _weights(stack) == {"churn-v2": 100, "churn-v3": 0}
     finally:
         with contextlib.suppress(kubernetes.client.ApiException):

@@ -20,6 +20,7 @@ from mlrollouts.controller.templates import no_templates
 from mlrollouts.engine import decide, expected_traffic
 from mlrollouts.engine.types import Event, ManualAction, Observations, SetTraffic
 from mlrollouts.metrics.base import MetricsProvider
+from mlrollouts.metrics.template_refs import queries_fingerprint, template_refs
 from mlrollouts.metrics.templates import validate_templates
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
 from mlrollouts.routing.kube import ObjectConflict
@@ -116,10 +117,12 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
             )
             await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
         return TickResult(experiment, experiment.status.to_wire())
+    templated = bool(template_refs(experiment.spec))
     try:  # before anything is decided: the engine only ever sees inline queries
         experiment = await ports.resolve_templates(experiment)
     except SpecError as error:
         return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
+    fingerprint = queries_fingerprint(experiment.spec) if templated else None
     rival = ports.conflict_with(experiment)
     if rival is not None:
         target = experiment.spec.traffic.provider
@@ -135,7 +138,13 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
     except SpecError as error:  # e.g. the bearer-token Secret it names does not exist
         return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
     decision = decide(
-        experiment.spec, experiment.status, observations, now, generation=meta.get("generation"), manual=manual
+        experiment.spec,
+        experiment.status,
+        observations,
+        now,
+        generation=meta.get("generation"),
+        manual=manual,
+        queries_fingerprint=fingerprint,
     )
     router = ports.router_for(experiment)
     status = decision.status

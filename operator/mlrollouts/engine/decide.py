@@ -3,8 +3,9 @@
 Precedence within one call: terminal phases are absorbing (a manual action there is ignored with an
 Event) -> start (no phase yet, Pending or Invalid), only once one complete read of the metrics succeeded,
 else Pending with reason MetricsUnavailable and no traffic moved (see readiness) -> manual action -> spec
-change (new generation) -> one tick of analysis. A SetTraffic action is emitted only when the weights or the
-mirror changed; the controller re-applies `expected_traffic` itself to repair drift.
+change (new generation) -> changed metric template queries (restart like a spec change) -> one tick of
+analysis. A SetTraffic action is emitted only when the weights or the mirror changed; the controller
+re-applies `expected_traffic` itself to repair drift.
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ def decide(
     *,
     generation: int | None = None,
     manual: ManualAction | None = None,
+    queries_fingerprint: str | None = None,
 ) -> Decision:
+    """`queries_fingerprint`: digest of the queries resolved from metric templates this tick (the controller
+    computes it; None without templateRefs). Samples taken with other queries cannot be added to these."""
     if status.is_terminal:
         if manual is None:
             return Decision(status=status)
@@ -53,12 +57,18 @@ def decide(
             readiness.wait_for_metrics(tick, problem, generation)
     elif manual is not None:
         lifecycle.apply_manual(tick, manual)
+        return _finish(tick)  # a template change, if any, is seen at the next tick
     elif generation is not None and status.observed_generation is not None and generation != status.observed_generation:
         lifecycle.spec_changed(tick, generation)
+    elif None not in (status.queries_fingerprint, queries_fingerprint) and (
+        status.queries_fingerprint != queries_fingerprint
+    ):
+        lifecycle.queries_changed(tick)
     else:
         if generation is not None and status.observed_generation is None:
             tick.update(observed_generation=generation)
         running.analyse(tick, observations, STRATEGIES[spec.strategy])
+    tick.update(queries_fingerprint=queries_fingerprint)
     return _finish(tick)
 
 

@@ -8,6 +8,8 @@ the MetricTemplate in the experiment's namespace, then the ClusterMetricTemplate
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -44,6 +46,14 @@ def template_refs(spec: ModelExperimentSpec) -> list[RefSite]:
         if guardrail.template_ref is not None:
             sites.append(RefSite(f"spec.analysis.guardrails[{i}].templateRef", guardrail.template_ref, i))
     return sites
+
+
+def queries_fingerprint(resolved: ModelExperimentSpec) -> str:
+    """Digest of every query of a resolved spec: what an edited template changes without a new generation."""
+    analysis = resolved.analysis
+    queries = [getattr(analysis.primary_metric, attr) for _, attr in SAMPLE_QUERIES[analysis.primary_metric.type]]
+    queries += [(g.name, g.kind, g.query, g.bad, g.total) for g in analysis.guardrails]
+    return hashlib.sha256(json.dumps(queries).encode()).hexdigest()[:16]
 
 
 def candidates(ref: TemplateRef) -> list[TemplateKey]:
