@@ -116,20 +116,3 @@ def test_history_is_bounded_and_keeps_the_newest_entries():
         status = decide(spec, status, observe(now, {}), now, manual="pause" if index % 2 == 0 else "resume").status
     assert len(status.history) == 50
     assert status.history[-1].time == T0 + timedelta(minutes=59) and status.history[-1].action == "resume"
-
-
-def test_edited_metric_template_restarts_the_analysis_and_keeps_the_traffic():
-    """Same spec and generation, new queries behind a templateRef: samples restart, weights stay, one Event."""
-    spec = make_spec("canary")
-    first = decide(spec, started(spec), observe(T0, COUNTS), T0, generation=1, queries_fingerprint="aaaa")
-    assert first.status.queries_fingerprint == "aaaa"
-    assert "QueriesChanged" not in [e.reason for e in first.events]
-    later = T0 + timedelta(minutes=1)
-    changed = decide(spec, first.status, observe(later, COUNTS), later, generation=1, queries_fingerprint="bbbb")
-    assert changed.status.queries_fingerprint == "bbbb"
-    assert changed.status.reason == "QueriesChanged" and changed.status.samples == {}
-    assert changed.status.started_at == later
-    assert changed.status.weights == first.status.weights
-    assert [e.reason for e in changed.events] == ["QueriesChanged"]
-    again = decide(spec, changed.status, observe(later, COUNTS), later, generation=1, queries_fingerprint="bbbb")
-    assert "QueriesChanged" not in [e.reason for e in again.events]

@@ -3,9 +3,8 @@
 Precedence within one call: terminal phases are absorbing (a manual action there is ignored with an
 Event) -> start (no phase yet, Pending or Invalid), only once one complete read of the metrics succeeded,
 else Pending with reason MetricsUnavailable and no traffic moved (see readiness) -> manual action -> spec
-change (new generation) -> changed metric template queries (restart like a spec change) -> one tick of
-analysis. A SetTraffic action is emitted only when the weights or the mirror changed; the controller
-re-applies `expected_traffic` itself to repair drift.
+change (new generation) -> one tick of analysis. A SetTraffic action is emitted only when the weights or the
+mirror changed; the controller re-applies `expected_traffic` itself to repair drift.
 """
 
 from __future__ import annotations
@@ -42,7 +41,8 @@ def decide(
     queries_fingerprint: str | None = None,
 ) -> Decision:
     """`queries_fingerprint`: digest of the queries resolved from metric templates this tick (the controller
-    computes it; None without templateRefs). Samples taken with other queries cannot be added to these."""
+    computes it; None without templateRefs). A change restarts the analysis like a spec change (after the
+    manual action and spec change rules): samples taken with other queries cannot be added to these."""
     if status.is_terminal:
         if manual is None:
             return Decision(status=status)
