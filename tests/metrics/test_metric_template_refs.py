@@ -10,7 +10,7 @@ import pytest
 
 from mlrollouts.api import ModelExperiment, SpecError, parse_experiment
 from mlrollouts.api.templates import MetricTemplateSpec, parse_template
-from mlrollouts.controller.templates import TemplateResolver, template_path
+from mlrollouts.controller.templates import TemplateReadFailed, TemplateResolver, template_path
 from mlrollouts.metrics.template_refs import find_all, resolve_spec
 from mlrollouts.metrics.templates import query_templates
 
@@ -176,3 +176,31 @@ def test_argument_types_are_checked_without_any_user_regular_expression() -> Non
 def test_a_default_outside_the_allowed_values_is_refused_in_the_template() -> None:
     with pytest.raises(ValueError, match="'edge' is not allowed: use one of source, destination"):
         spec({"args": [{"name": "r", "allowed": ["source", "destination"], "default": "edge"}], "query": "up"})
+
+
+def _resolver(store: dict[str, tuple[int, Any]]) -> TemplateResolver:
+    async def read_path(path: str) -> tuple[int, Any]:
+        return store.get(path, (404, {"message": "not found"}))
+
+    return TemplateResolver(read_path)
+
+
+def test_the_controller_never_reads_another_namespaces_metric_template() -> None:
+    other = {
+        "apiVersion": "mlrollouts.dev/v1alpha1",
+        "kind": "MetricTemplate",
+        "metadata": {"name": "errors", "namespace": "team-b"},
+        "spec": {**ERRORS, "args": [{"name": "code", "default": "5.."}, {"name": "reporter", "default": "x"}]},
+    }
+    resolver = _resolver({template_path(("MetricTemplate", "errors"), "team-b"): (200, other)})
+    manifest = parse_experiment(experiment(None, {"name": "errors", "kind": "MetricTemplate"}, max=0.1))
+    with pytest.raises(SpecError, match="no MetricTemplate team-a/errors"):
+        asyncio.run(resolver.resolve(manifest))
+
+
+def test_a_refused_template_read_is_an_outage_to_retry_not_an_invalid_spec() -> None:
+    path = template_path(("ClusterMetricTemplate", "errors"), "team-a")
+    resolver = _resolver({path: (403, {"message": "clustermetrictemplates is forbidden"})})
+    manifest = parse_experiment(experiment(None, {"name": "errors", "kind": "ClusterMetricTemplate"}, max=0.1))
+    with pytest.raises(TemplateReadFailed, match="HTTP 403: clustermetrictemplates is forbidden"):
+        asyncio.run(resolver.resolve(manifest))
