@@ -53,6 +53,9 @@ chaos: install
 crds: install
 	$(VENV)/bin/mlrollouts crd --output crds/modelexperiments.mlrollouts.dev.yaml
 	cp crds/modelexperiments.mlrollouts.dev.yaml charts/mlrollouts/crds/modelexperiments.mlrollouts.dev.yaml
+	$(VENV)/bin/mlrollouts crd --kind MetricTemplate --output crds/metrictemplates.mlrollouts.dev.yaml
+	$(VENV)/bin/mlrollouts crd --kind ClusterMetricTemplate --output crds/clustermetrictemplates.mlrollouts.dev.yaml
+	cp crds/metrictemplates.mlrollouts.dev.yaml crds/clustermetrictemplates.mlrollouts.dev.yaml charts/mlrollouts/crds/
 
 # The image's pinned, hashed runtime dependencies (Python 3.11, as the Dockerfile's base). Re-run after editing
 # the dependencies in pyproject.toml; the test suite fails while the lock and pyproject disagree.

@@ -167,7 +167,21 @@ CASES = [
         "churn-v3.yaml",
         _delete("spec.analysis.guardrails.0.query"),
         "spec.analysis.guardrails.0",
-        "needs query (type: threshold) or bad and total (type: ratio)",
+        "needs query (type: threshold), bad and total (type: ratio), or a templateRef",
+    ),
+    BadCase(
+        "guardrail-with-template-ref-and-query",
+        "churn-v3.yaml",
+        _set("spec.analysis.guardrails.0.templateRef", {"name": "istio-latency-p95"}),
+        "spec.analysis.guardrails.0.templateRef",
+        "templateRef takes the queries from the template",
+    ),
+    BadCase(
+        "primary-metric-with-template-ref-and-queries",
+        "churn-v3.yaml",
+        _set("spec.analysis.primaryMetric.templateRef", {"name": "istio-success-rate"}),
+        "spec.analysis.primaryMetric.templateRef",
+        "templateRef takes the queries from the template",
     ),
     BadCase(
         "ratio-guardrail-with-query",

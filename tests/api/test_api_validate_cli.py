@@ -94,7 +94,10 @@ def test_wrong_api_version_is_a_problem(tmp_path, capsys) -> None:
 def test_file_without_any_experiment_fails(tmp_path, capsys) -> None:
     path = _write(tmp_path, "svc.yaml", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}})
     assert main(["validate", "-f", path]) == 1
-    assert capsys.readouterr().out == f"{path}: file: kind: no ModelExperiment document found\n"
+    assert (
+        capsys.readouterr().out
+        == f"{path}: file: kind: no ModelExperiment, MetricTemplate or ClusterMetricTemplate document found\n"
+    )
 
 
 @pytest.mark.parametrize(

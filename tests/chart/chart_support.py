@@ -96,6 +96,7 @@ def crd_schemas(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
 @functools.cache
 def custom_resource_schemas() -> dict[tuple[str, str], dict[str, Any]]:
     schemas = crd_schemas(CHART_DIR / "crds" / "kopf-peering.yaml")
+    schemas.update(crd_schemas(CHART_DIR / "crds" / "clustermetrictemplates.mlrollouts.dev.yaml"))
     for name in ("prometheus-operator-servicemonitors", "prometheus-operator-prometheusrules"):
         schemas.update(crd_schemas(SCHEMAS_DIR / f"{name}.crd.yaml"))
     return schemas

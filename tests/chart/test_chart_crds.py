@@ -1,23 +1,28 @@
-"""The chart ships the generated ModelExperiment CRD unchanged, plus kopf's peering CRDs."""
+"""The chart ships the generated ModelExperiment and metric template CRDs unchanged, plus kopf's peering CRDs."""
 
 from __future__ import annotations
 
 import kubernetes_validate
+import pytest
 import yaml
 from chart_support import CHART_DIR, REPO, chart
 
-GENERATED_CRD = REPO / "crds" / "modelexperiments.mlrollouts.dev.yaml"
-CHART_CRD = CHART_DIR / "crds" / "modelexperiments.mlrollouts.dev.yaml"
+PROJECT_CRDS = (
+    "modelexperiments.mlrollouts.dev.yaml",
+    "metrictemplates.mlrollouts.dev.yaml",
+    "clustermetrictemplates.mlrollouts.dev.yaml",
+)
 
 
-def test_chart_crd_is_byte_identical_to_the_generated_one() -> None:
-    # After `make crds`, copy crds/modelexperiments.mlrollouts.dev.yaml into charts/mlrollouts/crds/.
-    assert CHART_CRD.read_bytes() == GENERATED_CRD.read_bytes()
+@pytest.mark.parametrize("name", PROJECT_CRDS)
+def test_chart_crd_is_byte_identical_to_the_generated_one(name: str) -> None:
+    # `make crds` writes crds/*.yaml and copies them into charts/mlrollouts/crds/.
+    assert (CHART_DIR / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes()
 
 
-def test_helm_installs_the_experiment_and_peering_crds() -> None:
+def test_helm_installs_the_project_and_peering_crds() -> None:
     names = {crd["name"] for crd in chart().crds}
-    assert names == {"crds/modelexperiments.mlrollouts.dev.yaml", "crds/kopf-peering.yaml"}
+    assert names == {*(f"crds/{name}" for name in PROJECT_CRDS), "crds/kopf-peering.yaml"}
 
 
 def test_peering_crds_are_valid_and_match_what_kopf_looks_for() -> None:

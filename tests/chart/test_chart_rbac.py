@@ -12,6 +12,7 @@ from helm_python.errors import HelmValuesError
 EXPERIMENT_ALLOW: dict[tuple[str, str], set[str]] = {
     ("mlrollouts.dev", "modelexperiments"): {"get", "list", "watch", "patch", "update"},
     ("mlrollouts.dev", "modelexperiments/status"): {"get", "list", "watch", "patch", "update"},
+    ("mlrollouts.dev", "metrictemplates"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "patch", "update"},
@@ -20,7 +21,8 @@ EXPERIMENT_ALLOW: dict[tuple[str, str], set[str]] = {
     ("apps", "deployments/scale"): {"get", "patch", "update"},
 }
 PEERING_VERBS = {"get", "list", "watch", "patch"}
-CLUSTER_ALLOW = EXPERIMENT_ALLOW | {("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS}
+CLUSTER_TEMPLATES_ALLOW = {("mlrollouts.dev", "clustermetrictemplates"): {"get", "list", "watch"}}
+CLUSTER_ALLOW = EXPERIMENT_ALLOW | CLUSTER_TEMPLATES_ALLOW | {("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS}
 NAMESPACE_ALLOW = EXPERIMENT_ALLOW | {("kopf.dev", "kopfpeerings"): PEERING_VERBS}
 LEASE_ALLOW = {("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"}}
 
@@ -86,9 +88,17 @@ def test_leases_are_confined_to_the_release_namespace() -> None:
         assert grants(role) == LEASE_ALLOW
 
 
-def test_namespaced_mode_has_one_role_per_namespace_and_no_cluster_role() -> None:
+def test_namespaced_mode_has_one_role_per_namespace_and_reads_only_cluster_templates_cluster_wide() -> None:
     objects = render(VALUE_SETS["namespaced"])
-    assert of_kind(objects, "ClusterRole") == [] and of_kind(objects, "ClusterRoleBinding") == []
+    (cluster_role,) = of_kind(objects, "ClusterRole")
+    assert grants(cluster_role) == CLUSTER_TEMPLATES_ALLOW
+    (cluster_binding,) = of_kind(objects, "ClusterRoleBinding")
+    assert cluster_binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    assert cluster_binding["subjects"][0] == {
+        "kind": "ServiceAccount",
+        "name": "rel-mlrollouts",
+        "namespace": RELEASE_NAMESPACE,
+    }
     roles = [r for r in of_kind(objects, "Role") if r["metadata"]["name"] == "rel-mlrollouts"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
     for role in roles:

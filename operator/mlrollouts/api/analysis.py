@@ -11,6 +11,7 @@ from mlrollouts.api.cel import cel
 from mlrollouts.api.durations import Duration, Interval
 from mlrollouts.api.errors import FieldError
 from mlrollouts.api.guardrails import Guardrail
+from mlrollouts.api.templates import TemplateRef
 
 
 class SecretKeyRef(ApiModel):
@@ -52,20 +53,33 @@ def _query_list(metric_type: str) -> str:
     return {"proportion": "the successes and trials queries", "mean": _MEAN_QUERIES}.get(metric_type, _RATIO_QUERIES)
 
 
+_ALL_QUERIES = tuple(wire for pairs in SAMPLE_QUERIES.values() for wire, _ in pairs)
+_TEMPLATE_OR_INLINE = "templateRef takes the queries from the template: remove the inline queries, or the templateRef"
+
+
 class PrimaryMetric(ApiModel):
     model_config = ApiModel.model_config | {
         "json_schema_extra": {
             "x-kubernetes-validations": [
                 cel(
-                    "self.type != 'proportion' || (has(self.successes) && has(self.trials))",
+                    "!has(self.templateRef) || !("
+                    + " || ".join(f"has(self.{q})" for q in dict.fromkeys(_ALL_QUERIES))
+                    + ")",
+                    _TEMPLATE_OR_INLINE,
+                    ".templateRef",
+                ),
+                cel(
+                    "has(self.templateRef) || self.type != 'proportion' || (has(self.successes) && has(self.trials))",
                     "a proportion metric needs the successes and trials queries",
                 ),
                 cel(
-                    "self.type != 'mean' || (has(self.count) && has(self.sum) && has(self.sumOfSquares))",
+                    "has(self.templateRef) || self.type != 'mean'"
+                    " || (has(self.count) && has(self.sum) && has(self.sumOfSquares))",
                     f"a mean metric needs {_MEAN_QUERIES}",
                 ),
                 cel(
-                    "self.type != 'ratio' || (has(self.count) && has(self.numerator) && has(self.denominator)"
+                    "has(self.templateRef) || self.type != 'ratio'"
+                    " || (has(self.count) && has(self.numerator) && has(self.denominator)"
                     " && has(self.numeratorSquares) && has(self.denominatorSquares) && has(self.crossProducts))",
                     f"a ratio metric needs {_RATIO_QUERIES}",
                 ),
@@ -76,6 +90,8 @@ class PrimaryMetric(ApiModel):
     type: Literal["proportion", "mean", "ratio"] = "proportion"
     """proportion (successes/trials), mean (count, sum, sumOfSquares per unit) or ratio (numerator per
     denominator, e.g. clicks per view, with the user as the unit: delta method)."""
+    template_ref: TemplateRef | None = None
+    """Take the queries for `type` from a MetricTemplate or ClusterMetricTemplate instead of writing them here."""
     successes: str | None = Field(default=None, min_length=1, max_length=4096)
     """Proportion metric: PromQL for the successes of `{{variant}}` over `{{window}}`."""
     trials: str | None = Field(default=None, min_length=1, max_length=4096)
@@ -112,10 +128,18 @@ class PrimaryMetric(ApiModel):
 
     @model_validator(mode="after")
     def _queries_for_type(self) -> PrimaryMetric:
+        if self.template_ref is not None:
+            inline = [wire for wire, attr in _QUERY_ATTRS.items() if getattr(self, attr) is not None]
+            if inline:
+                raise FieldError("templateRef", f"{_TEMPLATE_OR_INLINE}: {', '.join(inline)}")
+            return self
         missing = [name for name, attr in SAMPLE_QUERIES[self.type] if getattr(self, attr) is None]
         if missing:
             raise ValueError(f"a {self.type} metric needs {_query_list(self.type)}: missing {', '.join(missing)}")
         return self
+
+
+_QUERY_ATTRS = {wire: attr for pairs in SAMPLE_QUERIES.values() for wire, attr in pairs}
 
 
 class Statistics(ApiModel):

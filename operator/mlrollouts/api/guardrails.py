@@ -19,15 +19,19 @@ from pydantic import Field, model_validator
 from mlrollouts.api.base import ApiModel, Name
 from mlrollouts.api.cel import cel
 from mlrollouts.api.errors import FieldError
+from mlrollouts.api.templates import TemplateRef
 
 DEFAULT_RATIO_ALPHA = 0.01
 DEFAULT_POWER = 0.95
 DEFAULT_DETECTABLE_BREACH = 2.0
 # The guardrail's form when `type` is absent: ratio for counts without a query, threshold otherwise.
+# With a templateRef and no type, the form is only known once the template is read: 'template' skips the rules.
 _KIND = (
-    "(has(self.type) ? self.type : ((has(self.bad) || has(self.total)) && !has(self.query) ? 'ratio' : 'threshold'))"
+    "(has(self.type) ? self.type : has(self.templateRef) ? 'template'"
+    " : ((has(self.bad) || has(self.total)) && !has(self.query) ? 'ratio' : 'threshold'))"
 )
-_NEEDS_SOURCE = "a guardrail needs query (type: threshold) or bad and total (type: ratio)"
+_NEEDS_SOURCE = "a guardrail needs query (type: threshold), bad and total (type: ratio), or a templateRef"
+_TEMPLATE_OR_INLINE = "templateRef takes the queries from the template: remove query, bad and total, or the templateRef"
 _RATIO_NEEDS_BOTH = "a ratio guardrail needs both bad and total (counters of bad events and of all events)"
 _NO_QUERY = "query is for type: threshold; a ratio guardrail counts events with bad and total"
 _NO_COUNTS = (
@@ -62,9 +66,18 @@ class Guardrail(ApiModel):
                     "guardrail min must not exceed max",
                     ".min",
                 ),
-                cel("has(self.query) || has(self.bad) || has(self.total)", _NEEDS_SOURCE),
+                cel("has(self.query) || has(self.bad) || has(self.total) || has(self.templateRef)", _NEEDS_SOURCE),
+                cel(
+                    "!has(self.templateRef) || !(has(self.query) || has(self.bad) || has(self.total))",
+                    _TEMPLATE_OR_INLINE,
+                    ".templateRef",
+                ),
                 cel(f"{_KIND} != 'ratio' || !has(self.query)", _NO_QUERY, ".query"),
-                cel(f"{_KIND} != 'ratio' || has(self.query) || (has(self.bad) && has(self.total))", _RATIO_NEEDS_BOTH),
+                cel(
+                    f"{_KIND} != 'ratio' || has(self.query) || has(self.templateRef)"
+                    " || (has(self.bad) && has(self.total))",
+                    _RATIO_NEEDS_BOTH,
+                ),
                 cel(f"{_KIND} != 'threshold' || (!has(self.bad) && !has(self.total))", _NO_COUNTS, ".type"),
                 cel(f"{_KIND} != 'ratio' || !has(self.min)", _NO_MIN, ".min"),
                 cel(f"{_KIND} != 'ratio' || !has(self.failureLimit)", _NO_FAILURE_LIMIT, ".failureLimit"),
@@ -83,6 +96,8 @@ class Guardrail(ApiModel):
     type: Literal["threshold", "ratio"] | None = None
     """threshold (one value per check from `query`) or ratio (counts from `bad` and `total`, judged by a
     sequential test). When absent: ratio if `bad` or `total` is given without `query`, else threshold."""
+    template_ref: TemplateRef | None = None
+    """Take query (threshold) or bad and total (ratio) from a MetricTemplate or ClusterMetricTemplate."""
     query: str | None = Field(default=None, min_length=1, max_length=4096)
     """Threshold: PromQL for one value of `{{variant}}` per check (a latency quantile, an error rate)."""
     bad: str | None = Field(default=None, min_length=1, max_length=4096)
@@ -116,6 +131,10 @@ class Guardrail(ApiModel):
             raise ValueError("a guardrail needs at least one bound: max, min, maxIncrease or maxRatio")
         if self.max is not None and self.min is not None and self.min > self.max:
             raise FieldError("min", f"guardrail min must not exceed max: {self.min} > {self.max}")
+        if self.template_ref is not None:
+            if self.query is not None or self.bad is not None or self.total is not None:
+                raise FieldError("templateRef", _TEMPLATE_OR_INLINE)
+            return self._check_template_bounds()
         if self.query is None and self.bad is None and self.total is None:
             raise ValueError(_NEEDS_SOURCE)
         if self.kind == "threshold":
@@ -138,6 +157,20 @@ class Guardrail(ApiModel):
         if self.max is not None and not 0.0 < self.max < 1.0:
             raise FieldError("max", f"{_MAX_SHARE}, got {self.max}")
         self._check_count_queries()
+        return self
+
+    def _check_template_bounds(self) -> Guardrail:
+        """The form is known only after resolution (which validates the guardrail again, in full): check
+        here only what `type`, when given, already decides."""
+        if self.type == "threshold" and self.alpha is not None:
+            raise FieldError("alpha", _NO_ALPHA)
+        if self.type == "ratio":
+            if self.min is not None:
+                raise FieldError("min", _NO_MIN)
+            if self.failure_limit is not None:
+                raise FieldError("failureLimit", _NO_FAILURE_LIMIT)
+            if self.max is not None and not 0.0 < self.max < 1.0:
+                raise FieldError("max", f"{_MAX_SHARE}, got {self.max}")
         return self
 
     def _check_count_queries(self) -> None:

@@ -253,6 +253,9 @@ class ModelExperimentStatus(ApiModel):
     """The variant that was promoted, or that won a bandit / A/B/n."""
     strategy: str | None = None
     """Strategy the running analysis was started with; the engine restarts the experiment when it changes."""
+    queries_fingerprint: str | None = None
+    """Digest of the queries taken from metric templates (templateRef) that the analysis runs on; an edited
+    template changes it and restarts the analysis, as a spec change does. None without templateRefs."""
 
     @property
     def is_terminal(self) -> bool:

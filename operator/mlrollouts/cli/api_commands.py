@@ -20,7 +20,12 @@ from mlrollouts.api.crd import render_crd_yaml
 from mlrollouts.api.crd_validation import served_schema, validate_manifest
 from mlrollouts.api.errors import SpecError, SpecProblem
 from mlrollouts.api.experiment import parse_experiment
+from mlrollouts.api.template_crd import render_template_crd_yaml
+from mlrollouts.api.template_validation import check_template
+from mlrollouts.api.templates import TEMPLATE_KINDS
 from mlrollouts.cli.main import UsageFailure, app
+from mlrollouts.cli.template_sources import NamespacedFinder, cluster_finder, file_finder, parse_templates
+from mlrollouts.metrics.template_refs import find_all, resolve_spec, template_refs
 from mlrollouts.metrics.templates import validate_templates
 
 
@@ -36,7 +41,7 @@ class DocumentReport:
         return [f"{self.source}: {self.name}: {problem}" for problem in self.problems]
 
 
-def check_manifest(obj: dict[str, Any]) -> list[SpecProblem]:
+def check_manifest(obj: dict[str, Any], templates: NamespacedFinder | None = None) -> list[SpecProblem]:
     """Both layers' problems, the operator's first (its messages carry the values and the fix).
 
     The operator layer is the operator's own load: the models, then the query templates and their PromQL.
@@ -46,7 +51,12 @@ def check_manifest(obj: dict[str, Any]) -> list[SpecProblem]:
     """
     problems: list[SpecProblem] = []
     try:
-        validate_templates(parse_experiment(obj).spec)  # exactly what the operator's load() runs
+        experiment = parse_experiment(obj)
+        validate_templates(experiment.spec)  # exactly what the operator's load() runs
+        if template_refs(experiment.spec):  # then what its tick runs before deciding (controller/templates.py)
+            namespace = experiment.metadata.namespace
+            find = (templates or file_finder({}))(namespace)
+            validate_templates(resolve_spec(experiment.spec, find_all(experiment.spec, find), namespace))
     except SpecError as error:
         problems.extend(error.problems)
     reported = [(p.path, p.message) for p in problems]
@@ -74,26 +84,31 @@ def _cel_messages() -> frozenset[str]:
     return frozenset(found)
 
 
-def check_source(source: str, text: str) -> list[DocumentReport]:
-    """Every ModelExperiment in a (multi-document) YAML text; other kinds are not ours to judge."""
+def _documents(source: str, text: str) -> list[Any]:
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        return [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise UsageFailure("-f", f"{source}: YAML syntax error{where}: {problem}") from None
+
+
+def check_source(source: str, text: str, templates: NamespacedFinder | None = None) -> list[DocumentReport]:
+    """Every ModelExperiment and metric template in a (multi-document) YAML text; other kinds are not ours."""
     reports = []
-    for index, document in enumerate(documents, start=1):
+    for index, document in enumerate(_documents(source, text), start=1):
         if not isinstance(document, dict):
             reports.append(DocumentReport(source, f"document {index}", [SpecProblem(".", "not a YAML mapping")]))
             continue
-        if document.get("kind") != KIND:
-            continue
-        name = (document.get("metadata") or {}).get("name") or f"document {index}"
-        reports.append(DocumentReport(source, str(name), check_manifest(document)))
+        name = str((document.get("metadata") or {}).get("name") or f"document {index}")
+        if document.get("kind") in TEMPLATE_KINDS:
+            reports.append(DocumentReport(source, f"{document['kind']} {name}", check_template(document)))
+        elif document.get("kind") == KIND:
+            reports.append(DocumentReport(source, name, check_manifest(document, templates)))
     if not reports:
-        reports.append(DocumentReport(source, "file", [SpecProblem("kind", f"no {KIND} document found")]))
+        kinds = f"{KIND}, {' or '.join(TEMPLATE_KINDS)}"
+        reports.append(DocumentReport(source, "file", [SpecProblem("kind", f"no {kinds} document found")]))
     return reports
 
 
@@ -115,12 +130,24 @@ def validate_command(
         list[str],
         typer.Option("-f", "--filename", help="Manifest file (multi-document YAML allowed); '-' reads stdin."),
     ] = [],  # noqa: B006 - typer copies option defaults; an empty list lets us say how to fix it
+    kubeconfig: Annotated[
+        str | None,
+        typer.Option("--kubeconfig", help="Also resolve templateRefs against this cluster's metric templates."),
+    ] = None,
+    context: Annotated[str | None, typer.Option("--context", help="Kubeconfig context (with --kubeconfig).")] = None,
 ) -> int:
-    """Check ModelExperiment manifests offline against the CRD (schema + CEL) and the operator's rules."""
+    """Check ModelExperiment and metric template manifests against the CRDs (schema + CEL) and the operator's
+    rules; templateRefs resolve against the templates in the files, then (--kubeconfig) the cluster's."""
     if not files:
         raise UsageFailure("-f", "give at least one manifest file, e.g. -f examples/churn-v3.yaml ('-' for stdin)")
+    if kubeconfig is not None and not Path(kubeconfig).is_file():
+        raise UsageFailure("--kubeconfig", f"{kubeconfig}: no such file")
     texts = [(source, _read(source)) for source in files]
-    reports = [report for source, text in texts for report in check_source(source, text)]
+    documents = [d for source, text in texts for d in _documents(source, text) if isinstance(d, dict)]
+    in_files, _ = parse_templates([d for d in documents if d.get("kind") in TEMPLATE_KINDS])
+    cluster = cluster_finder(kubeconfig, context) if kubeconfig else None
+    finder = file_finder(in_files, cluster)
+    reports = [report for source, text in texts for report in check_source(source, text, finder)]
     for report in reports:
         for line in report.lines():
             typer.echo(line)
@@ -132,9 +159,14 @@ def crd_command(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the CRD here instead of standard output.")
     ] = None,
+    kind: Annotated[
+        str, typer.Option("--kind", help="ModelExperiment, MetricTemplate or ClusterMetricTemplate.")
+    ] = KIND,
 ) -> int:
-    """Print (or write) the ModelExperiment CustomResourceDefinition generated from the API models."""
-    text = render_crd_yaml()
+    """Print (or write) a CustomResourceDefinition generated from the API models (ModelExperiment by default)."""
+    if kind not in (KIND, *TEMPLATE_KINDS):
+        raise UsageFailure("--kind", f"unknown kind {kind!r}: use {KIND}, {', '.join(TEMPLATE_KINDS)}")
+    text = render_crd_yaml() if kind == KIND else render_template_crd_yaml(kind)
     if output is None:
         typer.echo(text, nl=False)
         return 0

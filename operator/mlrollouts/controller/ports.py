@@ -17,6 +17,7 @@ from mlrollouts.api import API_VERSION, ModelExperiment
 from mlrollouts.api.errors import SpecError, SpecProblem
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.events import EventRecorder
+from mlrollouts.controller.templates import TemplateResolver, no_templates
 from mlrollouts.controller.tick import TickPorts
 from mlrollouts.engine.types import Event, GateResult
 from mlrollouts.hooks import gates
@@ -151,7 +152,15 @@ class Runtime:
             hook_problems=self.hooks.problems,
             call_webhooks=self.call_webhooks,
             notify=self.notifier.submit,
+            resolve_templates=self.resolve_templates,
         )
+
+    async def resolve_templates(self, experiment: ModelExperiment) -> ModelExperiment:
+        """templateRefs resolved with a fresh read per tick (see controller/templates.py for why)."""
+        read_path = getattr(self.objects, "read_path", None)
+        if read_path is None:  # an in-memory client without raw reads: references cannot be resolved
+            return await no_templates(experiment)
+        return await TemplateResolver(read_path).resolve(experiment)
 
     async def write_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None

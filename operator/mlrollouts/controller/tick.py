@@ -18,9 +18,11 @@ from mlrollouts.api import ModelExperiment, RoutingStatus, SpecError, parse_expe
 from mlrollouts.api.errors import SpecProblem
 from mlrollouts.api.status import ModelExperimentStatus
 from mlrollouts.controller.not_ready import invalid_status, not_ready_status
+from mlrollouts.controller.templates import no_templates
 from mlrollouts.engine import decide, expected_traffic, gates
 from mlrollouts.engine.types import Action, CallWebhooks, Event, GateResult, ManualAction, Observations, SetTraffic
 from mlrollouts.metrics.base import MetricsProvider
+from mlrollouts.metrics.template_refs import queries_fingerprint, template_refs
 from mlrollouts.metrics.templates import validate_templates
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
 from mlrollouts.routing.kube import ObjectConflict
@@ -50,6 +52,9 @@ class TickPorts:
     """Calls every spec.webhooks gate of one type (hooks.gates); None: gates are never called (they hold)."""
     notify: Callable[[ModelExperiment, ModelExperimentStatus, datetime], Any] | None = None
     """Queues notifications for a notable change (hooks.notifier); must not wait for any receiver."""
+    resolve_templates: Callable[[ModelExperiment], Awaitable[ModelExperiment]] = no_templates
+    """The experiment with its templateRefs replaced by the templates' queries (controller/templates.py);
+    SpecError when a template is missing or its arguments are wrong."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,12 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
             )
             await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
         return TickResult(experiment, experiment.status.to_wire())
+    templated = bool(template_refs(experiment.spec))
+    try:  # before anything is decided: the engine only ever sees inline queries
+        experiment = await ports.resolve_templates(experiment)
+    except SpecError as error:
+        return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
+    fingerprint = queries_fingerprint(experiment.spec) if templated else None
     rival = ports.conflict_with(experiment)
     if rival is not None:
         target = experiment.spec.traffic.provider
@@ -139,7 +150,13 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
         return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
     observations = await _ask_gates(experiment, observations, now, ports)
     decision = decide(
-        experiment.spec, experiment.status, observations, now, generation=meta.get("generation"), manual=manual
+        experiment.spec,
+        experiment.status,
+        observations,
+        now,
+        generation=meta.get("generation"),
+        manual=manual,
+        queries_fingerprint=fingerprint,
     )
     router = ports.router_for(experiment)
     status = decision.status

@@ -40,7 +40,11 @@ def decide(
     *,
     generation: int | None = None,
     manual: ManualAction | None = None,
+    queries_fingerprint: str | None = None,
 ) -> Decision:
+    """`queries_fingerprint`: digest of the queries resolved from metric templates this tick (the controller
+    computes it; None without templateRefs). A change restarts the analysis like a spec change (after the
+    manual action and spec change rules): samples taken with other queries cannot be added to these."""
     if status.is_terminal:
         if manual is None:
             return Decision(status=status)
@@ -63,12 +67,18 @@ def decide(
             lifecycle.start(tick, generation)
     elif manual is not None:
         lifecycle.apply_manual(tick, manual)
+        return _finish(tick)  # a template change, if any, is seen at the next tick
     elif generation is not None and status.observed_generation is not None and generation != status.observed_generation:
         lifecycle.spec_changed(tick, generation)
+    elif None not in (status.queries_fingerprint, queries_fingerprint) and (
+        status.queries_fingerprint != queries_fingerprint
+    ):
+        lifecycle.queries_changed(tick)
     else:
         if generation is not None and status.observed_generation is None:
             tick.update(observed_generation=generation)
         running.analyse(tick, observations, STRATEGIES[spec.strategy])
+    tick.update(queries_fingerprint=queries_fingerprint)
     return _finish(tick)
 
 

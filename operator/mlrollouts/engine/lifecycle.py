@@ -17,6 +17,10 @@ Spec change mid-flight (metadata.generation != status.observedGeneration), docum
   Paused experiment stays Paused only for ManualPause; otherwise it resumes running.
 - strategy or variants changed: the experiment restarts from the beginning (step 0 of the new strategy).
 Either way an Event SpecChanged and a history entry say what happened: never a silent jump.
+
+An edited metric template (the queries a templateRef resolves to changed, the spec did not) restarts the
+analysis the same way, keeping the traffic (Event QueriesChanged): samples read with the old queries cannot be
+added to samples read with the new ones.
 """
 
 from __future__ import annotations
@@ -137,6 +141,18 @@ def spec_changed(tick: Tick, generation: int) -> None:
         tick.event("Warning", "SpecChanged", f"generation {old} -> {generation}: {what}; restarting from step 0")
         start(tick, generation, why=f"restarted after spec change ({what})")
         return
+    _restart_analysis(tick, generation, f"spec changed (generation {fmt(old)} -> {generation})", "SpecChanged")
+
+
+def queries_changed(tick: Tick) -> None:
+    """The metric templates behind the spec's templateRefs were edited: same spec, new queries."""
+    status = tick.status
+    _restart_analysis(tick, status.observed_generation, "metric template queries changed", "QueriesChanged")
+
+
+def _restart_analysis(tick: Tick, generation: int | None, cause: str, reason: str) -> None:
+    """Keep the traffic (canary: clamped to a step), restart the analysis from now."""
+    spec, status = tick.spec, tick.status
     weights, step = dict(status.weights), status.step or 0
     if spec.strategy == "canary":
         step = _clamped_step(tick)
@@ -146,16 +162,13 @@ def spec_changed(tick: Tick, generation: int) -> None:
     mirror = initial_mirror(spec)
     keep_paused = status.phase == "Paused" and status.reason == "ManualPause"
     phase = status.phase if keep_paused else running_phase(spec)
-    message = (
-        f"spec changed (generation {fmt(old)} -> {generation}): analysis restarted at step {step} "
-        f"with {tick.describe_weights(weights)}"
-    )
+    message = f"{cause}: analysis restarted at step {step} with {tick.describe_weights(weights)}"
     tick.record("specChange", status.phase, phase, message)
-    tick.event("Normal", "SpecChanged", message)
+    tick.event("Normal", reason, message)
     tick.set_weights(weights)
     tick.update(
         phase=phase,
-        reason=status.reason if keep_paused else "SpecChanged",
+        reason=status.reason if keep_paused else reason,
         message=status.message if keep_paused else message,
         observed_generation=generation,
         step=step,

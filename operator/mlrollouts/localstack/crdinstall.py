@@ -15,6 +15,13 @@ import httpx
 import yaml
 
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+_REPO_CRDS = pathlib.Path(__file__).resolve().parents[3] / "crds"
+# The project's own CRDs, as `make crds` writes them: ModelExperiment first, then the metric templates.
+PROJECT_CRDS = (
+    _REPO_CRDS / "modelexperiments.mlrollouts.dev.yaml",
+    _REPO_CRDS / "metrictemplates.mlrollouts.dev.yaml",
+    _REPO_CRDS / "clustermetrictemplates.mlrollouts.dev.yaml",
+)
 ESTABLISH_TIMEOUT_S = 60.0
 
 

@@ -9,6 +9,8 @@ ticks of --tick seconds) and exports, per variant:
   ab_test_latency_seconds{variant}  histogram (lognormal around `latency`, spread `latency_spread`)
   model_outcome_value{variant}  summary (_count, _sum) and model_outcome_value_squares_total, for mean metrics
     (values ~ Normal(`value_mean`, `value_sd`)).
+  istio_requests_total, istio_request_duration_milliseconds  the same requests as Istio's standard metrics
+    (istio_series.py), for the chart's Istio metric templates.
 Steer a variant while it runs: `POST /control {"variant": "churn-v3", "rate": 50, "success": 0.78,
 "latency": 0.05, "error_rate": 0.0, "silent": false}` (any subset of the fields). rate 0 freezes the
 counters; silent drops the variant's series from /metrics (as a crashed model would). `GET /state` returns
@@ -37,6 +39,8 @@ from typing import Any
 import httpx
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric, SummaryMetricFamily
+
+from mlrollouts.localstack.istio_series import istio_metrics
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +153,7 @@ class Simulator:
         errors = CounterMetricFamily("ab_test_errors", "Requests that failed.", labels=["variant"])
         latency = HistogramMetricFamily("ab_test_latency_seconds", "Request latency.", labels=["variant"])
         values = SummaryMetricFamily("model_outcome_value", "Per-request outcome value.", labels=["variant"])
+        live: list[tuple[str, Totals]] = []
         squares = CounterMetricFamily("model_outcome_value_squares", "Sum of squared values.", labels=["variant"])
         with self.lock:
             for variant, totals in self.totals.items():
@@ -162,7 +167,9 @@ class Simulator:
                 latency.add_metric([variant], [*buckets, ("+Inf", totals.latency_count)], totals.latency_sum)
                 values.add_metric([variant], totals.value_count, totals.value_sum)
                 squares.add_metric([variant], totals.value_squares)
+                live.append((variant, Totals(**asdict(totals))))
         yield from (outcomes, requests, errors, latency, values, squares)
+        yield from istio_metrics(live, LATENCY_BUCKETS)
 
 
 def _poisson(rng: random.Random, mean: float) -> int:

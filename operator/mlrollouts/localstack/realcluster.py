@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from mlrollouts.localstack import binaries, certs
-from mlrollouts.localstack.crdinstall import install_crds
+from mlrollouts.localstack.crdinstall import PROJECT_CRDS, install_crds
 from mlrollouts.localstack.kubeconfig import admin_kubeconfig
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ SCHEMAS = REPO_ROOT / "tests" / "data" / "schemas"
 # The ModelExperiment CRD and the routing and monitoring CRDs the operator writes (Istio, Gateway API,
 # Prometheus Operator), upstream and unchanged (tests/data/schemas/SOURCES.md).
 DEFAULT_CRDS = (
-    PROJECT_CRD,
+    *PROJECT_CRDS,
     SCHEMAS / "istio-networking.crd.yaml",
     SCHEMAS / "gateway-api-httproutes.crd.yaml",
     SCHEMAS / "prometheus-operator-servicemonitors.crd.yaml",

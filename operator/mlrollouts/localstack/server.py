@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import kmock
 import yaml
 
-from mlrollouts.localstack.crdinstall import load_crds
+from mlrollouts.localstack.crdinstall import PROJECT_CRDS, load_crds
 from mlrollouts.localstack.emulator import ApiServerEmulator
 
 logger = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def run_apiserver(
     """Start the emulator (port 0 = a free port), install CRDs and write the kubeconfig; call .stop() after."""
     server = LocalApiServer(port, kubeconfig_path).start()
     try:
-        files = [PROJECT_CRD] if install_project_crd and PROJECT_CRD.exists() else []
+        files = [path for path in PROJECT_CRDS if path.exists()] if install_project_crd else []
         server.install_crd_files([*files, *crd_paths])
     except BaseException:
         server.stop()

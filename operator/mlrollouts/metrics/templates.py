@@ -48,13 +48,19 @@ class QueryTemplate:
 
 
 def query_templates(spec: ModelExperimentSpec) -> list[QueryTemplate]:
-    """Every query of the analysis block, in a stable order: primary metric samples, then guardrails."""
+    """Every inline query of the analysis block, in a stable order: primary metric samples, then guardrails.
+
+    A `templateRef` has no query until it is resolved (metrics/template_refs.py): it is skipped here, and the
+    resolved spec, which has none left, lists its queries."""
     metric = spec.analysis.primary_metric
     templates = [
         QueryTemplate(f"spec.analysis.primaryMetric.{name}", name, "sample", getattr(metric, attr))
         for name, attr in SAMPLE_QUERIES[metric.type]
+        if metric.template_ref is None
     ]
     for i, g in enumerate(spec.analysis.guardrails):
+        if g.template_ref is not None:
+            continue
         if g.kind == "threshold":
             assert g.query is not None
             templates.append(QueryTemplate(f"spec.analysis.guardrails[{i}].query", g.name, "guardrail", g.query))
