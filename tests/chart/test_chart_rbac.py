@@ -14,10 +14,11 @@ EXPERIMENT_ALLOW: dict[tuple[str, str], set[str]] = {
     ("mlrollouts.dev", "modelexperiments/status"): {"get", "list", "watch", "patch", "update"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "patch", "update"},
-    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch", "update"},
+    # routes and replicas: server-side apply is a PATCH; nothing PUTs them any more
+    ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "patch"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch"},
     ("apps", "deployments"): {"get", "list", "watch"},
-    ("apps", "deployments/scale"): {"get", "patch", "update"},
+    ("apps", "deployments/scale"): {"get", "patch"},
 }
 PEERING_VERBS = {"get", "list", "watch", "patch"}
 CLUSTER_ALLOW = EXPERIMENT_ALLOW | {("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS}
