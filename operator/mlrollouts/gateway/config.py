@@ -51,7 +51,7 @@ class GatewayConfig:
     max_outcome_value: float = 1e9
     signing_key_file: Path | None = None  # one key per line: the first signs, all verify
     seed: int | None = None
-    split_poll_seconds: float | None = None  # None: 0.25 s for a file, 1 s for the API
+    split_poll_seconds: float | None = None  # the split file's poll period (None: 0.25 s); the API is watched
 
     @property
     def champion_name(self) -> str:
