@@ -8,7 +8,7 @@ the raw status code to tell 404/409/422 apart (a failed JSON-patch `test` is a c
 typed methods would turn each of those into a different model class or exception shape. Calls run in a thread,
 so the kopf event loop never blocks; API errors become RoutingErrors that name the object.
 
-Every write carries `fieldManager=mlrollouts`; route writes are server-side apply (`apply`), so
+Route writes are server-side apply (`apply`, `apply_scale`) as field manager `mlrollouts`, so
 `metadata.managedFields` says which fields the operator owns (what Argo CD's `managedFieldsManagers` reads).
 """
 
@@ -217,7 +217,7 @@ class KubeObjects:
     ) -> tuple[int, dict[str, Any]]:
         path = object_path(api_version, plural, namespace, name, subresource)
         query: list[tuple[str, str]] = []
-        if method != "GET":
+        if content_type == APPLY_CONTENT_TYPE:  # required by apply; other writes keep the client's default name
             query.append(("fieldManager", FIELD_MANAGER))
         if force:
             query.append(("force", "true"))
