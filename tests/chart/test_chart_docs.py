@@ -1,4 +1,5 @@
-"""docs/argocd.md stays true: its Lua is the shipped script and its ignore paths hit the managed fields."""
+"""docs/argocd.md stays true: its Lua is the shipped script, its Application trusts our field manager and its
+jq variant's paths hit the fields the operator writes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 import yaml
 from chart_support import CHART_DIR, REPO, chart
+
+from mlrollouts.routing.kube import FIELD_MANAGER
 
 ARGOCD_DOC = (REPO / "docs" / "argocd.md").read_text()
 YAML_BLOCKS = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", ARGOCD_DOC, re.DOTALL)]
@@ -29,9 +32,21 @@ def test_documented_health_check_is_the_shipped_script() -> None:
     assert lua == (CHART_DIR / "argocd" / "health.lua").read_text()
 
 
-def test_ignore_differences_cover_the_weights_the_operator_writes() -> None:
+def test_the_application_trusts_the_field_manager_the_operator_writes_with() -> None:
     (app,) = [b for b in YAML_BLOCKS if b.get("kind") == "Application" and b["spec"].get("ignoreDifferences")]
     rules = {(r["group"], r["kind"]): r for r in app["spec"]["ignoreDifferences"]}
+    assert set(rules) == {
+        ("networking.istio.io", "VirtualService"),
+        ("gateway.networking.k8s.io", "HTTPRoute"),
+        ("apps", "Deployment"),
+    }
+    assert all(rule["managedFieldsManagers"] == [FIELD_MANAGER] for rule in rules.values())
+    assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
+
+
+def test_the_jq_variant_covers_the_weights_the_operator_writes() -> None:
+    (variant,) = [b for b in YAML_BLOCKS if "ignoreDifferences" in b and "kind" not in b]
+    rules = {(r["group"], r["kind"]): r for r in variant["ignoreDifferences"]}
     virtual_service = {
         "spec": {
             "http": [
@@ -56,7 +71,6 @@ def test_ignore_differences_cover_the_weights_the_operator_writes() -> None:
         assert all(jq_select(sample, path) for path in paths), f"{kind}: a path selects nothing"
     assert jq_select(virtual_service, ".spec.http[].route")[0][1]["weight"] == 10
     assert rules[("apps", "Deployment")]["jsonPointers"] == ["/spec/replicas"]
-    assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
 
 
 def test_operator_application_uses_only_chart_values_keys() -> None:

@@ -15,10 +15,11 @@ EXPERIMENT_ALLOW: dict[tuple[str, str], set[str]] = {
     ("mlrollouts.dev", "metrictemplates"): {"get", "list", "watch"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
-    ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "patch", "update"},
-    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch", "update"},
+    # routes and replicas: server-side apply is a PATCH; nothing PUTs them any more
+    ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "patch"},
+    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch"},
     ("apps", "deployments"): {"get", "list", "watch"},
-    ("apps", "deployments/scale"): {"get", "patch", "update"},
+    ("apps", "deployments/scale"): {"get", "patch"},
 }
 PEERING_VERBS = {"get", "list", "watch", "patch"}
 CLUSTER_TEMPLATES_ALLOW = {("mlrollouts.dev", "clustermetrictemplates"): {"get", "list", "watch"}}

@@ -157,7 +157,7 @@ def test_gateway_reads_its_experiment_in_cluster() -> None:
             "apiGroups": ["mlrollouts.dev"],
             "resources": ["modelexperiments"],
             "resourceNames": ["churn-v3"],
-            "verbs": ["get"],
+            "verbs": ["get", "list", "watch"],  # one experiment, watched (tests/routing/test_routing_gateway_watch)
         }
     ]
 

@@ -3,6 +3,8 @@ and realistic VirtualService / HTTPRoute / Deployment builders."""
 
 from __future__ import annotations
 
+import pathlib
+from dataclasses import dataclass
 from typing import Any
 
 from mlrollouts.api.spec import Variant
@@ -13,6 +15,18 @@ NAMESPACE = "ml"
 CHAMPION = Variant(name="churn-v2", service="churn-v2")
 CHALLENGER = Variant(name="churn-v3", service="churn-v3")
 THIRD = Variant(name="churn-v4", service="churn-v4")
+
+
+@dataclass(frozen=True)
+class RoutingCluster:
+    """What the `routing_cluster` fixture yields: which backend, and an admin kubeconfig for it."""
+
+    backend: str  # "real" or "emulated"
+    kubeconfig: pathlib.Path
+
+    @property
+    def real(self) -> bool:
+        return self.backend == "real"
 
 
 class ValidatingFake(FakeKubeObjects):

@@ -200,13 +200,13 @@ async def test_a_concurrent_edit_is_retried_once_then_reported() -> None:
 
         conflicts = 1
 
-        async def replace(self, api_version, plural, namespace, name, body):  # type: ignore[no-untyped-def]
+        async def apply(self, api_version, plural, namespace, name, body, force=False):  # type: ignore[no-untyped-def]
             if self.conflicts > 0:
                 self.conflicts -= 1
                 current = self.stored(api_version, plural, namespace, name)
                 current["metadata"].setdefault("labels", {})["touched"] = "yes"
                 await super().replace(api_version, plural, namespace, name, current)
-            return await super().replace(api_version, plural, namespace, name, body)
+            return await super().apply(api_version, plural, namespace, name, body, force)
 
     contended = Contended()
     contended.add("virtualservices", virtual_service(managed_and_unmanaged_routes()))
@@ -223,7 +223,7 @@ async def test_a_write_that_does_not_stick_is_an_error() -> None:
     """E.g. a mutating webhook or controller that resets weights: the read-back catches it."""
 
     class Resetting(ValidatingFake):
-        async def replace(self, api_version, plural, namespace, name, body):  # type: ignore[no-untyped-def]
+        async def apply(self, api_version, plural, namespace, name, body, force=False):  # type: ignore[no-untyped-def]
             self.writes += 1
             return self.stored(api_version, plural, namespace, name)
 

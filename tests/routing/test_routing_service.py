@@ -57,7 +57,7 @@ async def test_restore_scales_the_challenger_to_zero(deployments: ValidatingFake
 
 
 async def test_a_hand_scaled_deployment_shows_in_current_split(deployments: ValidatingFake) -> None:
-    await deployments.patch_scale(NAMESPACE, "churn-v3", 10)
+    await deployments.patch("apps/v1", "deployments", NAMESPACE, "churn-v3", {"spec": {"replicas": 10}})
     current = await router(deployments).current_split()
     assert current.split == Split({"churn-v2": 50, "churn-v3": 50})
     assert current.message == "20 replicas: 10/10 → 50/50"

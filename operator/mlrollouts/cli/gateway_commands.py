@@ -11,9 +11,9 @@ import typer
 
 from mlrollouts.cli.main import UsageFailure, app
 from mlrollouts.gateway.config import GatewayConfig, GatewayConfigError
+from mlrollouts.gateway.kube_source import client_configuration
 from mlrollouts.gateway.server import run_gateway
 from mlrollouts.gateway.split import SplitError
-from mlrollouts.gateway.split_source import in_cluster_access, load_kubeconfig
 from mlrollouts.gateway.tokens import KEYS_ENV, KeyRing, SigningKeyError
 
 
@@ -180,7 +180,7 @@ def gateway_command(
         raise UsageFailure("--signing-key-file", str(problem)) from problem
     if split_file is None:
         try:
-            load_kubeconfig(kubeconfig) if kubeconfig else in_cluster_access()
+            client_configuration(kubeconfig)
         except SplitError as problem:
             raise UsageFailure("--kubeconfig", str(problem)) from problem
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")

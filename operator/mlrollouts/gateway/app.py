@@ -23,20 +23,14 @@ from mlrollouts.gateway.feedback import ReplayCache
 from mlrollouts.gateway.feedback_route import FeedbackDesk
 from mlrollouts.gateway.headers import REQUEST_DROP, RESPONSE_DROP, end_to_end
 from mlrollouts.gateway.inbound import BadRequest, error, read_json_body, request_id
+from mlrollouts.gateway.kube_source import WatchSplitSource, client_configuration
 from mlrollouts.gateway.metrics import GatewayMetrics
 from mlrollouts.gateway.ownership import FeedbackRelay, Ownership
 from mlrollouts.gateway.paths import PathRefused, upstream_path
 from mlrollouts.gateway.proxy import Forwarder, Outcome, make_clients
 from mlrollouts.gateway.shadow import MirrorJob, ShadowMirror
 from mlrollouts.gateway.split import SplitState
-from mlrollouts.gateway.split_source import (
-    ApiSplitSource,
-    FileSplitSource,
-    SplitSource,
-    follow,
-    in_cluster_access,
-    load_kubeconfig,
-)
+from mlrollouts.gateway.split_source import FileSplitSource, SplitSource, follow
 from mlrollouts.gateway.tokens import KeyRing, TokenSigner
 
 log = logging.getLogger(__name__)
@@ -47,13 +41,12 @@ TOKEN_HEADER = "x-mlrollouts-token"
 def default_source(config: GatewayConfig) -> SplitSource:
     variants = tuple(config.upstreams)
     if config.split_file is not None:
-        source: SplitSource = FileSplitSource(config.split_file, variants)
-    else:
-        access = load_kubeconfig(config.kubeconfig) if config.kubeconfig else in_cluster_access()
-        source = ApiSplitSource(access, config.namespace, config.experiment, variants, config.champion_name)
-    if config.split_poll_seconds is not None:
-        source.interval = config.split_poll_seconds
-    return source
+        source = FileSplitSource(config.split_file, variants)
+        if config.split_poll_seconds is not None:
+            source.interval = config.split_poll_seconds
+        return source
+    access = client_configuration(config.kubeconfig)
+    return WatchSplitSource(access, config.namespace, config.experiment, variants, config.champion_name)
 
 
 class Gateway:

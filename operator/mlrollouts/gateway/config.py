@@ -64,7 +64,7 @@ class GatewayConfig:
     advertise_address: str | None = None  # where other replicas reach this one's metrics port (the pod IP)
     feedback_forward_timeout_seconds: float = 2.0  # forwarding /feedback to the replica that issued the token
     seed: int | None = None
-    split_poll_seconds: float | None = None  # None: 0.25 s for a file, 1 s for the API
+    split_poll_seconds: float | None = None  # the split file's poll period (None: 0.25 s); the API is watched
 
     @property
     def champion_name(self) -> str:

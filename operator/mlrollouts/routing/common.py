@@ -33,10 +33,17 @@ async def update_object(
     name: str,
     field: str,
     change: Callable[[dict[str, Any]], dict[str, Any]],
+    owned: Sequence[tuple[str, ...]],
 ) -> bool:
-    """GET, change, PUT with the resourceVersion read (optimistic concurrency); one retry on 409.
+    """GET, change, then server-side apply of the `owned` fields only; one retry on 409.
 
-    Returns whether anything was written: an unchanged object is not written, so re-applying is free.
+    The apply carries the resourceVersion read (optimistic concurrency: the owned fields are atomic lists
+    computed from what was read, so a concurrent edit must not be overwritten) and is forced. Why force: the
+    object's author (kubectl, Argo CD, Helm) necessarily set these fields when creating the object, and
+    Istio's `spec.http` and Gateway API's `spec.rules` are atomic lists, so the weights inside them can only
+    change by taking the whole list over; without force every write would be a 409 field conflict. Fields
+    outside `owned` are not sent and keep their manager. Returns whether anything was written: an unchanged
+    object is not written, so re-applying is free.
     """
     for attempt in (1, 2):
         current = await read_object(objects, api_version, plural, namespace, name, field)
@@ -44,7 +51,7 @@ async def update_object(
         if proposed == current:
             return False
         try:
-            await objects.replace(api_version, plural, namespace, name, proposed)
+            await objects.apply(api_version, plural, namespace, name, apply_body(proposed, owned), force=True)
         except ObjectConflict:
             logger.info("routing conflict object=%s attempt=%d", describe(plural, namespace, name), attempt)
             if attempt == 2:
@@ -56,6 +63,27 @@ async def update_object(
         logger.info("routing updated object=%s", describe(plural, namespace, name))
         return True
     return False
+
+
+def apply_body(proposed: dict[str, Any], owned: Sequence[tuple[str, ...]]) -> dict[str, Any]:
+    """The server-side apply intent: identity, the resourceVersion and uid read, and the owned fields' values.
+
+    The uid makes the server refuse (409) instead of creating the object when it was deleted since the read.
+    """
+    meta = proposed["metadata"]
+    identity = {key: meta[key] for key in ("name", "namespace", "resourceVersion", "uid") if key in meta}
+    body: dict[str, Any] = {"apiVersion": proposed["apiVersion"], "kind": proposed["kind"], "metadata": identity}
+    for path in owned:
+        source: Any = proposed
+        for key in path:
+            source = source.get(key) if isinstance(source, dict) else None
+        if source is None:
+            continue  # not set: applying without it gives up ownership (and removes it if nobody else owns it)
+        target = body
+        for key in path[:-1]:
+            target = target.setdefault(key, {})
+        target[path[-1]] = copy.deepcopy(source)
+    return body
 
 
 def normalize_mirror(mirror: Mirror | None, variants: Sequence[str]) -> Mirror | None:

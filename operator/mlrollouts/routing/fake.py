@@ -2,6 +2,8 @@
 
 Merge patch follows RFC 7386 (null deletes, lists replaced), JSON patch RFC 6902 (add, remove, replace, test);
 every write bumps `metadata.resourceVersion` and a replace with a stale one is a conflict, as on a real server.
+Server-side apply is a merge of the sent fields (lists replace: the routers own atomic lists only), with the
+sent resourceVersion as a precondition; `applied` keeps every apply body so tests see exactly what was sent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class FakeKubeObjects:
     def __init__(self) -> None:
         self.objects: dict[Key, dict[str, Any]] = {}
         self.writes = 0
+        self.applied: list[tuple[Key, dict[str, Any], bool]] = []
         self._version = 0
 
     def add(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
@@ -67,13 +70,28 @@ class FakeKubeObjects:
             raise ObjectConflict(f"{describe(plural, namespace, name)} changed while it was being updated")
         return self._write((api_version, plural, namespace, name), copy.deepcopy(body))
 
+    async def apply(
+        self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any], force: bool = False
+    ) -> dict[str, Any]:
+        """A missing object is ObjectNotFound, as KubeObjects.apply reports it (it undoes the server's create)."""
+        key = (api_version, plural, namespace, name)
+        current = self._find(*key)
+        sent = (body.get("metadata") or {}).get("resourceVersion")
+        if sent is not None and sent != current["metadata"]["resourceVersion"]:
+            raise ObjectConflict(f"{describe(plural, namespace, name)} changed while it was being updated")
+        self.applied.append((key, copy.deepcopy(body), force))
+        return self._write(key, merge_patch(current, body))
+
     async def get_scale(self, namespace: str, name: str) -> int:
         deployment = self._find("apps/v1", "deployments", namespace, name)
         return int(deployment.get("spec", {}).get("replicas", 1))
 
-    async def patch_scale(self, namespace: str, name: str, replicas: int) -> int:
-        await self.patch("apps/v1", "deployments", namespace, name, {"spec": {"replicas": replicas}})
-        return await self.get_scale(namespace, name)
+    async def apply_scale(self, namespace: str, name: str, replicas: int) -> int:
+        key = ("apps/v1", "deployments", namespace, name)
+        body = {"spec": {"replicas": replicas}}
+        self.applied.append((key, body, True))
+        self._write(key, merge_patch(self._find(*key), body))
+        return replicas
 
     def _find(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
         try:

@@ -1,5 +1,6 @@
 """Gateway API: `backendRefs[].weight` of one HTTPRoute rule, plus `RequestMirror` filters for shadow traffic.
 
+Written with server-side apply as field manager `mlrollouts`, which owns `spec.rules` (see OWNED).
 Other rules, the rule's matches and its other filters stay as they were. Backends are matched by Service name
 (in the experiment's namespace); a missing one is added with the champion's port, which Gateway API requires.
 """
@@ -20,6 +21,9 @@ from mlrollouts.routing.weights import complete_split, percentages
 API_VERSION = "gateway.networking.k8s.io/v1"
 PLURAL = "httproutes"
 FIELD = "spec.traffic.gatewayAPI.httpRoute"
+# What server-side apply sends: `spec.rules` is `x-kubernetes-list-type: atomic` in the Gateway API CRD, so the
+# weights inside it cannot be owned apart from it. parentRefs, hostnames, labels... keep their manager.
+OWNED = (("spec", "rules"),)
 
 
 class GatewayApiRouter:
@@ -54,7 +58,7 @@ class GatewayApiRouter:
             return route
 
         changed = await update_object(
-            self._objects, self._api_version, PLURAL, self._namespace, self._config.http_route, FIELD, change
+            self._objects, self._api_version, PLURAL, self._namespace, self._config.http_route, FIELD, change, OWNED
         )
         applied = verify(await self.current_split(), Split(weights), wanted_mirror, self._what)
         return replace(applied, changed=changed)

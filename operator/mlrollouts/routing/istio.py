@@ -1,5 +1,6 @@
 """Istio: the weights of named HTTP routes of a VirtualService, plus `mirror`/`mirrors` for shadow traffic.
 
+Written with server-side apply as field manager `mlrollouts`, which owns `spec.http` (see OWNED).
 Only the managed routes' destination weights and mirror fields change; their match, retries, timeout, headers
 and every unmanaged route stay as they were. Destinations are matched by host (short name or FQDN) and by
 subset when the variant has one; a missing destination is added with the champion's port.
@@ -21,6 +22,9 @@ from mlrollouts.routing.weights import complete_split, percentages
 API_VERSION = "networking.istio.io/v1"
 PLURAL = "virtualservices"
 _MIRROR_FIELDS = ("mirror", "mirrorPercentage", "mirrorPercent", "mirror_percent")
+# What server-side apply sends: `spec.http` is an atomic list in Istio's CRD (no x-kubernetes-list-type), so the
+# weights inside it cannot be owned apart from it. spec.hosts, spec.gateways, labels... keep their manager.
+OWNED = (("spec", "http"),)
 
 
 class IstioRouter:
@@ -64,6 +68,7 @@ class IstioRouter:
             self._config.virtual_service,
             "spec.traffic.istio.virtualService",
             change,
+            OWNED,
         )
         applied = verify(await self.current_split(), Split(weights), wanted_mirror, self._what)
         message = applied.message

@@ -1,7 +1,15 @@
 """A tiny async client for the few Kubernetes objects the routers read and write.
 
-Built on the official client's low-level `ApiClient` (one code path for every group, core included) and run
-in a thread, so the kopf event loop never blocks. API errors become RoutingErrors that name the object.
+Not hand-written HTTP: the official `kubernetes` client's `ApiClient` does the transport, TLS, client
+certificates, exec plugins and token refresh (`load_kube_config` / `load_incluster_config`). It stays a thin
+generic layer over `ApiClient.call_api` rather than the typed `CustomObjectsApi`/`AppsV1Api` because the
+routers address objects of several groups (core, apps, Istio, Gateway API) by `(apiVersion, plural)`, need
+the raw status code to tell 404/409/422 apart (a failed JSON-patch `test` is a conflict, not an error), and the
+typed methods would turn each of those into a different model class or exception shape. Calls run in a thread,
+so the kopf event loop never blocks; API errors become RoutingErrors that name the object.
+
+Route writes are server-side apply (`apply`, `apply_scale`) as field manager `mlrollouts`, so
+`metadata.managedFields` says which fields the operator owns (what Argo CD's `managedFieldsManagers` reads).
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 PatchType = Literal["merge", "json"]
 _CONTENT_TYPES = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}
+APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
+FIELD_MANAGER = "mlrollouts"
 KINDS = {"virtualservices": "VirtualService", "httproutes": "HTTPRoute", "deployments": "Deployment"}
 
 
@@ -69,9 +79,13 @@ class ObjectClient(Protocol):
 
     async def create(self, api_version: str, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]: ...
 
+    async def apply(
+        self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any], force: bool = False
+    ) -> dict[str, Any]: ...
+
     async def get_scale(self, namespace: str, name: str) -> int: ...
 
-    async def patch_scale(self, namespace: str, name: str, replicas: int) -> int: ...
+    async def apply_scale(self, namespace: str, name: str, replicas: int) -> int: ...
 
 
 def object_path(api_version: str, plural: str, namespace: str, name: str, subresource: str | None = None) -> str:
@@ -130,20 +144,47 @@ class KubeObjects:
         """POST to the collection (used for Events); `body.metadata.name` names the new object."""
         return await self._call("POST", api_version, plural, namespace, "", body, "application/json")
 
+    async def apply(
+        self, api_version: str, plural: str, namespace: str, name: str, body: dict[str, Any], force: bool = False
+    ) -> dict[str, Any]:
+        """Server-side apply of `body` (apiVersion, kind, metadata.name and only the fields we own).
+
+        A `metadata.resourceVersion` in `body` is a precondition: 409 (ObjectConflict) when the object changed
+        since it was read. The API server would still *create* a missing object from an apply (the routers'
+        partial body, e.g. a VirtualService with only spec.http), so an apply that answers 201 is undone
+        (DELETE with the new object's UID as precondition) and reported as ObjectNotFound. `force` takes the
+        fields over from another manager instead of a 409 field conflict.
+        """
+        status, data = await self._call_status(
+            "PATCH", api_version, plural, namespace, name, body, APPLY_CONTENT_TYPE, force=force
+        )
+        if status == 201:
+            uid = (data.get("metadata") or {}).get("uid")
+            path = object_path(api_version, plural, namespace, name)
+            undo = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
+            await asyncio.to_thread(self._request, "DELETE", path, undo, "application/json", [])
+            logger.warning("kube apply created a deleted object; removed it again object=%s", path)
+            raise ObjectNotFound(plural, namespace, name)
+        return data
+
     async def get_scale(self, namespace: str, name: str) -> int:
         scale = await self._call("GET", "apps/v1", "deployments", namespace, name, subresource="scale")
         return int((scale.get("spec") or {}).get("replicas") or 0)
 
-    async def patch_scale(self, namespace: str, name: str, replicas: int) -> int:
-        body = {"spec": {"replicas": replicas}}
+    async def apply_scale(self, namespace: str, name: str, replicas: int) -> int:
+        """Server-side apply of the scale subresource: field manager `mlrollouts` owns spec.replicas only, and a
+        missing Deployment is a 404 (a subresource apply never creates). Forced: the Deployment's author set
+        spec.replicas when creating it (as with an HPA: leave replicas out of the manifest in Git)."""
+        body = {"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": name, "namespace": namespace}}
+        body["spec"] = {"replicas": replicas}
         scale = await self._call(
-            "PATCH", "apps/v1", "deployments", namespace, name, body, _CONTENT_TYPES["merge"], subresource="scale"
+            "PATCH", "apps/v1", "deployments", namespace, name, body, APPLY_CONTENT_TYPE, "scale", force=True
         )
         return int((scale.get("spec") or {}).get("replicas") or 0)
 
     async def read_path(self, path: str) -> tuple[int, Any]:
         """GET any API path: (HTTP status, body). The operator's readiness check lists its experiments with it."""
-        return await asyncio.to_thread(self._request, "GET", path, None, None)
+        return await asyncio.to_thread(self._request, "GET", path, None, None, [])
 
     async def _call(
         self,
@@ -155,27 +196,52 @@ class KubeObjects:
         body: Any = None,
         content_type: str | None = None,
         subresource: str | None = None,
+        force: bool = False,
     ) -> dict[str, Any]:
+        _, data = await self._call_status(
+            method, api_version, plural, namespace, name, body, content_type, subresource, force
+        )
+        return data
+
+    async def _call_status(
+        self,
+        method: str,
+        api_version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        body: Any = None,
+        content_type: str | None = None,
+        subresource: str | None = None,
+        force: bool = False,
+    ) -> tuple[int, dict[str, Any]]:
         path = object_path(api_version, plural, namespace, name, subresource)
-        status, data = await asyncio.to_thread(self._request, method, path, body, content_type)
+        query: list[tuple[str, str]] = []
+        if content_type == APPLY_CONTENT_TYPE:  # required by apply; other writes keep the client's default name
+            query.append(("fieldManager", FIELD_MANAGER))
+        if force:
+            query.append(("force", "true"))
+        status, data = await asyncio.to_thread(self._request, method, path, body, content_type, query)
         logger.debug("kube request method=%s path=%s status=%s", method, path, status)
+        detail = data.get("message") if isinstance(data, dict) else None
         if status == 404:
             raise ObjectNotFound(plural, namespace, name)
         if status == 409:
-            raise ObjectConflict(f"{describe(plural, namespace, name)} changed while it was being updated")
+            raise ObjectConflict(f"{describe(plural, namespace, name)} changed while it was being updated: {detail}")
         if not 200 <= status < 300:
-            detail = data.get("message") if isinstance(data, dict) else None
             raise ApiRequestFailed(
                 f"{method} {describe(plural, namespace, name)} failed with HTTP {status}: {detail or data}", status
             )
-        return data
+        return status, data
 
-    def _request(self, method: str, path: str, body: Any, content_type: str | None) -> tuple[int, Any]:
+    def _request(
+        self, method: str, path: str, body: Any, content_type: str | None, query: list[tuple[str, str]]
+    ) -> tuple[int, Any]:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
         method, url, headers, body, _ = self._api.param_serialize(
-            method, path, header_params=headers, body=body, auth_settings=["BearerToken"]
+            method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
         )
         try:
             response = self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=self._timeout)

@@ -3,6 +3,9 @@
 The Service selects the pods of every variant's Deployment, so traffic follows the replica counts. With N
 replicas only multiples of 100/N are possible: the split actually achieved is reported, never the one asked.
 Mirroring needs a proxy, so it is refused.
+
+Replicas are written by server-side apply of the scale subresource (KubeObjects.apply_scale): field manager
+`mlrollouts` owns `spec.replicas` and nothing else of the Deployment.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ class ServiceRouter:
             current = await self._get_scale(name)
             if current != replicas[name]:
                 changed = True
-                await self._objects.patch_scale(self._namespace, self._deployments[name], replicas[name])
+                await self._objects.apply_scale(self._namespace, self._deployments[name], replicas[name])
                 logger.info(
                     "routing scaled deployment=%s/%s replicas=%d->%d",
                     self._namespace,
