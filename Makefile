@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint demo bench chaos crds lock prometheus-bin controlplane clean
+.PHONY: install test lint demo bench chaos crds krew lock prometheus-bin controlplane clean
 
 install: $(STAMP) prometheus-bin controlplane
 
@@ -53,6 +53,11 @@ chaos: install
 crds: install
 	$(VENV)/bin/mlrollouts crd --output crds/modelexperiments.mlrollouts.dev.yaml
 	cp crds/modelexperiments.mlrollouts.dev.yaml charts/mlrollouts/crds/modelexperiments.mlrollouts.dev.yaml
+
+# The krew plugin archive (dist/kubectl-mlrollouts_vVERSION.tar.gz, reproducible) and krew/mlrollouts.yaml with its
+# sha256; a test fails if the committed manifest no longer matches the archive the code builds.
+krew: install
+	$(PY) -m mlrollouts.cli.krew dist
 
 # The image's pinned, hashed runtime dependencies (Python 3.11, as the Dockerfile's base). Re-run after editing
 # the dependencies in pyproject.toml; the test suite fails while the lock and pyproject disagree.
