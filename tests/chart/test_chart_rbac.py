@@ -16,6 +16,7 @@ EXPERIMENT_ALLOW: dict[tuple[str, str], set[str]] = {
     ("events.k8s.io", "events"): {"create", "patch"},
     ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "patch", "update"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch", "update"},
+    ("serving.kserve.io", "inferenceservices"): {"get", "patch"},  # canaryTrafficPercent, JSON patch only
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "deployments/scale"): {"get", "patch", "update"},
 }

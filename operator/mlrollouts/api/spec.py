@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from mlrollouts.api import kserve
 from mlrollouts.api.analysis import (
     Analysis,
     Guardrail,
@@ -33,7 +34,7 @@ from mlrollouts.api.traffic import (
     Variant,
 )
 
-PROVIDERS = ("istio", "gatewayAPI", "service", "gateway")
+PROVIDERS = ("istio", "gatewayAPI", "service", "gateway", "kserve")
 STRATEGIES = ("canary", "abTest", "shadow", "bandit")
 
 __all__ = [
@@ -118,6 +119,7 @@ _SPEC_RULES = [
         _DEPLOYMENT_RULE,
         ".challengers",
     ),
+    *kserve.SPEC_RULES,
 ]
 
 
@@ -172,6 +174,7 @@ class ModelExperimentSpec(ApiModel):
                 "traffic.provider", "strategy shadow needs a provider that can mirror: istio, gatewayAPI or gateway"
             )
         self._distinct_backends()
+        kserve.check_strategy(self)
         if self.bandit is not None and self.bandit.min_exploration * len(names) > 1:
             raise FieldError(
                 "bandit.minExploration",

@@ -30,12 +30,13 @@ logger = logging.getLogger(__name__)
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 PROJECT_CRD = REPO_ROOT / "crds" / "modelexperiments.mlrollouts.dev.yaml"
 SCHEMAS = REPO_ROOT / "tests" / "data" / "schemas"
-# The ModelExperiment CRD and the routing and monitoring CRDs the operator writes (Istio, Gateway API,
+# The ModelExperiment CRD and the routing and monitoring CRDs the operator writes (Istio, Gateway API, KServe,
 # Prometheus Operator), upstream and unchanged (tests/data/schemas/SOURCES.md).
 DEFAULT_CRDS = (
     PROJECT_CRD,
     SCHEMAS / "istio-networking.crd.yaml",
     SCHEMAS / "gateway-api-httproutes.crd.yaml",
+    SCHEMAS / "kserve-inferenceservices.crd.yaml",
     SCHEMAS / "prometheus-operator-servicemonitors.crd.yaml",
     SCHEMAS / "prometheus-operator-prometheusrules.crd.yaml",
 )

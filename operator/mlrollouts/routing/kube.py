@@ -20,7 +20,12 @@ logger = logging.getLogger(__name__)
 
 PatchType = Literal["merge", "json"]
 _CONTENT_TYPES = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}
-KINDS = {"virtualservices": "VirtualService", "httproutes": "HTTPRoute", "deployments": "Deployment"}
+KINDS = {
+    "virtualservices": "VirtualService",
+    "httproutes": "HTTPRoute",
+    "deployments": "Deployment",
+    "inferenceservices": "InferenceService",
+}
 
 
 class ObjectNotFound(RoutingError):
