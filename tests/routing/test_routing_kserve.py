@@ -117,7 +117,7 @@ async def test_after_promotion_kserve_moving_the_revisions_along_is_expected(obj
 
 
 async def test_kserve_cannot_mirror_and_a_missing_object_names_the_field(objects: ValidatingFake) -> None:
-    with pytest.raises(RoutingError, match="spec.traffic.kserve.inferenceService"):
+    with pytest.raises(RoutingError, match=r"spec\.traffic\.kserve\.inferenceService"):
         await router(objects).apply(split(10), None)
     objects.add(PLURAL, inference_service())
     with pytest.raises(RoutingError, match="KServe cannot mirror"):
