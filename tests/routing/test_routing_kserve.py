@@ -103,9 +103,12 @@ async def test_revisions_that_do_not_match_the_variants_move_no_traffic(
     objects: ValidatingFake, isvc: dict[str, Any], named: str
 ) -> None:
     objects.add(PLURAL, isvc)
+    objects.objects[(API_VERSION, PLURAL, NAMESPACE, "churn")]["spec"]["predictor"]["canaryTrafficPercent"] = 5
     with pytest.raises(RoutingError) as raised:
         await router(objects).apply(split(10), None)
     assert named in str(raised.value)
+    assert predictor(objects)["canaryTrafficPercent"] == 5
+    await router(objects).restore()  # rollback and deletion pin the rolled-out revision whatever the names
     assert predictor(objects)["canaryTrafficPercent"] == 0
 
 

@@ -46,6 +46,9 @@ class KServeRouter:
         return self._split_of(await self._read())
 
     async def apply(self, split: Split, mirror: Mirror | None) -> AppliedTraffic:
+        """Any split with traffic for the challenger first checks KServe's revisions against the variants;
+        0 (rollback, deletion) never does: pinning the rolled-out revision is always safe, and a deleted
+        experiment's finalizer must not wait on a revision check."""
         if mirror is not None and mirror.percent > 0:
             raise RoutingError(f"{self._what}: KServe cannot mirror requests; use strategy canary with provider kserve")
         weights = complete_split(split, self._names)
@@ -53,7 +56,8 @@ class KServeRouter:
         changed = False
         for attempt in (1, 2):
             isvc = await self._read()
-            self._check_revisions(isvc)
+            if percent > 0:
+                self._check_revisions(isvc)
             patch = self._patch(isvc, percent)
             if not patch:
                 break
