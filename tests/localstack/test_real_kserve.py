@@ -14,7 +14,7 @@ from mlrollouts.api.traffic import Variant
 from mlrollouts.engine.types import Split
 from mlrollouts.localstack import binaries
 from mlrollouts.localstack.kubectl import Kubectl
-from mlrollouts.localstack.realcluster import RealApiServer
+from mlrollouts.localstack.realcluster import KSERVE_CRD, PROJECT_CRD, RealApiServer
 from mlrollouts.routing.kserve import KServeRouter
 from mlrollouts.routing.kube import KubeObjects
 
@@ -39,7 +39,7 @@ ISVC = {
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealApiServer, Kubectl]]:
     folder = tmp_path_factory.mktemp("real-kserve")
-    with RealApiServer(kubeconfig_path=folder / "kubeconfig") as server:
+    with RealApiServer(kubeconfig_path=folder / "kubeconfig", builtin_crds=(PROJECT_CRD, KSERVE_CRD)) as server:
         assert server.kubeconfig is not None
         yield server, Kubectl(server.kubeconfig, folder / "kubectl-cache")
 
