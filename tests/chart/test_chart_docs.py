@@ -8,6 +8,8 @@ from typing import Any
 import yaml
 from chart_support import CHART_DIR, REPO, chart
 
+from mlrollouts.routing.kserve import PERCENT_PATH
+
 ARGOCD_DOC = (REPO / "docs" / "argocd.md").read_text()
 YAML_BLOCKS = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", ARGOCD_DOC, re.DOTALL)]
 
@@ -56,6 +58,7 @@ def test_ignore_differences_cover_the_weights_the_operator_writes() -> None:
         assert all(jq_select(sample, path) for path in paths), f"{kind}: a path selects nothing"
     assert jq_select(virtual_service, ".spec.http[].route")[0][1]["weight"] == 10
     assert rules[("apps", "Deployment")]["jsonPointers"] == ["/spec/replicas"]
+    assert rules[("serving.kserve.io", "InferenceService")]["jsonPointers"] == [PERCENT_PATH]
     assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
 
 
