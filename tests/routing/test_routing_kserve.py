@@ -96,8 +96,9 @@ async def test_a_hand_edit_is_seen_and_repaired(objects: ValidatingFake) -> None
     [
         (inference_service(ready="churn-predictor-00002"), "spec.challengers[0].service"),
         (inference_service(rolled="churn-predictor-00001"), "spec.champion.service"),
+        (inference_service(rolled="churn-predictor-00003"), "canaryTrafficPercent: 0"),
     ],
-    ids=["new revision not ready", "champion is not the rolled-out revision"],
+    ids=["new revision not ready", "champion is not the rolled-out revision", "challenger already rolled out"],
 )
 async def test_revisions_that_do_not_match_the_variants_move_no_traffic(
     objects: ValidatingFake, isvc: dict[str, Any], named: str

@@ -57,7 +57,7 @@ class KServeRouter:
         for attempt in (1, 2):
             isvc = await self._read()
             if percent > 0:
-                self._check_revisions(isvc)
+                self._check_revisions(isvc, promoting=percent == 100)
             patch = self._patch(isvc, percent)
             if not patch:
                 break
@@ -107,25 +107,29 @@ class KServeRouter:
         split = Split({self._champion.name: 100 - challenger, self._challenger.name: challenger})
         return AppliedTraffic(split, None, message)
 
-    def _check_revisions(self, isvc: dict[str, Any]) -> None:
+    def _check_revisions(self, isvc: dict[str, Any], *, promoting: bool) -> None:
         """KServe's record of the revisions (PropagateStatus) must name the variants' Services.
 
         During a canary latestRolledoutRevision is the champion (the last revision that had 100 %) and
-        latestReadyRevision the challenger; after a promotion the challenger is the rolled-out one and the
-        champion the previous. A field KServe has not written yet is not checked.
+        latestReadyRevision the challenger. Once KServe has rolled the challenger out (a promotion, or a new
+        model applied without canaryTrafficPercent), only a promotion may be re-applied: a smaller percent would
+        split between the challenger and itself. A field KServe has not written yet is not checked.
         """
         predictor = ((isvc.get("status") or {}).get("components") or {}).get("predictor") or {}
         ready, rolled = predictor.get("latestReadyRevision"), predictor.get("latestRolledoutRevision")
-        promoted = rolled == self._challenger.service and predictor.get("previousRolledoutRevision") == (
-            self._champion.service
-        )
         if ready and ready != self._challenger.service:
             raise RoutingError(
                 f"{self._what} status.components.predictor.latestReadyRevision is {ready}, but "
                 f"spec.challengers[0].service is {self._challenger.service}: wait until KServe has made "
                 f"{self._challenger.service} ready, or set spec.challengers[0].service to {ready}"
             )
-        if rolled and rolled != self._champion.service and not promoted:
+        if rolled == self._challenger.service and not promoting:
+            raise RoutingError(
+                f"{self._what} has already rolled out {rolled} (spec.challengers[0].service) to 100 %: apply the "
+                "new model with spec.predictor.canaryTrafficPercent: 0 so KServe keeps the champion's revision, "
+                "then restart the experiment"
+            )
+        if rolled and rolled not in (self._champion.service, self._challenger.service):
             raise RoutingError(
                 f"{self._what} status.components.predictor.latestRolledoutRevision is {rolled}, but "
                 f"spec.champion.service is {self._champion.service}: set spec.champion.service to {rolled} "
