@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint demo bench chaos crds lock prometheus-bin controlplane clean
+.PHONY: install test lint demo bench chaos crds krew lock prometheus-bin controlplane clean
 
 install: $(STAMP) prometheus-bin controlplane
 
@@ -56,6 +56,11 @@ crds: install
 	$(VENV)/bin/mlrollouts crd --kind MetricTemplate --output crds/metrictemplates.mlrollouts.dev.yaml
 	$(VENV)/bin/mlrollouts crd --kind ClusterMetricTemplate --output crds/clustermetrictemplates.mlrollouts.dev.yaml
 	cp crds/metrictemplates.mlrollouts.dev.yaml crds/clustermetrictemplates.mlrollouts.dev.yaml charts/mlrollouts/crds/
+
+# The krew plugin archive (dist/kubectl-mlrollouts_vVERSION.tar.gz, reproducible) and krew/mlrollouts.yaml with its
+# sha256; a test fails if the committed manifest no longer matches the archive the code builds.
+krew: install
+	$(PY) -m mlrollouts.cli.krew dist
 
 # The image's pinned, hashed runtime dependencies (Python 3.11, as the Dockerfile's base). Re-run after editing
 # the dependencies in pyproject.toml; the test suite fails while the lock and pyproject disagree.

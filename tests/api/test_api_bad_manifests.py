@@ -128,6 +128,24 @@ CASES = [
         "must be set exactly when traffic.provider is service",
     ),
     BadCase(
+        "kserve-block-missing",
+        "canary-kserve.yaml",
+        _delete("spec.traffic.kserve"),
+        "spec.traffic.kserve",
+        "must be set exactly when traffic.provider is kserve",
+    ),
+    BadCase(
+        "shadow-with-kserve-provider",
+        "shadow-istio.yaml",
+        _both(
+            _delete("spec.traffic.istio"),
+            _set("spec.traffic.provider", "kserve"),
+            _set("spec.traffic.kserve", {"inferenceService": "churn"}),
+        ),
+        "spec.strategy",
+        "use strategy canary",
+    ),
+    BadCase(
         "wrong-provider-block",
         "churn-v3.yaml",
         _set("spec.traffic.gatewayAPI", {"httpRoute": "churn"}),

@@ -99,7 +99,8 @@ def test_names_scope_subresource_and_version() -> None:
     assert columns == {
         "Strategy": ("string", ".spec.strategy"),
         "Phase": ("string", ".status.phase"),
-        "Weight": ("string", ".status.weights"),
+        "Reason": ("string", ".status.reason"),
+        "Weight": ("string", ".status.weightSummary"),
         "Decision": ("string", ".status.analysis.decision"),
         "P": ("number", ".status.analysis.pValue"),
         "P(better)": ("number", ".status.analysis.probabilityBetter"),
@@ -134,10 +135,19 @@ def test_openapi_v3_0_forms_no_titles_no_null_defaults() -> None:
 def test_status_is_all_optional_and_without_defaults() -> None:
     status = openapi_schema()["properties"]["status"]
     for path, node in _nodes(status, ".status"):
-        assert "required" not in node, path
+        if path != ".status.conditions[]":  # a map list's keys must be required (the API server says so)
+            assert "required" not in node, path
         assert "default" not in node, path
     assert status["properties"]["startedAt"]["format"] == "date-time"
     assert status["properties"]["history"]["maxItems"] == 50
+
+
+def test_conditions_are_a_map_keyed_on_type_with_observed_generation() -> None:
+    conditions = openapi_schema()["properties"]["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    assert conditions["items"]["required"] == ["type"]
+    assert conditions["items"]["properties"]["observedGeneration"]["type"] == "integer"
 
 
 def test_spec_keeps_enums_bounds_patterns_required_and_defaults() -> None:

@@ -25,7 +25,13 @@ def test_every_example_is_valid(capsys) -> None:
 def test_examples_cover_every_strategy_and_provider() -> None:
     specs = [yaml.safe_load(path.read_text())["spec"] for path in EXAMPLE_FILES]
     assert {s["strategy"] for s in specs} == {"canary", "abTest", "shadow", "bandit"}
-    assert {s["traffic"]["provider"] for s in specs} == {"istio", "gatewayAPI", "service", "gateway"}
+    from mlrollouts.api.spec import PROVIDERS
+
+    assert (
+        {s["traffic"]["provider"] for s in specs}
+        == set(PROVIDERS)
+        == {"istio", "gatewayAPI", "service", "gateway", "kserve"}
+    )
     abn = load_example("abtest-gatewayapi.yaml")["spec"]
     assert len(abn["challengers"]) == 2 and abn["analysis"]["statistics"]["method"] == "fixedHorizon"
 

@@ -10,6 +10,7 @@ import yaml
 from chart_support import CHART_DIR, REPO, chart
 
 from mlrollouts.routing.kube import FIELD_MANAGER
+from mlrollouts.routing.kserve import PERCENT_PATH
 
 ARGOCD_DOC = (REPO / "docs" / "argocd.md").read_text()
 YAML_BLOCKS = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", ARGOCD_DOC, re.DOTALL)]
@@ -71,6 +72,8 @@ def test_the_jq_variant_covers_the_weights_the_operator_writes() -> None:
         assert all(jq_select(sample, path) for path in paths), f"{kind}: a path selects nothing"
     assert jq_select(virtual_service, ".spec.http[].route")[0][1]["weight"] == 10
     assert rules[("apps", "Deployment")]["jsonPointers"] == ["/spec/replicas"]
+    assert rules[("serving.kserve.io", "InferenceService")]["jsonPointers"] == [PERCENT_PATH]
+    assert "RespectIgnoreDifferences=true" in app["spec"]["syncPolicy"]["syncOptions"]
 
 
 def test_operator_application_uses_only_chart_values_keys() -> None:

@@ -18,6 +18,7 @@ EXPERIMENT_ALLOW: dict[tuple[str, str], set[str]] = {
     # routes and replicas: server-side apply is a PATCH; nothing PUTs them any more
     ("networking.istio.io", "virtualservices"): {"get", "list", "watch", "patch"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "watch", "patch"},
+    ("serving.kserve.io", "inferenceservices"): {"get", "patch"},  # canaryTrafficPercent, JSON patch only
     ("apps", "deployments"): {"get", "list", "watch"},
     ("apps", "deployments/scale"): {"get", "patch"},
 }

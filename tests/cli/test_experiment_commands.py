@@ -143,5 +143,5 @@ def test_unreachable_cluster_is_one_clear_line(tmp_path: pathlib.Path, capsys: p
 
 
 def test_bad_output_flag_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
-    assert main(["status", "x", "-o", "yaml"]) == 2
+    assert main(["status", "x", "-o", "xml"]) == 2
     assert "--output" in capsys.readouterr().err

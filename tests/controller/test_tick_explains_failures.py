@@ -230,3 +230,20 @@ def test_a_new_message_is_a_new_event_and_an_expired_event_is_created_again() ->
     objects.objects.clear()  # the API server expired them
     asyncio.run(post("a"))
     assert [(o["message"], o["count"]) for o in objects.objects.values()] == [("a", 1)]
+
+
+def test_ready_turns_true_only_in_the_tick_that_applied_the_first_step() -> None:
+    cluster = _Cluster(_manifest())
+    assert isinstance(cluster.tick(T0), RoutingError)  # the VirtualService is not there yet: nothing applied
+    waiting = cluster.body()["status"]
+    ready = next(c for c in waiting["conditions"] if c["type"] == "Ready")
+    assert (waiting["phase"], ready["status"], ready["observedGeneration"]) == ("Pending", "False", 1)
+    assert "weightSummary" not in waiting
+    cluster.objects.add("virtualservices", _vs())
+    assert cluster.tick(T0 + timedelta(seconds=5)) is None
+    status = cluster.body()["status"]
+    routes = cluster.objects.stored("networking.istio.io/v1", "virtualservices", "default", "churn")
+    weights = {d["destination"]["host"]: d["weight"] for d in routes["spec"]["http"][0]["route"]}
+    assert weights == {"churn-v2": 80, "churn-v3": 20}
+    assert (status["phase"], status["weightSummary"]) == ("Progressing", "churn-v3=20%")
+    assert {c["type"]: (c["status"], c["observedGeneration"]) for c in status["conditions"]}["Ready"] == ("True", 1)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from factories import CHALLENGER, CHAMPION, T0, make_spec, observe, started
+import pytest
+from factories import CHALLENGER, CHAMPION, SECOND, T0, make_spec, observe, started
 
+from mlrollouts.api import ModelExperimentStatus
 from mlrollouts.engine import decide
+from mlrollouts.engine.conditions import refresh
 
 COUNTS = {CHAMPION: (9, 90), CHALLENGER: (1, 10)}
 
@@ -52,3 +55,38 @@ def test_terminal_phase_completes():
     completed = _conditions(rolled)["Completed"]
     assert (completed.status, completed.reason) == ("True", "ManualRollback")
     assert _conditions(rolled)["Progressing"].status == "False"
+
+
+def test_every_condition_carries_the_generation_it_was_computed_from():
+    spec = make_spec("canary")
+    status = started(spec, generation=3)
+    assert {c.observed_generation for c in status.conditions} == {3}
+    later = T0 + timedelta(minutes=1)
+    changed = decide(spec, status, observe(later, COUNTS), later, generation=4).status
+    assert {c.observed_generation for c in changed.conditions} == {4}
+
+
+def test_ready_is_false_with_reason_pending_until_the_first_step():
+    spec = make_spec("canary")
+    fresh = _conditions(ModelExperimentStatus(conditions=refresh(ModelExperimentStatus(), T0, None)))["Ready"]
+    assert (fresh.status, fresh.reason) == ("False", "Pending")
+    waiting = decide(spec, ModelExperimentStatus(), observe(T0, {CHAMPION: (None, None)}), T0).status
+    assert (waiting.phase, _conditions(waiting)["Ready"].status) == ("Pending", "False")
+    assert _conditions(started(spec))["Ready"].status == "True"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "challengers", "summary"),
+    [
+        ("canary", 1, f"{CHALLENGER}=10%"),
+        ("abTest", 2, f"{CHALLENGER}=33%,{SECOND}=33%"),
+        ("shadow", 1, f"{CHALLENGER}=100%(mirror)"),
+    ],
+)
+def test_the_weight_column_is_readable(strategy, challengers, summary):
+    spec = make_spec(strategy, challengers=challengers)
+    status = started(spec)
+    assert status.weight_summary == summary
+    assert decide(spec, status, observe(T0, COUNTS), T0, manual="rollback").status.weight_summary == (
+        f"{CHALLENGER}=0%" if strategy != "abTest" else f"{CHALLENGER}=0%,{SECOND}=0%"
+    )

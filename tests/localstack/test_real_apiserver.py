@@ -249,3 +249,21 @@ def test_a_crd_the_server_refuses_is_a_usage_error_naming_it(
     assert error.startswith("mlrollouts: error: --crd: CRD widgets.example.com rejected by the API server (422)")
     assert "nosuchfield" in error
     assert _control_plane_children() <= before  # only the module's own cluster, if it is up
+
+
+def test_conditions_are_a_map_list_the_server_keeps_unique_by_type(
+    cluster: tuple[RealApiServer, Kubectl], example_namespaces: None
+) -> None:
+    _, kubectl = cluster
+    manifest = yaml.safe_load((REPO / "examples" / "canary-service.yaml").read_text())
+    manifest["metadata"] = {"name": "conditions", "namespace": "default"}
+    assert kubectl.run("apply", "-f", "-", input=yaml.safe_dump(manifest)).returncode == 0
+    ready = {"type": "Ready", "status": "False", "reason": "Pending", "observedGeneration": 1}
+    twice = json.dumps({"status": {"conditions": [ready, {**ready, "status": "True"}]}})
+    refused = kubectl.run("patch", "mexp", "conditions", "--subresource=status", "--type=merge", "-p", twice)
+    assert refused.returncode != 0 and "Duplicate value" in refused.stderr, refused.stderr
+    once = json.dumps({"status": {"conditions": [ready]}})
+    accepted = kubectl.run("patch", "mexp", "conditions", "--subresource=status", "--type=merge", "-p", once)
+    assert accepted.returncode == 0, accepted.stderr
+    shown = kubectl.run("get", "mexp", "conditions", "-o", "jsonpath={.status.conditions[0].observedGeneration}")
+    assert shown.stdout == "1"

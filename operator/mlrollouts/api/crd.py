@@ -28,8 +28,9 @@ _SCALAR_TYPES = (str, int, float, bool)
 PRINTER_COLUMNS = [
     {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategy"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-    # status.weights is a map keyed by variant name; kubectl renders it as {"churn-v2":90,"churn-v3":10}.
-    {"name": "Weight", "type": "string", "jsonPath": ".status.weights", "description": "Percent per variant"},
+    {"name": "Reason", "type": "string", "jsonPath": ".status.reason", "description": "Why the phase is what it is"},
+    # Not .status.weights: kubectl would render that map raw ({"churn-v2":90,"churn-v3":10}).
+    {"name": "Weight", "type": "string", "jsonPath": ".status.weightSummary", "description": "Challengers' percent"},
     {"name": "Decision", "type": "string", "jsonPath": ".status.analysis.decision"},
     {"name": "P", "type": "number", "jsonPath": ".status.analysis.pValue"},
     {"name": "P(better)", "type": "number", "jsonPath": ".status.analysis.probabilityBetter"},
@@ -70,6 +71,9 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, for_status: bool, pa
             }
         elif key == "items":
             value = _convert(value, defs, for_status=for_status, path=f"{path}[]")
+            if node.get("x-kubernetes-list-type") == "map":  # the API server wants the keys required, even in status
+                value = {**value, "required": list(node["x-kubernetes-list-map-keys"])}
+                value = {k: value[k] for k in sorted(value, key=_key_rank)}
         elif key == "required" and for_status:
             continue
         out[key] = copy.deepcopy(value)

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from mlrollouts.api import kserve
 from mlrollouts.api.analysis import (
     Analysis,
     Guardrail,
@@ -35,7 +36,7 @@ from mlrollouts.api.traffic import (
 )
 from mlrollouts.api.webhooks import Webhooks
 
-PROVIDERS = ("istio", "gatewayAPI", "service", "gateway")
+PROVIDERS = ("istio", "gatewayAPI", "service", "gateway", "kserve")
 STRATEGIES = ("canary", "abTest", "shadow", "bandit")
 
 __all__ = [
@@ -120,6 +121,7 @@ _SPEC_RULES = [
         _DEPLOYMENT_RULE,
         ".challengers",
     ),
+    *kserve.SPEC_RULES,
 ]
 
 
@@ -178,6 +180,7 @@ class ModelExperimentSpec(ApiModel):
                 "traffic.provider", "strategy shadow needs a provider that can mirror: istio, gatewayAPI or gateway"
             )
         self._distinct_backends()
+        kserve.check_strategy(self)
         if self.bandit is not None and self.bandit.min_exploration * len(names) > 1:
             raise FieldError(
                 "bandit.minExploration",

@@ -176,6 +176,13 @@ class Condition(ApiModel):
     reason: str
     message: str = ""
     last_transition_time: datetime | None = None
+    observed_generation: int | None = None
+    """The spec generation this condition was computed from (metav1.Condition convention)."""
+
+
+# Conditions are a map keyed on `type` (as metav1.Condition lists are): server-side apply and strategic
+# merges treat each condition as its own entry, and the API server rejects two conditions of one type.
+CONDITIONS_LIST_MAP = {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]}
 
 
 class HistoryEntry(ApiModel):
@@ -212,6 +219,8 @@ class ModelExperimentStatus(ApiModel):
     observed_generation: int | None = None
     step: int | None = None
     weights: dict[str, int] = Field(default_factory=dict)
+    weight_summary: str | None = None
+    """The weights for people (the Weight printer column), e.g. "churn-v3=20%" or "churn-v3=100%(mirror)" (shadow)."""
     mirror_percent: int | None = None
     started_at: datetime | None = None
     step_started_at: datetime | None = None
@@ -244,7 +253,7 @@ class ModelExperimentStatus(ApiModel):
     guardrails: list[GuardrailStatus] = Field(default_factory=list)
     guardrail_counts: GuardrailCounts = Field(default_factory=GuardrailCounts)
     """Ratio guardrails: counter bookkeeping and the counts when the current step began."""
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, json_schema_extra=CONDITIONS_LIST_MAP)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     routing: RoutingStatus | None = None
     webhooks: list[WebhookStatus] = Field(default_factory=list)

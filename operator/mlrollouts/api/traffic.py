@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 from mlrollouts.api.base import ApiModel, Name
 from mlrollouts.api.cel import cel
 from mlrollouts.api.errors import FieldError
+from mlrollouts.api.kserve import KServeTraffic
 
 
 class Variant(ApiModel):
@@ -65,7 +66,7 @@ class Traffic(ApiModel):
                         f"traffic.{name} must be set exactly when traffic.provider is {name}",
                         f".{name}",
                     )
-                    for name in ("istio", "gatewayAPI", "service")
+                    for name in ("istio", "gatewayAPI", "service", "kserve")
                 ),
                 cel(
                     "self.provider == 'gateway' || !has(self.gateway)",
@@ -75,7 +76,7 @@ class Traffic(ApiModel):
             ]
         }
     }
-    provider: Literal["istio", "gatewayAPI", "service", "gateway"]
+    provider: Literal["istio", "gatewayAPI", "service", "gateway", "kserve"]
     """Who moves the traffic."""
     istio: IstioTraffic | None = None
     """Istio VirtualService route weights; required when provider is istio, forbidden otherwise."""
@@ -85,10 +86,12 @@ class Traffic(ApiModel):
     """Replica-ratio split behind one Service; required when provider is service, forbidden otherwise."""
     gateway: GatewayTraffic | None = None
     """Built-in gateway options; optional when provider is gateway (no stickiness: split per request)."""
+    kserve: KServeTraffic | None = None
+    """KServe InferenceService canaryTrafficPercent (canary only); required when provider is kserve."""
 
     @model_validator(mode="after")
     def _one_provider_block(self) -> Traffic:
-        blocks = {"istio": self.istio, "gatewayAPI": self.gateway_api, "service": self.service}
+        blocks = {"istio": self.istio, "gatewayAPI": self.gateway_api, "service": self.service, "kserve": self.kserve}
         for name, block in blocks.items():
             if name == self.provider and block is None:
                 raise FieldError(name, f"traffic.{name} must be set exactly when traffic.provider is {name}: add it")

@@ -17,6 +17,10 @@ class ClusterError(click.ClickException):
     exit_code = 1
 
 
+class ExperimentNotFound(ClusterError):
+    """The object (or its CRD) does not exist: waiting longer will not help."""
+
+
 class Cluster:
     def __init__(self, kubeconfig: str | None, context: str | None) -> None:
         configuration = kubernetes.client.Configuration()
@@ -70,7 +74,7 @@ class Cluster:
             return request()
         except kubernetes.client.ApiException as error:
             if error.status == 404:
-                raise ClusterError(
+                raise ExperimentNotFound(
                     f"{what} not found (is the ModelExperiment CRD installed, and the name and namespace right?)"
                 ) from None
             raise ClusterError(f"{what}: the API server answered {error.status} {error.reason}") from None

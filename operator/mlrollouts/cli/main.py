@@ -38,8 +38,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from mlrollouts import __version__
+
+        click.echo(f"mlrollouts {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+    ),
+) -> None:
     """Controlled experiments between ML model versions on Kubernetes, decided with sound statistics."""
     # An explicit callback keeps `app` a group even when only one command module is imported; without it
     # typer would turn the lone command into the whole program and read its name as a stray argument.
@@ -69,6 +81,8 @@ class UsageFailure(Exception):
 
 def _register_commands(argv: list[str] | None = None) -> None:
     requested = next((arg for arg in (argv or []) if not arg.startswith("-")), None)
+    if requested is None and "--version" in (argv or []):
+        return  # answered by the root callback: no command module (nor scipy) needed
     owners = [module for module, commands in COMMAND_MODULES.items() if requested in commands]
     for module in owners or COMMAND_MODULES:
         try:
@@ -78,19 +92,19 @@ def _register_commands(argv: list[str] | None = None) -> None:
                 raise
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog_name: str = "mlrollouts") -> int:
     """Console-script entry point; returns the process exit code."""
     argv = sys.argv[1:] if argv is None else argv
     _register_commands(argv)
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=argv, prog_name="mlrollouts", standalone_mode=False)
+        result = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except _NO_ARGS as error:
         click.echo(error.ctx.get_help() if error.ctx else str(error))
         return 0
     except _USAGE as error:
-        path = error.ctx.command_path.split(" ", 1) if error.ctx else []
-        hint = f" (see 'mlrollouts {path[1]} --help')" if len(path) > 1 else " (see 'mlrollouts --help')"
+        sub = error.ctx.command_path.removeprefix(prog_name).strip() if error.ctx else ""
+        hint = f" (see '{prog_name} {sub} --help')" if sub else f" (see '{prog_name} --help')"
         click.echo(f"mlrollouts: error: {error.format_message()}{hint}", err=True)
         return 2
     except UsageFailure as error:
@@ -105,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"mlrollouts: error: {error.format_message()}", err=True)
         return error.exit_code
     return result if isinstance(result, int) else 0
+
+
+def kubectl_plugin() -> int:
+    """`kubectl-mlrollouts` on PATH makes `kubectl mlrollouts ...` (krew naming): the same commands and flags."""
+    return main(prog_name="kubectl mlrollouts")
 
 
 if __name__ == "__main__":

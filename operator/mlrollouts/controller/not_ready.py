@@ -24,7 +24,13 @@ def _previous(body: Mapping[str, Any]) -> dict[str, Any]:
     return status
 
 
-def _with_ready_false(status: dict[str, Any], reason: str, message: str, now: datetime) -> list[dict[str, Any]]:
+def _generation(body: Mapping[str, Any]) -> int | None:
+    return (body.get("metadata") or {}).get("generation")
+
+
+def _with_ready_false(
+    status: dict[str, Any], reason: str, message: str, now: datetime, generation: int | None
+) -> list[dict[str, Any]]:
     conditions = [c for c in status.get("conditions") or [] if c.get("type") != "Ready"]
     previous = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
     unchanged = previous.get("status") == "False" and previous.get("message") == message
@@ -35,6 +41,7 @@ def _with_ready_false(status: dict[str, Any], reason: str, message: str, now: da
             "reason": reason,
             "message": message,
             "lastTransitionTime": previous.get("lastTransitionTime") if unchanged else now.isoformat(),
+            **({"observedGeneration": generation} if generation is not None else {}),
         }
     )
     return conditions
@@ -47,8 +54,8 @@ def invalid_status(body: Mapping[str, Any], message: str, now: datetime, reason:
         phase="Invalid",
         reason=reason,
         message=message,
-        conditions=_with_ready_false(status, reason, message, now),
-        observedGeneration=(body.get("metadata") or {}).get("generation"),
+        conditions=_with_ready_false(status, reason, message, now, _generation(body)),
+        observedGeneration=_generation(body),
     )
     return status
 
@@ -61,7 +68,7 @@ def not_ready_status(body: Mapping[str, Any], message: str, now: datetime, reaso
             phase="Pending",
             reason=reason,
             message=message,
-            observedGeneration=(body.get("metadata") or {}).get("generation"),
+            observedGeneration=_generation(body),
         )
-    status["conditions"] = _with_ready_false(status, reason, message, now)
+    status["conditions"] = _with_ready_false(status, reason, message, now, _generation(body))
     return status

@@ -59,6 +59,7 @@ def refresh(status: ModelExperimentStatus, now: datetime, metrics_message: str |
                 reason=reason,
                 message=message,
                 last_transition_time=now if changed else old.last_transition_time,
+                observed_generation=status.observed_generation,
             )
         )
     return conditions

@@ -22,6 +22,7 @@ from mlrollouts.engine.strategies import abtest, bandit, canary, shadow
 from mlrollouts.engine.tick import Tick
 from mlrollouts.engine.traffic import expected_traffic
 from mlrollouts.engine.types import Action, CallWebhooks, Decision, Event, ManualAction, Observations
+from mlrollouts.engine.weight_summary import weight_summary
 
 STRATEGIES: dict[str, Callable[[Tick, GuardrailCheck], None]] = {
     "canary": canary.step,
@@ -83,7 +84,10 @@ def decide(
 
 
 def _finish(tick: Tick) -> Decision:
-    tick.update(conditions=conditions.refresh(tick.status, tick.now, tick.metrics_message))
+    tick.update(
+        conditions=conditions.refresh(tick.status, tick.now, tick.metrics_message),
+        weight_summary=weight_summary(tick.spec, tick.status),
+    )
     before, after = tick.before, tick.status
     actions: tuple[Action, ...] = ()
     if before.weights != after.weights or before.mirror_percent != after.mirror_percent:

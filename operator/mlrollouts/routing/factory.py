@@ -8,6 +8,7 @@ from mlrollouts.routing.base import TrafficRouter
 from mlrollouts.routing.gateway import GatewayRouter
 from mlrollouts.routing.gatewayapi import GatewayApiRouter
 from mlrollouts.routing.istio import IstioRouter
+from mlrollouts.routing.kserve import KServeRouter
 from mlrollouts.routing.kube import ObjectClient
 from mlrollouts.routing.service import ServiceRouter
 
@@ -21,6 +22,8 @@ def make_router(experiment: ModelExperiment, objects: ObjectClient) -> TrafficRo
         return GatewayApiRouter(objects, namespace, variants, traffic.gateway_api)
     if traffic.provider == "service" and traffic.service is not None:
         return ServiceRouter(objects, namespace, variants, traffic.service)
+    if traffic.provider == "kserve" and traffic.kserve is not None:
+        return KServeRouter(objects, namespace, variants, traffic.kserve)
     return GatewayRouter(spec.variant_names, *_recorded_traffic(experiment))
 
 
@@ -36,6 +39,8 @@ def routing_target(experiment: ModelExperiment) -> tuple[str, str, str] | None:
         return ("HTTPRoute", namespace, traffic.gateway_api.http_route)
     if traffic.service is not None:
         return ("Service", namespace, traffic.service.name)
+    if traffic.kserve is not None:
+        return ("InferenceService", namespace, traffic.kserve.inference_service)
     return None
 
 

@@ -30,7 +30,12 @@ PatchType = Literal["merge", "json"]
 _CONTENT_TYPES = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
 FIELD_MANAGER = "mlrollouts"
-KINDS = {"virtualservices": "VirtualService", "httproutes": "HTTPRoute", "deployments": "Deployment"}
+KINDS = {
+    "virtualservices": "VirtualService",
+    "httproutes": "HTTPRoute",
+    "deployments": "Deployment",
+    "inferenceservices": "InferenceService",
+}
 
 
 class ObjectNotFound(RoutingError):
