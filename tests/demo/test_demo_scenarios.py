@@ -15,8 +15,8 @@ from collections.abc import Callable
 import pytest
 
 from mlrollouts.cli.main import main
-from mlrollouts.localstack.demo.orchestrator import DemoOptions, Snapshot, run_demo
-from mlrollouts.localstack.demo.scenarios import SCENARIOS
+from mlrollouts.demo.orchestrator import DemoOptions, Snapshot, run_demo
+from mlrollouts.demo.scenarios import SCENARIOS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -12,8 +12,8 @@ from rich.console import Console
 
 from mlrollouts.cli.extras import import_local
 from mlrollouts.cli.main import UsageFailure, app
-from mlrollouts.localstack.demo.processes import DemoError
-from mlrollouts.localstack.demo.scenarios import SCENARIOS
+from mlrollouts.demo.processes import DemoError
+from mlrollouts.demo.scenarios import SCENARIOS
 
 DEFAULT_RUNS = pathlib.Path(".mlrollouts/demo")
 
@@ -32,9 +32,9 @@ def demo_command(
     ] = None,
 ) -> int:
     """Run a whole experiment locally: API emulator, Prometheus, model servers, gateway, users, operator."""
-    live = import_local("mlrollouts.localstack.demo.live", "demo")
-    orchestrator = import_local("mlrollouts.localstack.demo.orchestrator", "demo")
-    import_local("mlrollouts.localstack.demo.report_render", "demo")  # the report at the end: fail before starting
+    live = import_local("mlrollouts.demo.live", "demo")
+    orchestrator = import_local("mlrollouts.demo.orchestrator", "demo")
+    import_local("mlrollouts.demo.report_render", "demo")  # the report at the end: fail before starting
     ProgressDisplay, DemoOptions = live.ProgressDisplay, orchestrator.DemoOptions
     run_demo, run_folder = orchestrator.run_demo, orchestrator.run_folder
 
@@ -91,8 +91,8 @@ def report_command(
     """Plot weights, the primary metric, p-value / P(better) and guardrails of an experiment into report.html."""
     from mlrollouts.cli.cluster import Cluster
 
-    report = import_local("mlrollouts.localstack.demo.report", "report")
-    import_local("mlrollouts.localstack.demo.report_render", "report")  # plots need matplotlib: say so up front
+    report = import_local("mlrollouts.demo.report", "report")
+    import_local("mlrollouts.demo.report_render", "report")  # plots need matplotlib: say so up front
 
     if prometheus is not None and not prometheus.startswith(("http://", "https://")):
         raise UsageFailure("--prometheus", f"must be an http(s) URL such as http://127.0.0.1:9090, got {prometheus!r}")

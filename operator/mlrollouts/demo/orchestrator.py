@@ -24,10 +24,10 @@ import kubernetes
 
 from mlrollouts import GROUP, PLURAL, VERSION
 from mlrollouts.api import TERMINAL_PHASES
-from mlrollouts.localstack.demo import report
-from mlrollouts.localstack.demo.processes import Child, DemoError, Supervisor, mlrollouts_cli, python_module
-from mlrollouts.localstack.demo.scenarios import Scenario, load_manifest_text
-from mlrollouts.localstack.demo.traffic import read_stats
+from mlrollouts.demo import report
+from mlrollouts.demo.processes import Child, DemoError, Supervisor, mlrollouts_cli, python_module
+from mlrollouts.demo.scenarios import Scenario, load_manifest_text
+from mlrollouts.demo.traffic import read_stats
 from mlrollouts.localstack.kubectl import NO_VALIDATION, Kubectl
 from mlrollouts.localstack.prometheus import PrometheusServer, free_port
 from mlrollouts.localstack.server import LocalApiServer, run_apiserver
@@ -120,7 +120,7 @@ def _start_processes(
         command += ["--error-rate", str(model.error_rate)]
         if options.seed is not None:
             command += ["--seed", str(options.seed)]
-        child = supervisor.start(model.name, python_module("mlrollouts.localstack.demo.models", *command))
+        child = supervisor.start(model.name, python_module("mlrollouts.demo.models", *command))
         upstreams.append((model.name, f"http://127.0.0.1:{port}", child))
     for _, url, child in upstreams:
         supervisor.wait_http(child, f"{url}/healthz")
@@ -198,7 +198,7 @@ def _experiment(
     if options.seed is not None:
         traffic_args += ["--seed", str(options.seed)]
     # Users first: the gateway answers 503 until the experiment exists, and every process is warm by then.
-    traffic = supervisor.start("traffic", python_module("mlrollouts.localstack.demo.traffic", *traffic_args))
+    traffic = supervisor.start("traffic", python_module("mlrollouts.demo.traffic", *traffic_args))
     _wait_for_file(supervisor, traffic, stats_file)
     time.sleep(1.0)
     started_wall, started = time.time(), time.monotonic()
