@@ -8,7 +8,6 @@ makes is authorised by the chart's (Cluster)Roles exactly as in a cluster.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pathlib
@@ -22,6 +21,7 @@ from controller.stack import OperatorProcess
 from mlrollouts.localstack import binaries
 from mlrollouts.localstack.prometheus import free_port
 from mlrollouts.localstack.realcluster import RealApiServer
+from mlrollouts.localstack.serviceaccounts import token_kubeconfig
 
 RELEASE_NAMESPACE = "mlrollouts-system"
 CHART = pathlib.Path(__file__).resolve().parents[2] / "charts" / "mlrollouts"
@@ -86,26 +86,7 @@ def service_account_kubeconfig(
     server: RealApiServer, service_account: str, path: pathlib.Path, namespace: str = RELEASE_NAMESPACE
 ) -> pathlib.Path:
     """A kubeconfig holding a token the TokenRequest API issued for the ServiceAccount (what a pod mounts)."""
-    assert server.certs is not None
-    with server.client() as http:
-        response = http.post(
-            f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}/token",
-            json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {"expirationSeconds": 600}},
-        )
-    assert response.status_code == 201, response.text
-    token = response.json()["status"]["token"]
-    ca = base64.b64encode(server.certs.ca_cert.read_bytes()).decode("ascii")
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {"server": server.url, "certificate-authority-data": ca}}],
-        "users": [{"name": service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": service_account, "namespace": namespace}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(document), encoding="utf-8")
-    path.chmod(0o600)
-    return path
+    return token_kubeconfig(server, namespace, service_account, path)
 
 
 def operator_args(manifest: list[dict[str, Any]]) -> list[str]:
