@@ -26,7 +26,7 @@ def promtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
 def test_promtool_check_rules_passes() -> None:
     result = promtool("check", "rules", RULES)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 15 rules found" in result.stdout
+    assert "SUCCESS: 16 rules found" in result.stdout
 
 
 def test_promtool_check_rules_catches_a_broken_expression(tmp_path: Path) -> None:

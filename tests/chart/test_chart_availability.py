@@ -65,3 +65,7 @@ def test_network_policy_covers_the_gateway_when_enabled() -> None:
     policy = one(objects, "NetworkPolicy", "rel-mlrollouts-gateway")["spec"]
     assert _selects(policy["podSelector"], _pod_labels(objects, "rel-mlrollouts-gateway"))
     assert {p["port"] for p in policy["ingress"][0]["ports"]} == {"http", "metrics"}
+    replicas = [rule for rule in policy["egress"] if rule.get("to")]
+    assert replicas == [  # feedback forwarded to the replica that issued its token, whatever gatewayEgress says
+        {"to": [{"podSelector": policy["podSelector"]}], "ports": [{"port": 9102, "protocol": "TCP"}]}
+    ]

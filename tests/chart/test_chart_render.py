@@ -145,7 +145,10 @@ def test_gateway_reads_its_experiment_in_cluster() -> None:
         "--user-header=x-user-id",
         "--metrics-port=9102",
         "--signing-key-file=/etc/mlrollouts/signing-keys/keys",
+        "--advertise-address=$(POD_IP)",
     ]
+    pod_ip = {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}
+    assert pod_ip in container["env"]  # tokens name the pod that issued them; replicas forward feedback there
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     role = one(objects, "Role", "rel-mlrollouts-gateway")
     assert role["metadata"]["namespace"] == "ml"

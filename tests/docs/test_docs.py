@@ -28,7 +28,7 @@ TROUBLESHOOTING = REPO / "docs" / "troubleshooting.md"
 VALUES = REPO / "charts" / "mlrollouts" / "values.yaml"
 
 # Directories whose CamelCase string literals are what users see as reasons, phases and condition types.
-REASON_SOURCES = ("engine", "controller")
+REASON_SOURCES = ("engine", "controller", "hooks/notifier.py")  # not hooks/payloads.py: Slack/Teams card words
 # CamelCase literals there that are not reasons: Event types and condition statuses.
 NOT_REASONS = frozenset({"Normal", "Warning", "True", "False", "Unknown", "Event"})  # "Event": an object kind
 CAMEL_CASE = re.compile(r"[A-Z][a-z]+(?:[A-Z][a-z0-9]*)*")
@@ -138,7 +138,8 @@ def camel_case_literals(source: str) -> set[str]:
 def emitted_reasons() -> frozenset[str]:
     found: set[str] = set()
     for directory in REASON_SOURCES:
-        for path in sorted((PACKAGE / directory).rglob("*.py")):
+        source = PACKAGE / directory
+        for path in [source] if source.is_file() else sorted(source.rglob("*.py")):
             found |= camel_case_literals(read(path))
     return frozenset(found)
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from factories import CHALLENGER, CHAMPION, SECOND, T0, make_spec, observe, started
+from factories import CHALLENGER, CHAMPION, SECOND, T0, first_read, make_spec, observe, started
 
+from mlrollouts.api.status import ModelExperimentStatus
 from mlrollouts.engine import decide
 
 COUNTS = {CHAMPION: (90, 900), CHALLENGER: (10, 100)}
@@ -116,3 +117,36 @@ def test_history_is_bounded_and_keeps_the_newest_entries():
         status = decide(spec, status, observe(now, {}), now, manual="pause" if index % 2 == 0 else "resume").status
     assert len(status.history) == 50
     assert status.history[-1].time == T0 + timedelta(minutes=59) and status.history[-1].action == "resume"
+
+
+def _waiting_for_metrics(spec):
+    status = decide(spec, ModelExperimentStatus(), observe(T0, {}, errors=("connection refused",)), T0).status
+    assert (status.phase, status.reason, status.weights) == ("Pending", "MetricsUnavailable", {})
+    return status
+
+
+@pytest.mark.parametrize("action", ["pause", "resume", "promote"])
+def test_a_manual_action_before_the_first_step_is_refused_with_an_event_not_dropped(action):
+    spec = make_spec("canary")
+    now = T0 + timedelta(seconds=10)
+    decision = decide(spec, _waiting_for_metrics(spec), observe(now, {}, errors=("refused",)), now, manual=action)
+    assert (decision.status.phase, decision.status.weights, decision.actions) == ("Pending", {}, ())
+    (event,) = [e for e in decision.events if e.reason == "ManualActionIgnored"]
+    assert event.message.startswith(f"{action} not applied: the experiment has not started (Pending, Metrics")
+    assert "rollback to end it" in event.message
+
+
+def test_a_manual_rollback_before_the_first_step_ends_the_experiment_on_the_champion():
+    spec = make_spec("canary")
+    now = T0 + timedelta(seconds=10)
+    decision = decide(spec, _waiting_for_metrics(spec), observe(now, {}, errors=("refused",)), now, manual="rollback")
+    status = decision.status
+    assert (status.phase, status.reason, status.weights) == (
+        "RolledBack",
+        "ManualRollback",
+        {CHAMPION: 100, CHALLENGER: 0},
+    )
+    assert [action.split.weights for action in decision.actions] == [{CHAMPION: 100, CHALLENGER: 0}]
+    assert (status.history[-1].action, status.history[-1].to) == ("rolledBack", "RolledBack")
+    later = T0 + timedelta(minutes=5)  # terminal: the metrics coming back start nothing
+    assert decide(spec, status, first_read(later, spec), later).status.phase == "RolledBack"

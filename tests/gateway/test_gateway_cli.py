@@ -31,6 +31,9 @@ from mlrollouts.cli.main import main
         (["--upstream", "a=http://x", "--split-file", "SPLIT", "--challenger-timeout", "20"], "below --timeout"),
         (["--upstream", "a=http://x", "--split-file", "SPLIT", "--max-outcome-value", "1e300"], "at most 1e+15"),
         (["--upstream", "a=http://x", "--split-file", "SPLIT", "--signing-key-file", "SPLIT"], "at least 32"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--advertise-address", "10.0.0.5:9102"], "no port"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--advertise-address", "u@evil/x"], "bare IP"),
+        (["--upstream", "a=http://x", "--split-file", "SPLIT", "--feedback-forward-timeout", "0"], "must be > 0"),
     ],
 )
 def test_bad_flags_name_the_flag(extra: list[str], message: str, tmp_path: Path, capsys) -> None:

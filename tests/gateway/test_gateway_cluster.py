@@ -10,7 +10,7 @@ import kubernetes
 import pytest
 import yaml
 
-from mlrollouts.gateway import GatewayConfig, create_app, serve_in_thread
+from mlrollouts.gateway import GatewayConfig, serve_gateway_in_thread
 from mlrollouts.localstack.fixtures import local_apiserver
 from mlrollouts.localstack.server import LocalApiServer
 
@@ -48,7 +48,7 @@ def test_gateway_follows_weights_and_shadow_phase_from_the_api(
         namespace=namespace,
         split_poll_seconds=0.1,
     ).validate()
-    with serve_in_thread(create_app(config)) as url, httpx.Client(base_url=url, timeout=5) as client:
+    with serve_gateway_in_thread(config) as urls, httpx.Client(base_url=urls.public, timeout=5) as client:
 
         def served(user: str) -> str:
             return client.post("/predict", json={"user_id": user}).headers["x-mlrollouts-variant"]
@@ -60,7 +60,7 @@ def test_gateway_follows_weights_and_shadow_phase_from_the_api(
         wait_for(lambda: served("u1") == "churn-v3", "status.weights to apply")
 
         set_status({"phase": "Shadowing", "weights": {"churn-v2": 100, "churn-v3": 0}})
-        wait_for(lambda: client.get("/readyz").json()["shadow"], "the Shadowing phase")
+        wait_for(lambda: client.get(f"{urls.metrics}/readyz").json()["shadow"], "the Shadowing phase")
         before = len(models["churn-v3"][0].received)
         assert served("u1") == "churn-v2"
         wait_for(lambda: len(models["churn-v3"][0].received) == before + 1, "the mirrored request")

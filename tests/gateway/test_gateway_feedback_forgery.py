@@ -163,14 +163,6 @@ def test_forced_requests_and_their_outcomes_are_counted_apart(start_gateway) -> 
 
 
 @pytest.mark.integration
-def test_replicas_sharing_the_key_accept_each_others_tokens(start_gateway) -> None:
-    first, second = start_gateway({"churn-v2": 100, "churn-v3": 0}), start_gateway({"churn-v2": 100, "churn-v3": 0})
-    token = first.predict("carol").headers["x-mlrollouts-token"]
-    assert second.feedback(token, reward=1).status_code == 200
-    assert second.metric("model_outcomes_total", outcome="success") == 1
-
-
-@pytest.mark.integration
 def test_huge_request_ids_leave_no_trace_in_memory(start_gateway) -> None:
     """The probe: 212 requests with a 50 KB x-request-id grew the gateway by 12 MB for good."""
     gateway = start_gateway({"churn-v2": 100, "churn-v3": 0})

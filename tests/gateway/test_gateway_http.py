@@ -91,8 +91,18 @@ def test_a_changed_split_file_applies_within_one_second(start_gateway, caplog) -
         gateway.write_split({"churn-v2": 60, "churn-v3": 60})
         time.sleep(0.8)
     assert "sum to 120" in caplog.text
-    assert gateway.client.get(f"{gateway.url}/readyz").json()["weights"] == {"churn-v2": 0, "churn-v3": 100}
+    assert gateway.client.get(f"{gateway.metrics_url}/readyz").json()["weights"] == {"churn-v2": 0, "churn-v3": 100}
     assert gateway.predict("carol").headers["x-mlrollouts-variant"] == "churn-v3"
+
+
+def test_the_public_readyz_tells_nothing_about_the_experiment(start_gateway) -> None:
+    """Weights and shadow mode are experiment internals: only the metrics port shows them."""
+    gateway = start_gateway({"churn-v2": 70, "churn-v3": 30})
+    public = gateway.client.get(f"{gateway.url}/readyz")
+    assert public.status_code == 200 and public.json() == {"ready": True}
+    assert "churn" not in public.text
+    internal = gateway.client.get(f"{gateway.metrics_url}/readyz").json()
+    assert internal == {"ready": True, "weights": {"churn-v2": 70, "churn-v3": 30}, "shadow": False}
 
 
 def test_failing_challenger_falls_back_to_the_champion(start_gateway, models) -> None:

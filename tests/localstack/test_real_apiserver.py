@@ -114,6 +114,11 @@ def _bad(mutate: str) -> str:
     manifest["metadata"] = {"name": "bad", "namespace": "default"}
     if mutate == "cel":
         manifest["spec"]["canary"]["steps"] = [10, 25, 50]
+    elif mutate == "gates":
+        gate = {"name": "confirm", "type": "confirmPromotion", "url": "http://approvals.platform/"}
+        manifest["spec"]["webhooks"] = [gate, {**gate, "type": "preStart"}]
+    elif mutate == "retries":
+        manifest["spec"]["webhooks"] = [{"name": "g", "type": "loadTest", "url": "http://load.test/", "retries": 9}]
     else:
         manifest["spec"]["stategy"] = manifest["spec"].pop("strategy")
     return yaml.safe_dump(manifest)
@@ -124,6 +129,8 @@ def _bad(mutate: str) -> str:
     [
         ("cel", "spec.canary.steps", "canary.steps must end at 100"),
         ("typo", 'unknown field "spec.stategy"', "strict decoding error"),
+        ("gates", "spec.webhooks[1]", "Duplicate value"),
+        ("retries", "spec.webhooks[0].retries", "less than or equal to 5"),
     ],
 )
 def test_a_bad_manifest_is_refused_by_the_server_at_its_field(

@@ -79,3 +79,32 @@ def test_the_breach_is_established_exactly_when_the_lower_bound_passes_the_allow
         for kind, limit in (("max", 0.01), ("maxRatio", 1.5), ("maxIncrease", 0.005)):
             test = bound_test(kind, limit, bad_c, n_c, bad_0, n_0, alpha=0.01)
             assert test.breach is (test.lower_bound > test.allowed), test
+
+
+@pytest.mark.parametrize(("kind", "limit", "share_0"), [("max", 0.01, 0.0), ("maxRatio", 1.5, 0.002)])
+def test_a_breach_twice_the_bound_is_ruled_out_no_more_often_than_one_minus_power(kind, limit, share_0) -> None:
+    """Clearance is Wald's test: at the breach it must rule out, looking after every batch, it passes <= 1 - power."""
+    rng = np.random.default_rng(7)
+    runs, looks, power = 200, 30, 0.9
+    share_c = 2 * (limit if kind == "max" else limit * share_0)
+    sizes = rng.integers(50, 400, size=(runs, looks))
+    bad_c = rng.binomial(sizes, share_c).cumsum(axis=1)
+    bad_0 = rng.binomial(sizes * 99, share_0).cumsum(axis=1)
+    totals = sizes.cumsum(axis=1)
+    cleared = sum(
+        any(
+            bound_test(kind, limit, bad_c[r, k], totals[r, k], bad_0[r, k], 99 * totals[r, k], alpha=0.01).cleared
+            for k in range(looks)
+        )
+        for r in range(runs)
+    )
+    assert cleared / runs <= (1 - power) + 3 * np.sqrt(power * (1 - power) / runs)
+
+
+def test_a_share_well_within_the_bound_is_cleared_and_no_data_is_not() -> None:
+    healthy = bound_test("maxRatio", 1.5, 2, 2000, 200, 100_000, alpha=0.01, power=0.95)
+    assert healthy.cleared and not healthy.breach
+    assert healthy.ruled_out == pytest.approx(2 * 1.5 * 200.5 / 100_001)
+    assert not bound_test("maxRatio", 1.5, 0, 0, 200, 100_000, alpha=0.01).cleared
+    assert not bound_test("max", 0.01, 0, 50, alpha=0.01).cleared  # 50 clean requests cannot rule out 2 %
+    assert bound_test("max", 0.01, 0, 50, alpha=0.01, power=0.0).cleared  # power 0: the hold is off

@@ -57,7 +57,7 @@ app.kubernetes.io/component: gateway
 
 {{/*
 Rules the operator needs wherever it manages experiments (contracts: modelexperiments and status,
-routing kinds, Deployments scale, Events, and Secrets only by the names in prometheus.secretNames). Used by the ClusterRole and each Role.
+routing kinds, Deployments scale, Events, and Secrets only by the names in prometheus.secretNames and notifications.secretNames). Used by the ClusterRole and each Role.
 */}}
 {{- define "mlrollouts.experimentRules" -}}
 - apiGroups: ["mlrollouts.dev"]
@@ -81,7 +81,7 @@ routing kinds, Deployments scale, Events, and Secrets only by the names in prome
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["get", "patch", "update"]
-{{- with .Values.prometheus.secretNames }}
+{{- with concat .Values.prometheus.secretNames .Values.notifications.secretNames | uniq }}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]

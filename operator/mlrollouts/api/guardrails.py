@@ -21,6 +21,8 @@ from mlrollouts.api.cel import cel
 from mlrollouts.api.errors import FieldError
 
 DEFAULT_RATIO_ALPHA = 0.01
+DEFAULT_POWER = 0.95
+DEFAULT_DETECTABLE_BREACH = 2.0
 # The guardrail's form when `type` is absent: ratio for counts without a query, threshold otherwise.
 _KIND = (
     "(has(self.type) ? self.type : ((has(self.bad) || has(self.total)) && !has(self.query) ? 'ratio' : 'threshold'))"
@@ -38,6 +40,10 @@ _NO_FAILURE_LIMIT = (
     "the breach at alpha"
 )
 _NO_ALPHA = "alpha is for type: ratio; a threshold guardrail rolls back after failureLimit failing checks"
+_RATIO_ONLY = (
+    "{field} is for type: ratio (the chance a canary step rules out a breach before advancing); a threshold "
+    "guardrail has no test to give it power"
+)
 _MAX_SHARE = "a ratio guardrail's max is a share of events: strictly between 0 and 1"
 _WINDOW = re.compile(r"\{\{\s*window\s*\}\}")
 _INTERVAL = re.compile(r"\{\{\s*interval\s*\}\}")
@@ -64,6 +70,12 @@ class Guardrail(ApiModel):
                 cel(f"{_KIND} != 'ratio' || !has(self.failureLimit)", _NO_FAILURE_LIMIT, ".failureLimit"),
                 cel(f"{_KIND} != 'threshold' || !has(self.alpha)", _NO_ALPHA, ".alpha"),
                 cel(f"{_KIND} != 'ratio' || !has(self.max) || (self.max > 0.0 && self.max < 1.0)", _MAX_SHARE, ".max"),
+                cel(f"{_KIND} != 'threshold' || !has(self.power)", _RATIO_ONLY.format(field="power"), ".power"),
+                cel(
+                    f"{_KIND} != 'threshold' || !has(self.detectableBreach)",
+                    _RATIO_ONLY.format(field="detectableBreach"),
+                    ".detectableBreach",
+                ),
             ]
         }
     }
@@ -90,6 +102,13 @@ class Guardrail(ApiModel):
     alpha: float | None = Field(default=None, gt=0.0, lt=0.5)
     """Ratio: chance that a challenger within the bounds is rolled back by this guardrail in one step,
     split evenly across its bounds and the challengers checked (Bonferroni); 0.01 when absent."""
+    power: float | None = Field(default=None, ge=0.0, le=0.999)
+    """Ratio: the chance that a challenger breaking a bound `detectableBreach` times over is held at the
+    canary step it was found in (and rolled back once established) rather than advanced: a step advances only
+    when its counts rule that breach out. 0 turns the hold off; 0.95 when absent."""
+    detectable_breach: float | None = Field(default=None, gt=1.0, le=100.0)
+    """Ratio: the breach `power` is about, as a multiple of the allowed share (2: twice the bound; for
+    maxRatio 1.5 against a champion at 0.2 %, a challenger at 0.6 %). 2 when absent."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Guardrail:
@@ -104,6 +123,9 @@ class Guardrail(ApiModel):
                 raise FieldError("type", _NO_COUNTS)
             if self.alpha is not None:
                 raise FieldError("alpha", _NO_ALPHA)
+            for field, value in (("power", self.power), ("detectableBreach", self.detectable_breach)):
+                if value is not None:
+                    raise FieldError(field, _RATIO_ONLY.format(field=field))
             return self
         if self.query is not None:
             raise FieldError("query", _NO_QUERY)
@@ -149,6 +171,14 @@ class Guardrail(ApiModel):
     @property
     def test_alpha(self) -> float:
         return self.alpha if self.alpha is not None else DEFAULT_RATIO_ALPHA
+
+    @property
+    def test_power(self) -> float:
+        return self.power if self.power is not None else DEFAULT_POWER
+
+    @property
+    def breach_factor(self) -> float:
+        return self.detectable_breach if self.detectable_breach is not None else DEFAULT_DETECTABLE_BREACH
 
     @property
     def counts_use_window(self) -> bool:

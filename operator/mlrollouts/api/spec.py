@@ -22,6 +22,7 @@ from mlrollouts.api.base import ApiModel
 from mlrollouts.api.cel import cel
 from mlrollouts.api.durations import parse_duration
 from mlrollouts.api.errors import FieldError
+from mlrollouts.api.notifications import Notifications
 from mlrollouts.api.strategies import AbTest, Bandit, Canary, Shadow
 from mlrollouts.api.traffic import (
     GatewayApiTraffic,
@@ -32,6 +33,7 @@ from mlrollouts.api.traffic import (
     Traffic,
     Variant,
 )
+from mlrollouts.api.webhooks import Webhooks
 
 PROVIDERS = ("istio", "gatewayAPI", "service", "gateway")
 STRATEGIES = ("canary", "abTest", "shadow", "bandit")
@@ -145,6 +147,10 @@ class ModelExperimentSpec(ApiModel):
     """Consecutive ticks without usable metrics before onMetricsUnavailable applies."""
     auto_promote: bool = True
     """When false, stop in phase Paused with reason ReadyToPromote instead of promoting."""
+    notifications: Notifications | None = None
+    """Receivers told of every phase change and decision (api/notifications.py, docs/notifications.md)."""
+    webhooks: Webhooks | None = None
+    """Gates: preStart, confirmPromotion, onRollback and loadTest calls (api/webhooks.py, docs/notifications.md)."""
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> ModelExperimentSpec:

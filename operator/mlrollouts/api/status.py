@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from mlrollouts.api.base import ApiModel
+from mlrollouts.api.webhooks import WebhookStatus
 
 Phase = Literal["Pending", "Shadowing", "Progressing", "Paused", "Promoted", "RolledBack", "Inconclusive", "Invalid"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Promoted", "RolledBack", "Inconclusive"})
@@ -144,6 +145,11 @@ class GuardrailStatus(ApiModel):
     """Ratio: p-value of the breach at this check, <= alpha exactly when the breach is established."""
     alpha: float | None = None
     """Ratio: the level each test of this guardrail uses (its alpha split across bounds and challengers)."""
+    cleared: bool | None = None
+    """Ratio: this step's counts rule out a breach of `detectableBreach` x every bound, for every checked
+    challenger, with the guardrail's power: a canary step may advance."""
+    uncleared: str | None = None
+    """Ratio, when not cleared: the breach still to rule out, e.g. "fraud-v8 at 0.006 (maxRatio 1.5 x 2)"."""
     # --- end ratio guardrails ---
 
 
@@ -241,6 +247,8 @@ class ModelExperimentStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
     routing: RoutingStatus | None = None
+    webhooks: list[WebhookStatus] = Field(default_factory=list)
+    """The last answer of each gate of spec.webhooks that was called (see api/webhooks.py)."""
     winner: str | None = None
     """The variant that was promoted, or that won a bandit / A/B/n."""
     strategy: str | None = None

@@ -116,6 +116,20 @@ def gateway_command(
             "Also read: $MLROLLOUTS_GATEWAY_SIGNING_KEYS (comma-separated).",
         ),
     ] = None,
+    advertise_address: Annotated[
+        str | None,
+        typer.Option(
+            "--advertise-address",
+            help="This replica's IP (the pod IP) where other replicas reach its --metrics-port. Set it with "
+            "more than one replica: feedback is then counted by the replica that issued the token, once.",
+        ),
+    ] = None,
+    feedback_forward_timeout: Annotated[
+        float,
+        typer.Option(
+            "--feedback-forward-timeout", help="Seconds to hand /feedback to the replica that issued its token."
+        ),
+    ] = 2.0,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed of the per-request split for anonymous requests.")
     ] = None,
@@ -151,6 +165,8 @@ def gateway_command(
         feedback_ttl_seconds=feedback_ttl,
         max_outcome_value=max_outcome_value,
         signing_key_file=signing_key_file,
+        advertise_address=advertise_address,
+        feedback_forward_timeout_seconds=feedback_forward_timeout,
         seed=seed,
     )
     try:

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from mlrollouts.cli.hook_options import hook_policy
 from mlrollouts.cli.main import UsageFailure, app
 from mlrollouts.metrics.policy import CredentialPolicy
 
@@ -56,6 +57,30 @@ def run(
         help="Secret name the operator may read, in an experiment's own namespace, for bearerTokenSecretRef / "
         "caSecretRef (repeat); env MLROLLOUTS_PROMETHEUS_SECRET_NAMES (comma-separated). None: no Secret is read.",
     ),
+    webhook_allowed_address: list[str] = typer.Option(
+        [],
+        "--webhook-allowed-address",
+        help="URL prefix or host:port that experiments' webhook gates (spec.webhooks) may call (repeat); env "
+        "MLROLLOUTS_WEBHOOK_ALLOWED_ADDRESSES (comma-separated). None: an experiment with gates is Invalid.",
+    ),
+    notification_allowed_address: list[str] = typer.Option(
+        [],
+        "--notification-allowed-address",
+        help="URL prefix or host:port that experiments' notification URLs may point to (repeat); env "
+        "MLROLLOUTS_NOTIFICATION_ALLOWED_ADDRESSES. None: only the platform's default receivers are notified.",
+    ),
+    notification_secret_name: list[str] = typer.Option(
+        [],
+        "--notification-secret-name",
+        help="Secret name the operator may read, in an experiment's own namespace, for notifications' "
+        "urlSecretRef (repeat); env MLROLLOUTS_NOTIFICATION_SECRET_NAMES (comma-separated).",
+    ),
+    default_notification: list[str] = typer.Option(
+        [],
+        "--default-notification",
+        help="Receiver notified for every experiment, as NAME:TYPE:ENV_VAR (TYPE webhook, slack or msteams; "
+        "the URL in ENV_VAR) (repeat); env MLROLLOUTS_DEFAULT_NOTIFICATIONS (comma-separated).",
+    ),
     log_format: str = typer.Option("plain", help="plain or json."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -70,6 +95,9 @@ def run(
     if all_namespaces and namespaces:
         raise UsageFailure("--all-namespaces", "cannot be combined with --namespace")
     credentials = _credential_policy(prometheus_allowed_address, prometheus_default_address, prometheus_secret_name)
+    hooks = hook_policy(
+        webhook_allowed_address, notification_allowed_address, notification_secret_name, default_notification
+    )
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
@@ -86,6 +114,7 @@ def run(
         liveness_port=liveness_port or None,
         readiness_port=readiness_port or None,
         credentials=credentials,
+        hooks=hooks,
     )
 
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+
+import httpx
 
 from mlrollouts.api import API_VERSION, ModelExperiment
 from mlrollouts.api.errors import SpecError, SpecProblem
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.events import EventRecorder
 from mlrollouts.controller.tick import TickPorts
-from mlrollouts.engine.types import Event
+from mlrollouts.engine.types import Event, GateResult
+from mlrollouts.hooks import gates
+from mlrollouts.hooks.notifier import Notifier
+from mlrollouts.hooks.policy import HookPolicy
 from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.metrics.prometheus import provider_for
@@ -32,12 +41,52 @@ class Runtime:
     """Seconds between re-checks of an invalid experiment (edits wake it at once anyway)."""
     credentials: CredentialPolicy = field(default_factory=CredentialPolicy)
     """The platform's allowed Prometheus addresses, default address and readable Secret names."""
+    hooks: HookPolicy = field(default_factory=HookPolicy)
+    """The platform's allowed gate and notification addresses, notification Secrets and default receivers."""
+    notification_backoff: float = field(
+        default_factory=lambda: float(os.environ.get("MLROLLOUTS_NOTIFICATION_BACKOFF", "") or 1.0)
+    )
+    """Seconds before a notification's first retry (doubled each time); tests compress it with the variable."""
     _providers: dict[tuple, MetricsProvider] = field(default_factory=dict)
     events: EventRecorder = field(init=False)
     """One recorder for the process, so a repeated Warning becomes one Event with a count."""
 
+    _http: httpx.AsyncClient | None = field(default=None, init=False)
+    notifier: Notifier = field(init=False)
+    """Delivers notifications off the reconcile path (hooks.notifier)."""
+
     def __post_init__(self) -> None:
         self.events = EventRecorder(self.objects)
+        self.notifier = Notifier(
+            self.hooks, self._read_secret, self.events.post, self.http, backoff=self.notification_backoff
+        )
+
+    def http(self) -> httpx.AsyncClient:
+        """One HTTP client for gates and notifications, made in the running event loop on first use."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
+
+    async def _read_secret(self, namespace: str, name: str, key: str) -> bytes:
+        try:
+            secret = await self.objects.get("v1", "secrets", namespace, name)
+        except ObjectNotFound:
+            raise LookupError("not found") from None
+        data = (secret.get("data") or {}).get(key)
+        if data is None:
+            raise LookupError(f"no key {key!r}")
+        return base64.b64decode(data)
+
+    async def close(self, drain_seconds: float = 5.0) -> None:
+        """On shutdown: give queued notifications a few seconds, then close the HTTP client."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.notifier.idle(), drain_seconds)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def call_webhooks(self, experiment: ModelExperiment, kind: str, now: datetime) -> tuple[GateResult, ...]:
+        return await gates.call(experiment, kind, now, self.http(), self.hooks)
 
     async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A fresh GET per tick: the watch cache may not yet show the status we wrote last tick."""
@@ -99,6 +148,9 @@ class Runtime:
             clear_annotation=self.clear_annotation,
             post_event=post_event,
             conflict_with=conflict_with,
+            hook_problems=self.hooks.problems,
+            call_webhooks=self.call_webhooks,
+            notify=self.notifier.submit,
         )
 
     async def write_status(

@@ -12,6 +12,7 @@ import kubernetes
 from mlrollouts import GROUP
 from mlrollouts.controller import readiness, telemetry
 from mlrollouts.controller.ports import Runtime
+from mlrollouts.hooks.policy import HookPolicy
 from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.routing.kube import KubeObjects
 
@@ -54,6 +55,12 @@ async def stop_readiness(memo: kopf.Memo, **_: object) -> None:
         await runner.cleanup()
 
 
+@kopf.on.cleanup()
+async def drain_notifications(memo: kopf.Memo, **_: object) -> None:
+    """Queued notifications get a few seconds to go out before the process exits (delivery is at most once)."""
+    await memo.runtime.close()
+
+
 def client_configuration() -> kubernetes.client.Configuration:
     """In-cluster service account when there is one, else $KUBECONFIG / ~/.kube/config (as kubectl)."""
     configuration = kubernetes.client.Configuration()
@@ -73,12 +80,15 @@ def run_operator(
     liveness_port: int | None,
     readiness_port: int | None = None,
     credentials: CredentialPolicy | None = None,
+    hooks: HookPolicy | None = None,
 ) -> None:
     import mlrollouts.controller.handlers  # noqa: F401 - registers the handlers with kopf
 
     if metrics_port:
         telemetry.serve(metrics_port)
-    runtime = Runtime(KubeObjects(client_configuration()), credentials=credentials or CredentialPolicy())
+    runtime = Runtime(
+        KubeObjects(client_configuration()), credentials=credentials or CredentialPolicy(), hooks=hooks or HookPolicy()
+    )
     log.info(
         "operator starting namespaces=%s standalone=%s peering=%s prometheus_allowed=%s secret_names=%s",
         namespaces or "*",
@@ -86,6 +96,13 @@ def run_operator(
         peering,
         list(runtime.credentials.allowed_addresses),
         sorted(runtime.credentials.secret_names),
+    )
+    log.info(
+        "webhooks_allowed=%s notifications_allowed=%s notification_secrets=%s default_receivers=%s",
+        list(runtime.hooks.gate_addresses),
+        list(runtime.hooks.notification_addresses),
+        sorted(runtime.hooks.notification_secret_names),
+        [receiver.name for receiver in runtime.hooks.default_receivers],
     )
     kopf.run(
         standalone=standalone,

@@ -7,17 +7,19 @@ the status that records it, and applying it twice is harmless.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from mlrollouts.api import ModelExperiment, RoutingStatus, SpecError, parse_experiment
 from mlrollouts.api.errors import SpecProblem
+from mlrollouts.api.status import ModelExperimentStatus
 from mlrollouts.controller.not_ready import invalid_status, not_ready_status
-from mlrollouts.engine import decide, expected_traffic
-from mlrollouts.engine.types import Event, ManualAction, Observations, SetTraffic
+from mlrollouts.engine import decide, expected_traffic, gates
+from mlrollouts.engine.types import Action, CallWebhooks, Event, GateResult, ManualAction, Observations, SetTraffic
 from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.templates import validate_templates
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
@@ -42,6 +44,12 @@ class TickPorts:
     """Posts (or, for a repeat, aggregates) a Kubernetes Event on the experiment; never raises."""
     conflict_with: Callable[[ModelExperiment], str | None]
     """Name of an older live experiment managing the same routing object, if any."""
+    hook_problems: Callable[[ModelExperiment], list[SpecProblem]] | None = None
+    """Why the platform does not allow the experiment's webhooks or notification Secrets (hooks.policy)."""
+    call_webhooks: Callable[[ModelExperiment, str, datetime], Awaitable[tuple[GateResult, ...]]] | None = None
+    """Calls every spec.webhooks gate of one type (hooks.gates); None: gates are never called (they hold)."""
+    notify: Callable[[ModelExperiment, ModelExperimentStatus, datetime], Any] | None = None
+    """Queues notifications for a notable change (hooks.notifier); must not wait for any receiver."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +142,14 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
         )
         return await _mark_invalid(body, namespace, name, [problem], now, "Conflict", ports)
 
+    problems = ports.hook_problems(experiment) if ports.hook_problems else []
+    if problems:
+        return await _mark_invalid(body, namespace, name, problems, now, "InvalidSpec", ports)
     try:
         observations = await _observe(experiment, now, ports)
     except SpecError as error:  # e.g. the bearer-token Secret it names does not exist
         return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
+    observations = await _ask_gates(experiment, observations, now, ports)
     decision = decide(
         experiment.spec, experiment.status, observations, now, generation=meta.get("generation"), manual=manual
     )
@@ -148,14 +160,17 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
         applied = await _repair_drift(expected_traffic(status, experiment.spec), router, ports)
     if applied is not None:
         status = status.model_copy(update={"routing": _routing_status(experiment, applied)})
+    status, hook_events = await _call_webhooks(decision.actions, experiment, status, now, ports)
     wire = status.to_wire()
     await ports.write_status(namespace, name, wire, meta.get("resourceVersion"))
     if manual is not None:  # handled: removed right after the status that records it, before the Events
         await ports.clear_annotation(namespace, name, ACTION_ANNOTATION)
-    for event in decision.events:
+    for event in (*decision.events, *hook_events):
         await ports.post_event(event)
     updated = experiment.model_copy(update={"status": status})
     previous = experiment.status
+    if ports.notify is not None:
+        ports.notify(updated, previous, now)
     transitioned = (previous.phase, previous.step) != (status.phase, status.step)
     decided = status.analysis.decision if status.analysis else None
     return TickResult(updated, wire, decided, transitioned)
@@ -166,11 +181,41 @@ async def _observe(experiment: ModelExperiment, now: datetime, ports: TickPorts)
     return await provider.observe(experiment, now)
 
 
-async def _apply_actions(actions: tuple[SetTraffic, ...], router: TrafficRouter) -> AppliedTraffic | None:
+async def _ask_gates(
+    experiment: ModelExperiment, observations: Observations, now: datetime, ports: TickPorts
+) -> Observations:
+    """The answers of the gates the engine needs this tick (engine.gates.due), added to the observations."""
+    due = gates.due(experiment.spec, experiment.status)
+    if not due or ports.call_webhooks is None:
+        return observations
+    answers = await asyncio.gather(*(ports.call_webhooks(experiment, kind, now) for kind in due))
+    return replace(observations, gates=tuple(result for batch in answers for result in batch))
+
+
+async def _apply_actions(actions: tuple[Action, ...], router: TrafficRouter) -> AppliedTraffic | None:
     applied = None
     for action in actions:
-        applied = await router.apply(action.split, action.mirror)
+        if isinstance(action, SetTraffic):
+            applied = await router.apply(action.split, action.mirror)
     return applied
+
+
+async def _call_webhooks(
+    actions: tuple[Action, ...],
+    experiment: ModelExperiment,
+    status: ModelExperimentStatus,
+    now: datetime,
+    ports: TickPorts,
+) -> tuple[ModelExperimentStatus, list[Event]]:
+    """onRollback: called once traffic is back on the champion; the answers are recorded, they decide nothing."""
+    events: list[Event] = []
+    for action in actions:
+        if isinstance(action, CallWebhooks) and ports.call_webhooks is not None:
+            current = experiment.model_copy(update={"status": status})
+            results = await ports.call_webhooks(current, action.type, now)
+            status, more = gates.recorded(status, results, now)
+            events.extend(more)
+    return status, events
 
 
 async def _repair_drift(expected: SetTraffic, router: TrafficRouter, ports: TickPorts) -> AppliedTraffic | None:

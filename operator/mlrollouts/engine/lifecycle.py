@@ -1,9 +1,12 @@
 """Starting, manual actions and spec changes: everything that is not a tick of analysis.
 
 Manual actions (promote, rollback, pause, resume) override every automatic rule, are recorded in history
-and are ignored, with an Event, in terminal phases. A manual promote picks the challenger for canary and
-shadow; for A/B/n and bandit the challenger with the strongest evidence of being better (lowest p, highest
-P(better)), else the one with the best observed primary metric, else the first.
+and are ignored, with an Event, in terminal phases. Before the first step (Pending, e.g. waiting for its
+metrics) only rollback applies: it ends the experiment with the champion keeping all traffic. Promote,
+pause and resume need a running experiment; they are ignored with an Event saying so, never silently.
+A manual promote picks the challenger for canary and shadow; for A/B/n and bandit the challenger with the
+strongest evidence of being better (lowest p, highest P(better)), else the one with the best observed
+primary metric, else the first.
 
 Spec change mid-flight (metadata.generation != status.observedGeneration), documented rule:
 - same strategy and variants: keep the traffic, restart the analysis. Samples, counters (re-baselined at
@@ -95,6 +98,23 @@ def apply_manual(tick: Tick, action: ManualAction) -> None:
         message = f"resume ignored: the experiment is {phase}, not Paused"
         tick.event("Normal", "ManualActionIgnored", message)
         tick.decide("continue", message)
+
+
+def rollback_before_start(tick: Tick, generation: int | None) -> None:
+    """Abandon an experiment that never moved traffic: terminal, the champion keeps 100 %."""
+    tick.update(strategy=tick.spec.strategy, observed_generation=generation)
+    champion = tick.spec.champion.name
+    rollback(tick, "ManualRollback", f"manual rollback before the first step: {champion} keeps 100% of traffic")
+
+
+def ignore_before_start(tick: Tick, action: ManualAction) -> None:
+    """Say why a promote, pause or resume did nothing: the experiment has no step to act on yet."""
+    where = f"{tick.status.phase}, {tick.status.reason}" if tick.status.reason else tick.status.phase or "new"
+    message = (
+        f"{action} not applied: the experiment has not started ({where}) and has moved no traffic; "
+        "request it again once it runs, or rollback to end it now"
+    )
+    tick.event("Normal", "ManualActionIgnored", message)
 
 
 def _clamped_step(tick: Tick) -> int:

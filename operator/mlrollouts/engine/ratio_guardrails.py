@@ -6,6 +6,9 @@ rolled back by this guardrail with probability at most `alpha` per step, however
 Verdicts: breach (established: rollback), possible (the estimate breaks a bound but the evidence does not
 establish it: the guardrail is unhealthy, so a canary holds its step and gathers more evidence rather than
 advancing), ok, or noData (no events this step: 0 of 0 is no evidence, it neither fails nor rolls back).
+Apart from the verdict, `cleared` says whether the step's counts rule out a breach of `detectableBreach` x
+each bound (Wald, at 1 - power): a canary step advances only then, so a breach of that size is held at the
+step it was found in with probability >= power, even while its estimate happens to sit within the bound.
 """
 
 from __future__ import annotations
@@ -55,10 +58,14 @@ def check_ratio(
     alpha = guardrail.test_alpha / (len(bounds) * max(1, len(checked)))
     champion = step_counts(counts, guardrail.name, champion_name)
     worst: tuple[str, BoundTest, tuple[float, float]] | None = None
+    uncleared: list[str] = []
+    power, factor = guardrail.test_power, guardrail.breach_factor
     for variant in checked:
         bad, total = step_counts(counts, guardrail.name, variant)
         for kind, limit in bounds:
-            test = bound_test(kind, limit, bad, total, *champion, alpha=alpha)
+            test = bound_test(kind, limit, bad, total, *champion, alpha=alpha, factor=factor, power=power)
+            if not test.cleared:
+                uncleared.append(f"{variant} at {fmt(test.ruled_out)} ({kind} {fmt(limit)} x {fmt(factor)})")
             if worst is None or (test.breach, test.excess > 0, test.log_evidence) > (
                 worst[1].breach,
                 worst[1].excess > 0,
@@ -86,6 +93,8 @@ def check_ratio(
         lower_bound=test.lower_bound,
         p_value=test.p_value,
         alpha=alpha,
+        cleared=not uncleared,
+        uncleared=", ".join(uncleared) or None,
     )
     problem = None
     if verdict in ("possible", "breach"):

@@ -20,12 +20,13 @@ A Paused experiment only holds on missing metrics (it already moves nothing).
 from __future__ import annotations
 
 from mlrollouts.api.status import GuardrailStatus
-from mlrollouts.engine import guardrails
+from mlrollouts.engine import gates, guardrails
 from mlrollouts.engine.guardrail_counts import update_counts
+from mlrollouts.engine.lifecycle import manual_winner
 from mlrollouts.engine.samples import update_samples
 from mlrollouts.engine.srm import check_sample_ratio
 from mlrollouts.engine.tick import Tick, fmt
-from mlrollouts.engine.transitions import pause, resume, rollback
+from mlrollouts.engine.transitions import pause, promote, resume, rollback
 from mlrollouts.engine.types import Observations
 
 SRM_CONFIRMATIONS = 2
@@ -90,6 +91,9 @@ def analyse(tick: Tick, observations: Observations, strategy_step) -> None:
         rollback(tick, "GuardrailFailed", check.breach)
         return
     if tick.status.phase == "Paused":
+        if tick.status.reason == gates.READY_REASON and gates.confirms_promotion(spec):
+            confirm_promotion(tick, observations)
+            return
         tick.decide("pause", f"paused ({tick.status.reason}): {tick.status.message}")
         return
     srm = check_sample_ratio(tick)
@@ -107,11 +111,34 @@ def analyse(tick: Tick, observations: Observations, strategy_step) -> None:
     strategy_step(tick, check)
 
 
+def confirm_promotion(tick: Tick, observations: Observations) -> None:
+    """At ReadyToPromote: promote once every confirmPromotion webhook answered 2xx this tick, else keep waiting."""
+    problem = gates.blocking(tick.spec, observations, "confirmPromotion")
+    winner = manual_winner(tick)
+    if problem is None:
+        promote(tick, winner, f"the confirmPromotion webhooks answered 2xx: {winner} promoted to 100%")
+        return
+    message = tick.status.message.split(": waiting for the confirmPromotion webhooks", 1)[0]
+    pause(tick, gates.READY_REASON, f"{message}: waiting for the confirmPromotion webhooks to answer 2xx ({problem})")
+
+
 def waiting_on_guardrails(check: guardrails.GuardrailCheck) -> str | None:
     failing = [s for s in check.statuses if not s.healthy]
     if not failing:
         return None
     return ", ".join(_failing_text(s) for s in failing)
+
+
+def waiting_on_clearance(check: guardrails.GuardrailCheck) -> str | None:
+    """Healthy ratio guardrails whose step counts do not yet rule out the breach their power is about."""
+    pending = [s for s in check.statuses if s.healthy and s.cleared is False]
+    if not pending:
+        return None
+    return ", ".join(
+        f"{s.name} has not yet ruled out a breach ({fmt(s.bad)} of {fmt(s.total)} this step; "
+        f"to rule out: {s.uncleared})"
+        for s in pending
+    )
 
 
 def _failing_text(s: GuardrailStatus) -> str:

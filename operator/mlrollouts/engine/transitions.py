@@ -27,6 +27,20 @@ def promote(tick: Tick, winner: str, message: str, *, reason: str = "Promoted") 
     tick.event("Normal", "Promoted", message)
 
 
+def promote_or_wait(tick: Tick, winner: str, evidence: str, promoted: str) -> None:
+    """Promote `winner`, unless a person (autoPromote false) or a confirmPromotion webhook must agree first.
+
+    Waiting is phase Paused, reason ReadyToPromote, traffic kept: sending 100 % to an unapproved challenger
+    would defeat the purpose of asking. engine.gates promotes once the webhooks answer 2xx.
+    """
+    if not tick.spec.auto_promote:
+        pause(tick, "ReadyToPromote", f"{evidence}: waiting for a manual promote (autoPromote off)")
+    elif any(hook.type == "confirmPromotion" for hook in tick.spec.webhooks or []):
+        pause(tick, "ReadyToPromote", f"{evidence}: waiting for the confirmPromotion webhooks to answer 2xx")
+    else:
+        promote(tick, winner, promoted)
+
+
 def inconclusive(tick: Tick, message: str) -> None:
     _finish(tick, "Inconclusive", "Inconclusive", message, champion_only(tick.spec), None)
     tick.decide("conclude", message)

@@ -51,6 +51,19 @@ class VariantObservation:
 
 
 @dataclass(frozen=True)
+class GateResult:
+    """One webhook gate's answer this tick (spec.webhooks), as the controller got it: the engine only reads it."""
+
+    name: str
+    type: str
+    passed: bool
+    """A 2xx answer; anything else after every retry (or a call the platform does not allow) is not."""
+    code: int | None = None
+    message: str = ""
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
 class Observations:
     """Everything the metrics provider saw at `time` for one experiment."""
 
@@ -62,6 +75,8 @@ class Observations:
     """Queries that failed (transport, HTTP, PromQL); empty and NaN results are not failures of the query."""
     cumulative_counters: bool = False
     """True when sample queries return raw counters (no {{window}}): the engine keeps baselines in status."""
+    gates: tuple[GateResult, ...] = ()
+    """Answers of the webhook gates the engine asked for (engine.gates.due) before this tick."""
 
     @property
     def samples_available(self) -> bool:
@@ -79,7 +94,15 @@ class SetTraffic:
     kind: Literal["set_traffic"] = "set_traffic"
 
 
-Action = SetTraffic
+@dataclass(frozen=True)
+class CallWebhooks:
+    """Call every spec.webhooks entry of `type` (onRollback); the answers go to status, they decide nothing."""
+
+    type: str
+    kind: Literal["call_webhooks"] = "call_webhooks"
+
+
+Action = SetTraffic | CallWebhooks
 
 
 @dataclass(frozen=True)

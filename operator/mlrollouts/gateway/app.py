@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,10 +19,12 @@ from starlette.routing import Route
 
 from mlrollouts.gateway.assignment import BUCKETS, Assignment, bucket_of, weight_to_buckets
 from mlrollouts.gateway.config import GatewayConfig
-from mlrollouts.gateway.feedback import FeedbackError, ReplayCache, parse_feedback
+from mlrollouts.gateway.feedback import ReplayCache
+from mlrollouts.gateway.feedback_route import FeedbackDesk
 from mlrollouts.gateway.headers import REQUEST_DROP, RESPONSE_DROP, end_to_end
 from mlrollouts.gateway.inbound import BadRequest, error, read_json_body, request_id
 from mlrollouts.gateway.metrics import GatewayMetrics
+from mlrollouts.gateway.ownership import FeedbackRelay, Ownership
 from mlrollouts.gateway.paths import PathRefused, upstream_path
 from mlrollouts.gateway.proxy import Forwarder, Outcome, make_clients
 from mlrollouts.gateway.shadow import MirrorJob, ShadowMirror
@@ -34,12 +37,11 @@ from mlrollouts.gateway.split_source import (
     in_cluster_access,
     load_kubeconfig,
 )
-from mlrollouts.gateway.tokens import KeyRing, TokenError, TokenSigner
+from mlrollouts.gateway.tokens import KeyRing, TokenSigner
 
 log = logging.getLogger(__name__)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 TOKEN_HEADER = "x-mlrollouts-token"
-MAX_FEEDBACK_BYTES = 16 * 1024  # a token (at most 1 KiB) and an outcome
 
 
 def default_source(config: GatewayConfig) -> SplitSource:
@@ -67,8 +69,13 @@ class Gateway:
         self.assignment: Assignment | None = None
         self.random = random.Random(config.seed)
         keys = keys if keys is not None else KeyRing.from_environment(config.signing_key_file)
-        self.signer = TokenSigner(keys, config.experiment, config.feedback_ttl_seconds)
+        instance = secrets.token_hex(8)  # this process: its replay memory dies with it
+        self.signer = TokenSigner(
+            keys, config.experiment, config.feedback_ttl_seconds, issuer=config.advertise_address, instance=instance
+        )
         self.replays = ReplayCache(config.feedback_capacity, config.feedback_cache_bytes)
+        ownership = Ownership(config.advertise_address, instance, config.metrics_port)
+        self.feedback = FeedbackDesk(config, self.metrics, self.signer, self.replays, ownership)
         self.semaphore = asyncio.Semaphore(config.max_concurrency)
 
     def apply_split(self, state: SplitState) -> None:
@@ -95,6 +102,7 @@ class Gateway:
             self.config.shadow_workers,
         )
         self.mirror.start()
+        self.feedback.relay = FeedbackRelay(self.config.feedback_forward_timeout_seconds)
         follower = asyncio.create_task(follow(self.source, self.apply_split))
         try:
             yield
@@ -104,6 +112,7 @@ class Gateway:
                 await follower
             await self.mirror.stop()
             await self.source.close()
+            await self.feedback.relay.aclose()
             for client in clients.values():
                 await client.aclose()
 
@@ -197,34 +206,6 @@ class Gateway:
             job = MirrorJob(challenger, method, target, headers, body, response.status_code, response.content)
             self.mirror.submit(job)
 
-    async def feedback(self, request: Request) -> Response:
-        """Count an outcome only for a token this gateway (or a replica sharing its keys) signed, once."""
-        reject = self.metrics.feedback_rejected
-        try:
-            _, document = await read_json_body(request, min(self.config.max_body_bytes, MAX_FEEDBACK_BYTES))
-            feedback = parse_feedback(document, self.config.max_outcome_value)
-        except (BadRequest, FeedbackError) as problem:
-            reject.labels(self.config.experiment, "malformed").inc()
-            return error(getattr(problem, "status", 400), str(problem))
-        try:
-            claims = self.signer.verify(feedback.token)
-        except TokenError as problem:
-            reject.labels(self.config.experiment, "token").inc()
-            return error(403, str(problem))
-        if feedback.request_id is not None and feedback.request_id != claims.request_id:
-            reject.labels(self.config.experiment, "token").inc()
-            return error(403, "request_id does not match the token's; send the token of that response")
-        refused = self.replays.claim(claims.nonce, claims.expires)
-        self.metrics.feedback_cache_bytes.labels(self.config.experiment).set(self.replays.bytes)
-        if refused is not None:
-            reject.labels(self.config.experiment, "replay").inc()
-            return error(409, f"not counted: {refused}")
-        series = self.metrics.forced if claims.forced else self.metrics.served
-        labels = (self.config.experiment, claims.variant, claims.model_version)
-        series.record_outcome(labels, feedback.reward, feedback.value)
-        body = {"variant": claims.variant, "model_version": claims.model_version, "request_id": claims.request_id}
-        return JSONResponse(body | {"forced": claims.forced})
-
     async def metrics_endpoint(self, _request: Request) -> Response:
         return Response(generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -232,6 +213,13 @@ class Gateway:
         return PlainTextResponse("ok")
 
     async def readyz(self, _request: Request) -> Response:
+        """Public: ready or not, nothing about the experiment (its weights are on the metrics port)."""
+        if self.split is None:
+            return error(503, "no traffic split loaded yet")
+        return JSONResponse({"ready": True})
+
+    async def split_status(self, _request: Request) -> Response:
+        """Metrics port only: the split this replica applies, for operators comparing replicas."""
         if self.split is None:
             return error(503, "no traffic split loaded yet")
         return JSONResponse({"ready": True, "weights": dict(self.split.weights), "shadow": self.split.shadow})
@@ -244,7 +232,7 @@ def create_app(config: GatewayConfig, source: SplitSource | None = None, keys: K
     gateway = Gateway(config, source if source is not None else default_source(config), keys)
     routes = [
         Route("/predict", gateway.forward, methods=["POST"]),
-        Route("/feedback", gateway.feedback, methods=["POST"]),
+        Route("/feedback", gateway.feedback.public, methods=["POST"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
     ]

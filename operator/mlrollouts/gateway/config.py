@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
 MIB = 1024 * 1024
 MAX_OUTCOME_LIMIT = 1e15  # its square, summed a billion times, is still a finite float
 
@@ -19,6 +21,15 @@ class GatewayConfigError(ValueError):
         super().__init__(f"{setting}: {message}")
         self.setting = setting
         self.message = message
+
+
+def valid_advertise_host(value: str) -> bool:
+    """An IP address or a DNS name: nothing that could smuggle a port, a path or credentials into a URL."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return bool(HOST_NAME.fullmatch(value))
+    return True
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class GatewayConfig:
     feedback_ttl_seconds: float = 3600.0  # lifetime of an assignment token
     max_outcome_value: float = 1e9
     signing_key_file: Path | None = None  # one key per line: the first signs, all verify
+    advertise_address: str | None = None  # where other replicas reach this one's metrics port (the pod IP)
+    feedback_forward_timeout_seconds: float = 2.0  # forwarding /feedback to the replica that issued the token
     seed: int | None = None
     split_poll_seconds: float | None = None  # None: 0.25 s for a file, 1 s for the API
 
@@ -104,6 +117,7 @@ class GatewayConfig:
             "--feedback-ttl": self.feedback_ttl_seconds,
             "--feedback-cache-bytes": self.feedback_cache_bytes,
             "--max-outcome-value": self.max_outcome_value,
+            "--feedback-forward-timeout": self.feedback_forward_timeout_seconds,
         }
         for setting, value in positive.items():
             if value <= 0:
@@ -122,4 +136,10 @@ class GatewayConfig:
             raise GatewayConfigError("--max-outcome-value", f"must be at most {MAX_OUTCOME_LIMIT:g}")
         if self.signing_key_file is not None and not self.signing_key_file.is_file():
             raise GatewayConfigError("--signing-key-file", f"{self.signing_key_file} does not exist")
+        if self.advertise_address is not None and not valid_advertise_host(self.advertise_address):
+            raise GatewayConfigError(
+                "--advertise-address",
+                f"{self.advertise_address[:80]!r} must be a bare IP address or DNS name (no port: replicas "
+                "reach each other on --metrics-port), e.g. the pod IP from the downward API",
+            )
         return self

@@ -22,7 +22,8 @@ def prediction_bucket(value: float) -> str:
 
 
 ERROR_KINDS = ("connect", "timeout", "status_5xx")
-FEEDBACK_REJECTIONS = ("malformed", "token", "replay")
+FEEDBACK_REJECTIONS = ("malformed", "token", "replay", "issuer")
+FEEDBACK_FORWARDS = ("counted", "refused", "unreachable")
 
 
 class ServedSeries:
@@ -107,8 +108,14 @@ class GatewayMetrics:
         )
         self.feedback_rejected = Counter(
             "ab_test_feedback_rejected",
-            "Feedback not counted: malformed, invalid or expired token, or replayed.",
+            "Feedback not counted: malformed, invalid or expired token, replayed, or its issuing process gone.",
             ("experiment_id", "reason"),
+            registry=r,
+        )
+        self.feedback_forwarded = Counter(
+            "ab_test_feedback_forwarded",
+            "Feedback handed to the replica that issued its token: counted or refused there, or unreachable.",
+            ("experiment_id", "result"),
             registry=r,
         )
         self.shadow_agreement = Counter(
@@ -153,6 +160,8 @@ class GatewayMetrics:
         """
         for reason in FEEDBACK_REJECTIONS:
             self.feedback_rejected.labels(experiment, reason)
+        for result in FEEDBACK_FORWARDS:
+            self.feedback_forwarded.labels(experiment, result)
         for variant in variants:
             labels = (experiment, variant, variant)
             self.served.requests.labels(*labels)

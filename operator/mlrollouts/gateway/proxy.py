@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 MAX_SCORED_BODY = 64 * 1024
 
 
-class _RefuseAll(http.cookiejar.DefaultCookiePolicy):
+class RefuseAllCookies(http.cookiejar.DefaultCookiePolicy):
     """The pool is shared by every user: a cookie a model sets for one must never ride on another's request."""
 
     def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
@@ -41,7 +41,7 @@ def make_clients(
             base_url=url,
             timeout=timeout_seconds,
             limits=limits,
-            cookies=http.cookiejar.CookieJar(policy=_RefuseAll()),
+            cookies=http.cookiejar.CookieJar(policy=RefuseAllCookies()),
         )
         for name, url in upstreams.items()
     }

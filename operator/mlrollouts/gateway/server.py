@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mlrollouts.gateway.app import Gateway, create_app
 from mlrollouts.gateway.config import GatewayConfig
+from mlrollouts.gateway.ownership import INTERNAL_FEEDBACK_PATH
 from mlrollouts.gateway.split_source import SplitSource
 from mlrollouts.gateway.tokens import KeyRing
 
@@ -32,11 +33,14 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, log_level: str = "warning
 
 
 def metrics_app(public: Starlette) -> Starlette:
-    """/metrics and /healthz of the gateway behind `public`, for the metrics port only."""
+    """The internal side of the gateway behind `public`, for the metrics port only: /metrics, /healthz,
+    /readyz with the applied split, and /internal/feedback, where other replicas forward feedback."""
     gateway: Gateway = public.state.gateway
     routes = [
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
+        Route("/readyz", gateway.split_status, methods=["GET"]),
+        Route(INTERNAL_FEEDBACK_PATH, gateway.feedback.internal, methods=["POST"]),
     ]
     return Starlette(routes=routes)
 

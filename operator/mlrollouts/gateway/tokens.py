@@ -3,8 +3,11 @@
 Every response carries one (header `x-mlrollouts-token`); `/feedback` counts an outcome only with a valid
 one, so a client cannot report outcomes for requests that never happened or for a variant of its choosing.
 
-The claims: experiment, variant, model version, request id, expiry, forced, and a random nonce that makes
-each token unique (the replay cache keys on it, so reusing a victim's x-request-id binds nothing).
+The claims: experiment, variant, model version, request id, expiry, forced, a random nonce that makes
+each token unique (the replay cache keys on it, so reusing a victim's x-request-id binds nothing), and the
+issuing replica: its --advertise-address (if set) and a random id of its process. Only that process counts
+the outcome (ownership.py), so replicas sharing the key cannot each count one token once.
+Tokens signed before the issuer claims existed have neither; they verify, and ownership.py decides.
 Format: `base64url(claims JSON) "." base64url(HMAC-SHA256(key, "mlrollouts-token-v1." + first part))`.
 
 Keys come from a file (a mounted Secret, one key per line) and/or an environment variable. Rotation
@@ -123,6 +126,10 @@ class Claims:
     forced: bool
     nonce: str
     """Unique per response: what the replay cache keys on (a client chooses its x-request-id)."""
+    issuer: str | None = None
+    """--advertise-address of the issuing replica; None when it advertised none."""
+    instance: str | None = None
+    """Random id of the issuing gateway process; None in tokens of the format before it existed."""
 
 
 def _b64(data: bytes) -> str:
@@ -139,12 +146,20 @@ def _mac(key: bytes, payload: str) -> bytes:
 
 class TokenSigner:
     def __init__(
-        self, ring: KeyRing, experiment: str, ttl_seconds: float, clock: Callable[[], float] = time.time
+        self,
+        ring: KeyRing,
+        experiment: str,
+        ttl_seconds: float,
+        clock: Callable[[], float] = time.time,
+        issuer: str | None = None,
+        instance: str | None = None,
     ) -> None:
         self.ring = ring
         self.experiment = experiment
         self.ttl = ttl_seconds
         self.clock = clock
+        self.issuer = issuer
+        self.instance = instance if instance is not None else secrets.token_hex(8)
 
     def issue(self, variant: str, model_version: str, request_id: str, forced: bool) -> str:
         claims = {
@@ -155,7 +170,10 @@ class TokenSigner:
             "e": math.ceil(self.clock() + self.ttl),
             "f": forced,
             "n": secrets.token_hex(12),
+            "p": self.instance,
         }
+        if self.issuer is not None:
+            claims["a"] = self.issuer
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{payload}.{_b64(_mac(self.ring.current()[0], payload))}"
 
@@ -175,5 +193,13 @@ class TokenSigner:
         if claims["e"] < self.clock():
             raise TokenError("token has expired (--feedback-ttl)")
         return Claims(
-            claims["x"], claims["v"], claims["m"], claims["r"], int(claims["e"]), bool(claims["f"]), claims["n"]
+            claims["x"],
+            claims["v"],
+            claims["m"],
+            claims["r"],
+            int(claims["e"]),
+            bool(claims["f"]),
+            claims["n"],
+            claims.get("a"),
+            claims.get("p"),
         )

@@ -20,6 +20,13 @@ mixture-vs-maximum e-process, inverted), and the challenger is tested against m_
 bound has p_c <= allowed(p_0) <= m_t, so the test above applies: the false-breach rate stays <= alpha. The
 champion usually has far more traffic than a canary, so u_t is tight and costs little; mixing over p_0
 instead would charge the test for the champion's uncertainty at every look.
+
+Ruling a breach out (`clearance`) is the other half: before a canary step advances, the step's counts must
+favour the allowed share m over a breach q = factor x m by 1 / beta (Wald's sequential probability ratio
+test, with m at the champion's Jeffreys posterior mean for relative bounds). If the true share is q or
+more, L_m / L_q is a (super)martingale of mean <= 1, so by Ville's inequality the step advances past such a
+breach with probability at most beta however often it is checked: the breach is held at the step it was
+found in (and rolled back once established) with probability >= 1 - beta, the guardrail's `power`.
 """
 
 from __future__ import annotations
@@ -54,6 +61,16 @@ class BoundTest:
     lower_bound: float = 0.0
     """Lower end of the challenger share's confidence sequence at this test's level: the breach is
     established exactly when it is above `allowed` (the excess's lower bound is above 0)."""
+    log_clearance: float = math.inf
+    """log(L_m / L_q): how strongly the step's counts favour the allowed share over the breach to rule out."""
+    log_clearance_threshold: float = 0.0
+    """log(1 / beta); the breach q is ruled out (the step may advance) once `log_clearance` reaches it."""
+    ruled_out: float = 1.0
+    """The breach share q that `clearance` must rule out (factor x the allowed share)."""
+
+    @property
+    def cleared(self) -> bool:
+        return self.log_clearance >= self.log_clearance_threshold
 
     @property
     def breach(self) -> bool:
@@ -126,22 +143,69 @@ def allowed(kind: BoundKind, limit: float, champion_share: float) -> float:
     return min(1.0, champion_share * limit)
 
 
+def breach_share(allowed_share: float, factor: float) -> float:
+    """The breach to rule out: factor x the allowed share, kept below 1 (half way to 1 when that overshoots)."""
+    return min(factor * allowed_share, (1.0 + allowed_share) / 2.0)
+
+
+def log_clearance(bad: float, total: float, allowed_share: float, factor: float) -> float:
+    """log(L_m / L_q) of the counts: Wald's evidence for the allowed share m over the breach q."""
+    if allowed_share >= 1.0:
+        return math.inf  # nothing can break a bound that allows every event to be bad
+    if allowed_share <= 0.0:
+        return 0.0 if bad == 0 else -math.inf
+    breach = breach_share(allowed_share, factor)
+    return _loglik(allowed_share, bad, total) - _loglik(breach, bad, total)
+
+
 def bound_test(
-    kind: BoundKind, limit: float, bad_c: float, n_c: float, bad_0: float = 0.0, n_0: float = 0.0, *, alpha: float
+    kind: BoundKind,
+    limit: float,
+    bad_c: float,
+    n_c: float,
+    bad_0: float = 0.0,
+    n_0: float = 0.0,
+    *,
+    alpha: float,
+    factor: float = 2.0,
+    power: float = 0.9,
 ) -> BoundTest:
-    """One look at counts of the current step: challenger (bad_c of n_c), champion (bad_0 of n_0)."""
+    """One look at counts of the current step: challenger (bad_c of n_c), champion (bad_0 of n_0).
+
+    `factor` and `power` set the clearance: a breach to factor x the allowed share is ruled out with
+    probability of error 1 - power (power 0: always cleared)."""
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be strictly between 0 and 1, got {alpha}")
+    if not 0.0 <= power < 1.0 or factor <= 1.0:
+        raise ValueError(f"need 0 <= power < 1 and factor > 1, got power {power}, factor {factor}")
     for arm, bad, total in (("challenger", bad_c, n_c), ("champion", bad_0, n_0)):
         if not 0 <= bad <= total:
             raise ValueError(f"{arm}: need 0 <= bad <= total, got {bad}/{total}")
     relative = kind != "max"
     challenger_alpha = alpha * (1.0 - CHAMPION_SHARE) if relative else alpha
     threshold = math.log(1.0 / challenger_alpha)
+    clear_threshold = math.log(1.0 / (1.0 - power)) if power > 0 else -math.inf
     if n_c == 0 or (relative and n_0 == 0):  # nothing observed: no evidence either way
-        return BoundTest(kind, limit, 0.0, allowed(kind, limit, 0.0), 0.0, threshold, alpha)
+        share = allowed(kind, limit, 0.0)
+        return BoundTest(
+            kind, limit, 0.0, share, 0.0, threshold, alpha, 0.0, 0.0, clear_threshold, breach_share(share, factor)
+        )
     share_0 = bad_0 / n_0 if relative else 0.0
     excess = bad_c / n_c - allowed(kind, limit, share_0)
     tested = allowed(kind, limit, upper_bound(bad_0, n_0, alpha * CHAMPION_SHARE)) if relative else limit
     evidence = log_evidence(bad_c, n_c, tested) if tested < 1.0 else 0.0
-    return BoundTest(kind, limit, excess, tested, evidence, threshold, alpha, lower_bound(bad_c, n_c, threshold))
+    # Clearance at the champion's Jeffreys posterior mean: never 0, the point estimate once there is data.
+    central = allowed(kind, limit, (bad_0 + PRIOR) / (n_0 + 2 * PRIOR)) if relative else limit
+    return BoundTest(
+        kind,
+        limit,
+        excess,
+        tested,
+        evidence,
+        threshold,
+        alpha,
+        lower_bound(bad_c, n_c, threshold),
+        log_clearance(bad_c, n_c, central, factor),
+        clear_threshold,
+        breach_share(central, factor),
+    )

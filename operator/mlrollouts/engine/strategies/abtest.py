@@ -23,7 +23,7 @@ from mlrollouts.engine.guardrails import GuardrailCheck
 from mlrollouts.engine.planning import update_plan
 from mlrollouts.engine.running import waiting_on_guardrails
 from mlrollouts.engine.tick import Tick, fmt
-from mlrollouts.engine.transitions import inconclusive, pause, promote, rollback
+from mlrollouts.engine.transitions import inconclusive, promote_or_wait, rollback
 
 
 def _evidence(c: Comparison) -> str:
@@ -109,10 +109,7 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
     if better and healthy and waited:
         winner = analysis.headline(better)
         message = f"{winner.challenger} is better than {spec.champion.name} on {metric} ({_evidence(winner)})"
-        if spec.auto_promote:
-            promote(tick, winner.challenger, f"{message}: promoted")
-        else:
-            pause(tick, "ReadyToPromote", f"{message}: waiting for a manual promote (autoPromote off)")
+        promote_or_wait(tick, winner.challenger, message, f"{message}: promoted")
         return
     if worse and len(worse) == len(active):
         reasons = "; ".join(f"{c.challenger} worse ({_evidence(c)})" for c in worse)

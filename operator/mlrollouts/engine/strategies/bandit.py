@@ -25,7 +25,7 @@ from mlrollouts.engine import analysis, epochs
 from mlrollouts.engine.guardrails import GuardrailCheck
 from mlrollouts.engine.running import waiting_on_guardrails
 from mlrollouts.engine.tick import Tick, fmt
-from mlrollouts.engine.transitions import inconclusive, promote, rollback
+from mlrollouts.engine.transitions import inconclusive, promote_or_wait, rollback
 from mlrollouts.stats import prob_best, thompson_allocation
 
 
@@ -108,7 +108,7 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
     elif winner:
         p = next(c.p_value for c in comparisons if c.challenger == leader)
         message = f"{leader} is better than {spec.champion.name} (always-valid p = {p:.3g} < {fmt(alpha)}; {evidence})"
-        promote(tick, leader, f"{message}: promoted")
+        promote_or_wait(tick, leader, message, f"{message}: promoted")
         return
     if ready and len(worse) == len(spec.challengers):
         rollback(tick, "ChampionBest", f"every challenger is worse than the champion ({evidence})", winner=leader)

@@ -1,7 +1,9 @@
 """Canary: move the challenger through `canary.steps`, one step per proven-safe interval.
 
 A step advances only when it has lasted stepDuration, every variant with traffic got minSamplesPerStep new
-trials, every guardrail is healthy and the primary metric is not significantly worse. Promotion (leaving the
+trials, every guardrail is healthy, every ratio guardrail's step counts rule out a breach of its
+`detectableBreach` (so a breach found at a step is held there with the guardrail's `power`), and the primary
+metric is not significantly worse. Promotion (leaving the
 last step) also needs non-inferiority: the confidence sequence must rule out a loss larger than
 `primaryMetric.nonInferiorityMargin` (default minimumDetectableEffect, relative), so the chance of promoting
 a challenger worse than the margin is at most alpha; until then the canary holds at its last step and says
@@ -18,10 +20,10 @@ from __future__ import annotations
 from mlrollouts.api.durations import parse_duration, promql_duration
 from mlrollouts.engine import analysis
 from mlrollouts.engine.guardrails import GuardrailCheck
-from mlrollouts.engine.running import waiting_on_guardrails
+from mlrollouts.engine.running import waiting_on_clearance, waiting_on_guardrails
 from mlrollouts.engine.tick import Tick, fmt
 from mlrollouts.engine.traffic import canary_weights
-from mlrollouts.engine.transitions import pause, promote, rollback
+from mlrollouts.engine.transitions import promote_or_wait, rollback
 
 
 def _compare(tick: Tick):
@@ -65,9 +67,9 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
     for name in spec.variant_names:
         if status.weights.get(name, 0) > 0 and tick.new_trials(name) < spec.canary.min_samples_per_step:
             waiting.append(f"{name} has {fmt(tick.new_trials(name))} of {spec.canary.min_samples_per_step} new trials")
-    unhealthy = waiting_on_guardrails(check)
-    if unhealthy:
-        waiting.append(unhealthy)
+    for reason in (waiting_on_guardrails(check), waiting_on_clearance(check)):
+        if reason:
+            waiting.append(reason)
     last = index + 1 >= len(steps) or steps[index + 1] == 100
     p_text = f"always-valid p = {comparison.p_value:.3g}" if comparison is not None else "no comparison yet"
     evidence = f"{promql_duration(needed)} elapsed, samples and guardrails ok, {p_text} not worse"
@@ -81,12 +83,8 @@ def step(tick: Tick, check: GuardrailCheck) -> None:
         tick.decide("continue", f"{where}: waiting: {'; '.join(waiting)} ({p_text})")
         return
     if last:
-        if spec.auto_promote:
-            promote(tick, challenger, f"{where} passed ({evidence}): {challenger} promoted to 100%")
-        else:
-            pause(
-                tick, "ReadyToPromote", f"{where} passed ({evidence}): waiting for a manual promote (autoPromote off)"
-            )
+        passed = f"{where} passed ({evidence})"
+        promote_or_wait(tick, challenger, passed, f"{passed}: {challenger} promoted to 100%")
         return
     before = tick.describe_weights()
     tick.set_weights(canary_weights(spec, index + 1))

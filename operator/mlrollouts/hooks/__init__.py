@@ -1,0 +1,1 @@
+"""Calls out of the operator: webhook gates (spec.webhooks) and notifications (spec.notifications)."""
