@@ -205,3 +205,14 @@ def test_rendering_has_no_yaml_aliases() -> None:
     text = render_crd_yaml()
     assert "&id" not in text and "*id" not in text
     assert yaml.safe_load(text) == copy.deepcopy(generate_crd())
+
+
+def test_an_optional_list_item_is_nullable_so_the_api_server_accepts_an_unbounded_interval() -> None:
+    """The real API server prunes a null object field but refuses a null list item unless it is nullable: the
+    sequential evidence's interval [null, 0.02] (unbounded below) was a 422 on every status write."""
+    evidence = openapi_schema()["properties"]["status"]["properties"]["evidence"]["additionalProperties"]
+    assert evidence["properties"]["confidenceInterval"]["items"] == {"type": "number", "nullable": True}
+    analysis = openapi_schema()["properties"]["status"]["properties"]["analysis"]["properties"]
+    assert "nullable" not in analysis["confidenceInterval"]["items"], "a list of plain floats stays non-null"
+    nullable = [path for path, node in _nodes(openapi_schema()) if node.get("nullable")]
+    assert nullable == [".status.evidence{}.confidenceInterval[]"], "only list items are made nullable"

@@ -20,6 +20,7 @@ from mlrollouts.engine.types import Event
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import make_router
 from mlrollouts.routing.fake import FakeKubeObjects
+from mlrollouts.routing.kube import ApiRequestFailed
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 API = "mlrollouts.dev/v1alpha1"
@@ -247,3 +248,26 @@ def test_ready_turns_true_only_in_the_tick_that_applied_the_first_step() -> None
     assert weights == {"churn-v2": 80, "churn-v3": 20}
     assert (status["phase"], status["weightSummary"]) == ("Progressing", "churn-v3=20%")
     assert {c["type"]: (c["status"], c["observedGeneration"]) for c in status["conditions"]}["Ready"] == ("True", 1)
+
+
+class _ForbiddenObjects(FakeKubeObjects):
+    """The API server's answer when RBAC lacks a rule: HTTP 403 with the verb, resource and group named."""
+
+    async def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        message = (
+            f'{plural}.networking.istio.io "{name}" is forbidden: User "system:serviceaccount:ops:op" cannot get '
+            f'resource "{plural}" in API group "networking.istio.io" in the namespace "{namespace}"'
+        )
+        raise ApiRequestFailed(f"GET VirtualService {namespace}/{name} failed with HTTP 403: {message}", 403)
+
+
+def test_a_missing_permission_is_reason_forbidden_naming_it_not_a_routing_outage() -> None:
+    cluster = _Cluster(_manifest())
+    cluster.objects.__class__ = _ForbiddenObjects
+    assert isinstance(cluster.tick(T0), ApiRequestFailed)
+    status = cluster.body()["status"]
+    assert (status["phase"], status["reason"]) == ("Pending", "Forbidden")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "Forbidden")
+    assert 'cannot get resource "virtualservices" in API group "networking.istio.io"' in ready["message"]
+    assert [(e["type"], e["reason"]) for e in cluster.events()] == [("Warning", "Forbidden")]

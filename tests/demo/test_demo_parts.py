@@ -13,11 +13,11 @@ from scipy.stats import lognorm
 
 from mlrollouts.api import parse_experiment
 from mlrollouts.api.durations import parse_duration
-from mlrollouts.localstack.demo.live import plain_line, traffic_line
-from mlrollouts.localstack.demo.models import ModelBehaviour, build_app, score
-from mlrollouts.localstack.demo.orchestrator import Snapshot, finished, matches
-from mlrollouts.localstack.demo.scenarios import SCENARIOS, merge
-from mlrollouts.localstack.demo.traffic import TrafficPlan, generate, parse_retention
+from mlrollouts.demo.live import plain_line, traffic_line
+from mlrollouts.demo.models import ModelBehaviour, build_app, score
+from mlrollouts.demo.orchestrator import Snapshot, finished, matches
+from mlrollouts.demo.scenarios import SCENARIOS, merge
+from mlrollouts.demo.traffic import TrafficPlan, generate, parse_retention
 
 
 async def test_model_server_answers_with_its_version_and_a_stable_score() -> None:
@@ -156,7 +156,7 @@ def test_plain_progress_line_shows_what_drives_the_decision() -> None:
 def test_live_panel_shows_phase_weights_and_how_to_watch() -> None:
     from rich.console import Console
 
-    from mlrollouts.localstack.demo.live import ProgressDisplay
+    from mlrollouts.demo.live import ProgressDisplay
 
     console = Console(record=True, width=120, force_terminal=True)
     experiment = SCENARIOS["better"].manifest("http://p:9090")

@@ -9,8 +9,8 @@ import pytest
 from statsmodels.stats.proportion import proportion_confint
 
 from mlrollouts.cli.main import main
-from mlrollouts.localstack.demo.report import GuardrailSeries, ReportData, Series, wilson_interval, write
-from mlrollouts.localstack.demo.scenarios import SCENARIOS
+from mlrollouts.demo.report import GuardrailSeries, ReportData, Series, wilson_interval, write
+from mlrollouts.demo.scenarios import SCENARIOS
 
 
 @pytest.mark.parametrize(("successes", "trials"), [(0, 10), (7, 10), (720, 1000), (1545, 8200), (50, 50)])
@@ -88,7 +88,7 @@ def test_report_without_a_cluster_says_so(tmp_path: pathlib.Path, capsys: pytest
 
 
 def test_the_champion_holds_what_the_challengers_do_not() -> None:
-    from mlrollouts.localstack.demo.report_render import champion_share
+    from mlrollouts.demo.report_render import champion_share
 
     data = ReportData(
         {"metadata": {"name": "abn"}, "spec": {"champion": {"name": "churn-v2"}}},

@@ -92,10 +92,16 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str,
     """Inline $ref / allOf[$ref] and drop the `null` branch of optional fields; site keys win."""
     node = dict(node)
     if "anyOf" in node:
-        branches = [b for b in node.pop("anyOf") if b.get("type") != "null"]
+        union = node.pop("anyOf")
+        branches = [b for b in union if b.get("type") != "null"]
         if len(branches) != 1:
             raise SchemaConversionError(f"{path}: a union of several types is not structural: {branches}")
+        nullable = path.endswith("[]") and len(branches) < len(union)
         node = {**_resolve(branches[0], defs, path), **node}
+        if nullable:
+            # The API server prunes a null object field before validation, but not a null list item: an
+            # Optional item (e.g. an unbounded end of a confidence interval) must say nullable, or it is refused.
+            node["nullable"] = True
     if "allOf" in node and len(node["allOf"]) == 1:
         node = {**_resolve(node.pop("allOf")[0], defs, path), **node}
     if "$ref" in node:

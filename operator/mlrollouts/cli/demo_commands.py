@@ -12,8 +12,8 @@ from rich.console import Console
 
 from mlrollouts.cli.extras import import_local
 from mlrollouts.cli.main import UsageFailure, app
-from mlrollouts.localstack.demo.processes import DemoError
-from mlrollouts.localstack.demo.scenarios import SCENARIOS
+from mlrollouts.demo.processes import DemoError
+from mlrollouts.demo.scenarios import SCENARIOS
 
 DEFAULT_RUNS = pathlib.Path(".mlrollouts/demo")
 
@@ -30,12 +30,21 @@ def demo_command(
     plain: Annotated[
         bool | None, typer.Option("--plain/--live", help="Plain lines instead of a live panel (default: off a TTY).")
     ] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            "--backend",
+            help="real (etcd + kube-apiserver; the default once `make controlplane` built them) or emulated.",
+        ),
+    ] = None,
 ) -> int:
-    """Run a whole experiment locally: API emulator, Prometheus, model servers, gateway, users, operator."""
-    live = import_local("mlrollouts.localstack.demo.live", "demo")
-    orchestrator = import_local("mlrollouts.localstack.demo.orchestrator", "demo")
-    import_local("mlrollouts.localstack.demo.report_render", "demo")  # the report at the end: fail before starting
+    """Run a whole experiment locally: API server (real when built, else emulated), Prometheus, model servers,
+    gateway, users, operator."""
+    live = import_local("mlrollouts.demo.live", "demo")
+    orchestrator = import_local("mlrollouts.demo.orchestrator", "demo")
+    import_local("mlrollouts.demo.report_render", "demo")  # the report at the end: fail before starting
     ProgressDisplay, DemoOptions = live.ProgressDisplay, orchestrator.DemoOptions
+    choose_backend = import_local("mlrollouts.demo.backend", "demo").choose_backend
     run_demo, run_folder = orchestrator.run_demo, orchestrator.run_folder
 
     if scenario not in SCENARIOS:
@@ -44,13 +53,20 @@ def demo_command(
         raise UsageFailure("--timeout", f"must be a positive number of seconds, got {timeout:g}")
     if not 10 <= rate <= 500:
         raise UsageFailure("--rate", f"must be within 10-500 requests per second, got {rate:g}")
+    if backend not in (None, "real", "emulated"):
+        raise UsageFailure("--backend", f"must be real or emulated, got {backend!r}")
+    try:
+        chosen_backend, backend_line = choose_backend(backend)
+    except DemoError as error:
+        raise UsageFailure("--backend", str(error).removeprefix("--backend ")) from error
     chosen = SCENARIOS[scenario]
     console = Console(highlight=False, soft_wrap=True)
     run_dir = run_folder(output.resolve(), chosen)
+    console.print(f"mlrollouts demo: {backend_line}")
     console.print(f"mlrollouts demo: {chosen.summary}")
     console.print(f"run folder (kubeconfig, logs, report): {run_dir}")
     console.print(f"watch with kubectl: KUBECONFIG={run_dir / 'kubeconfig'} kubectl get mexp -w")
-    options = DemoOptions(chosen, run_dir, timeout=timeout, fast=fast, rate=rate)
+    options = DemoOptions(chosen, run_dir, timeout=timeout, fast=fast, rate=rate, backend=chosen_backend)
     try:
         with ProgressDisplay(console, chosen.summary, plain=plain) as display:
             result = run_demo(options, display)
@@ -91,8 +107,8 @@ def report_command(
     """Plot weights, the primary metric, p-value / P(better) and guardrails of an experiment into report.html."""
     from mlrollouts.cli.cluster import Cluster
 
-    report = import_local("mlrollouts.localstack.demo.report", "report")
-    import_local("mlrollouts.localstack.demo.report_render", "report")  # plots need matplotlib: say so up front
+    report = import_local("mlrollouts.demo.report", "report")
+    import_local("mlrollouts.demo.report_render", "report")  # plots need matplotlib: say so up front
 
     if prometheus is not None and not prometheus.startswith(("http://", "https://")):
         raise UsageFailure("--prometheus", f"must be an http(s) URL such as http://127.0.0.1:9090, got {prometheus!r}")

@@ -25,7 +25,7 @@ from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.template_refs import queries_fingerprint, template_refs
 from mlrollouts.metrics.templates import validate_templates
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
-from mlrollouts.routing.kube import ObjectConflict
+from mlrollouts.routing.kube import ApiRequestFailed, ObjectConflict
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,24 @@ async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) ->
     except ObjectConflict:
         raise  # someone else wrote first: the next tick starts from a fresh read
     except RoutingError as error:
-        await _mark_not_ready(body, now, "RoutingFailed", str(error), ports)
+        reason, message = _routing_failure(error)
+        await _mark_not_ready(body, now, reason, message, ports)
         raise
     except Exception as error:
         message = f"{type(error).__name__}: {str(error)[:300]} (the operator log has the traceback)"
         await _mark_not_ready(body, now, "ReconcileError", message, ports)
         raise
+
+
+def _routing_failure(error: RoutingError) -> tuple[str, str]:
+    """(reason, message) for a failed routing call. A 403 is RBAC, not an outage: reason Forbidden, and the
+    API server's own words, which name the verb, resource, API group and namespace the operator lacks."""
+    if isinstance(error, ApiRequestFailed) and error.http_status == 403:
+        return "Forbidden", (
+            f"{error} (grant it to the operator's ServiceAccount: the chart's ClusterRole, or Role with "
+            "watchNamespaces, has this rule unless it was edited)"
+        )
+    return "RoutingFailed", str(error)
 
 
 async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -> TickResult:

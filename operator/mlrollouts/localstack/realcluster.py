@@ -87,13 +87,16 @@ class RealApiServer:
         kubeconfig_path: str | pathlib.Path | None = None,
         crd_files: Iterable[pathlib.Path] = (),
         builtin_crds: Iterable[pathlib.Path] = DEFAULT_CRDS,
+        extra_args: Iterable[str] = (),
     ) -> None:
         """`crd_files` must all be accepted (start() fails otherwise); a refused `builtin_crds` file is kept
-        in `rejected_crds` and the server still starts, so that one bad CRD does not take the rest away."""
+        in `rejected_crds` and the server still starts, so that one bad CRD does not take the rest away.
+        `extra_args` go to kube-apiserver last (e.g. an audit policy, to count a client's 403s)."""
         self.requested_port = port
         self.kubeconfig = pathlib.Path(kubeconfig_path) if kubeconfig_path else None
         self.crd_files = [pathlib.Path(p) for p in crd_files]
         self.builtin_crds = [pathlib.Path(p) for p in builtin_crds]
+        self.extra_args = list(extra_args)
         self.rejected_crds: list[str] = []
         self.workdir: pathlib.Path | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
@@ -186,6 +189,7 @@ class RealApiServer:
                 # plugin would refuse every Pod; envtest disables it for the same reason.
                 "--disable-admission-plugins=ServiceAccount",
                 "--profiling=false",
+                *self.extra_args,
             ],
         )
 

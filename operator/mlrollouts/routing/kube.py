@@ -134,7 +134,9 @@ class KubeObjects:
             )
         except ApiRequestFailed as error:
             guarded = patch_type == "json" and any(op.get("op") == "test" for op in body)
-            if guarded and error.http_status == 422:  # the API server's answer to a failed `test` op
+            # A failed `test` op is a bare 422; a 422 saying "is invalid" is the schema refusing the new value,
+            # which re-reading cannot fix (taken for a conflict, it was retried every 0.2 s, forever).
+            if guarded and error.http_status == 422 and "is invalid" not in str(error):
                 raise ObjectConflict(
                     f"{describe(plural, namespace, name)} changed since it was read: {error}"
                 ) from error

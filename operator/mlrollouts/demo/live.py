@@ -9,7 +9,7 @@ from rich.live import Live
 from rich.text import Text
 
 from mlrollouts.cli.experiment_view import render_experiment
-from mlrollouts.localstack.demo.orchestrator import Snapshot
+from mlrollouts.demo.orchestrator import Snapshot
 
 PLAIN_EVERY_SECONDS = 5.0
 

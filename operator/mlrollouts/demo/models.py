@@ -1,6 +1,6 @@
 """A stand-in model server with a known latency and error rate, so a demo's outcome is predictable.
 
-`python -m mlrollouts.localstack.demo.models --port P --name churn-v3 --latency 0.02` serves
+`python -m mlrollouts.demo.models --port P --name churn-v3 --latency 0.02` serves
 POST /predict -> {"prediction": score, "model": name} with an `x-model-version` header. The score is a
 deterministic function of (model, user_id), so a shadow comparison is reproducible. Latency is lognormal
 around the median `--latency` (p95 = median x exp(1.645 sigma)), which gives a latency histogram whose p95
@@ -73,7 +73,7 @@ def build_app(behaviour: ModelBehaviour, seed: int | None = None) -> Starlette:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mlrollouts.localstack.demo.models", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mlrollouts.demo.models", description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--name", required=True, help="Model version, returned in x-model-version.")

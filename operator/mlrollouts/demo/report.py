@@ -193,7 +193,7 @@ def _since_start(series: Series | None, counter: dict[str, float] | None) -> Ser
 
 def write(data: ReportData, out_dir: pathlib.Path) -> pathlib.Path:
     """PNG files and report.html (PNGs embedded as base64) in `out_dir`; returns the HTML path."""
-    from mlrollouts.localstack.demo.report_render import render_html, render_plots
+    from mlrollouts.demo.report_render import render_html, render_plots
 
     out_dir.mkdir(parents=True, exist_ok=True)
     images = render_plots(data, out_dir)

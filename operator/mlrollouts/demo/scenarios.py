@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[4]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
 EXAMPLES = REPO_ROOT / "examples"
 FAST_INTERVAL = "1s"
 

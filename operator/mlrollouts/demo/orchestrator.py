@@ -1,9 +1,10 @@
 """Run one demo scenario end to end: the local stack, real processes, the experiment, the report.
 
-Order: emulated API server (in this process) -> model servers -> gateway (follows the experiment's
-status) -> operator -> Prometheus scraping the gateway and the operator -> the manifest, applied with
-kubectl when it is on PATH -> simulated users. Every child is stopped in `finally`, also on Ctrl-C or
-SIGTERM, and the run is bounded by `timeout`.
+Order: API server (the real etcd + kube-apiserver when `make controlplane` built them, else the emulator in
+this process; see demo/backend.py) -> model servers -> gateway (follows the experiment's status; on the real
+backend as its own ServiceAccount, allowed to read that one experiment) -> operator -> Prometheus scraping
+the gateway and the operator -> the manifest, applied with kubectl when it is on PATH -> simulated users.
+Every child is stopped in `finally`, also on Ctrl-C or SIGTERM, and the run is bounded by `timeout`.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ import kubernetes
 
 from mlrollouts import GROUP, PLURAL, VERSION
 from mlrollouts.api import TERMINAL_PHASES
-from mlrollouts.localstack.demo import report
-from mlrollouts.localstack.demo.processes import Child, DemoError, Supervisor, mlrollouts_cli, python_module
-from mlrollouts.localstack.demo.scenarios import Scenario, load_manifest_text
-from mlrollouts.localstack.demo.traffic import read_stats
+from mlrollouts.demo import report
+from mlrollouts.demo.backend import ApiServer, gateway_kubeconfig_for, start_apiserver
+from mlrollouts.demo.processes import Child, DemoError, Supervisor, mlrollouts_cli, python_module
+from mlrollouts.demo.scenarios import Scenario, load_manifest_text
+from mlrollouts.demo.traffic import read_stats
 from mlrollouts.localstack.kubectl import NO_VALIDATION, Kubectl
 from mlrollouts.localstack.prometheus import PrometheusServer, free_port
-from mlrollouts.localstack.server import LocalApiServer, run_apiserver
+from mlrollouts.localstack.realcluster import RealApiServer
 
 log = logging.getLogger(__name__)
 NAMESPACE = "default"
@@ -45,6 +47,8 @@ class DemoOptions:
     fast: bool = False
     rate: float = 150.0
     seed: int | None = 7
+    backend: str = "emulated"
+    """real: etcd + kube-apiserver built by `make controlplane` (demo.backend.choose_backend); emulated otherwise."""
 
 
 @dataclass
@@ -92,10 +96,10 @@ def run_demo(options: DemoOptions, show: Callable[[Snapshot], None]) -> DemoResu
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     options.run_dir.mkdir(parents=True, exist_ok=True)
     supervisor = Supervisor(options.run_dir / "logs")
-    apiserver: LocalApiServer | None = None
+    apiserver: ApiServer | None = None
     prometheus: PrometheusServer | None = None
     try:
-        apiserver = run_apiserver(0, options.run_dir / "kubeconfig")
+        apiserver = start_apiserver(options.backend, options.run_dir / "kubeconfig")
         prometheus, gateway_url = _start_processes(options, supervisor, apiserver)
         return _experiment(options, supervisor, apiserver, prometheus, gateway_url, show)
     finally:
@@ -108,7 +112,7 @@ def run_demo(options: DemoOptions, show: Callable[[Snapshot], None]) -> DemoResu
 
 
 def _start_processes(
-    options: DemoOptions, supervisor: Supervisor, apiserver: LocalApiServer
+    options: DemoOptions, supervisor: Supervisor, apiserver: ApiServer
 ) -> tuple[PrometheusServer, str]:
     """Model servers, gateway, operator and Prometheus; returns Prometheus and the gateway's URL."""
     scenario = options.scenario
@@ -120,13 +124,14 @@ def _start_processes(
         command += ["--error-rate", str(model.error_rate)]
         if options.seed is not None:
             command += ["--seed", str(options.seed)]
-        child = supervisor.start(model.name, python_module("mlrollouts.localstack.demo.models", *command))
+        child = supervisor.start(model.name, python_module("mlrollouts.demo.models", *command))
         upstreams.append((model.name, f"http://127.0.0.1:{port}", child))
     for _, url, child in upstreams:
         supervisor.wait_http(child, f"{url}/healthz")
         _warm_up(url)
     gateway_port, gateway_metrics_port = free_port(), free_port()
-    gateway_args = ["gateway", "--port", str(gateway_port), "--kubeconfig", str(apiserver.kubeconfig)]
+    gateway_kubeconfig = gateway_kubeconfig_for(apiserver, NAMESPACE, name, options.run_dir / "gateway.kubeconfig")
+    gateway_args = ["gateway", "--port", str(gateway_port), "--kubeconfig", str(gateway_kubeconfig)]
     gateway_args += ["--metrics-port", str(gateway_metrics_port)]
     gateway_args += ["--signing-key-file", str(_signing_key_file(options.run_dir))]
     gateway_args += ["--namespace", NAMESPACE, "--experiment", name, "--user-header", "x-user-id"]
@@ -163,11 +168,14 @@ def _signing_key_file(run_dir: pathlib.Path) -> pathlib.Path:
     return path
 
 
-def _apply(options: DemoOptions, apiserver: LocalApiServer, manifest: dict[str, Any]) -> str:
-    """kubectl apply when kubectl is installed (what a user would type), else the Python client."""
+def _apply(options: DemoOptions, apiserver: ApiServer, manifest: dict[str, Any]) -> str:
+    """kubectl apply when kubectl is installed (what a user would type), else the Python client. The real API
+    server validates with kubectl's default; the emulator serves no OpenAPI, so validation is off there."""
     if shutil.which("kubectl"):
+        assert apiserver.kubeconfig is not None
         kubectl = Kubectl(apiserver.kubeconfig, options.run_dir / "kubectl-cache")
-        result = kubectl.run("apply", NO_VALIDATION, "-f", "-", input=load_manifest_text(manifest))
+        validation = [] if isinstance(apiserver, RealApiServer) else [NO_VALIDATION]
+        result = kubectl.run("apply", *validation, "-f", "-", input=load_manifest_text(manifest))
         if result.returncode != 0:
             raise DemoError(f"kubectl apply of {options.scenario.manifest_path.name} failed: {result.stderr.strip()}")
         return result.stdout.strip()
@@ -176,14 +184,14 @@ def _apply(options: DemoOptions, apiserver: LocalApiServer, manifest: dict[str, 
     return f"modelexperiment.{GROUP}/{manifest['metadata']['name']} created (kubernetes client)"
 
 
-def _api_client(apiserver: LocalApiServer) -> kubernetes.client.ApiClient:
+def _api_client(apiserver: ApiServer) -> kubernetes.client.ApiClient:
     return kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
 
 
 def _experiment(
     options: DemoOptions,
     supervisor: Supervisor,
-    apiserver: LocalApiServer,
+    apiserver: ApiServer,
     prometheus: PrometheusServer,
     gateway_url: str,
     show: Callable[[Snapshot], None],
@@ -198,7 +206,7 @@ def _experiment(
     if options.seed is not None:
         traffic_args += ["--seed", str(options.seed)]
     # Users first: the gateway answers 503 until the experiment exists, and every process is warm by then.
-    traffic = supervisor.start("traffic", python_module("mlrollouts.localstack.demo.traffic", *traffic_args))
+    traffic = supervisor.start("traffic", python_module("mlrollouts.demo.traffic", *traffic_args))
     _wait_for_file(supervisor, traffic, stats_file)
     time.sleep(1.0)
     started_wall, started = time.time(), time.monotonic()

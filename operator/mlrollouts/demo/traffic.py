@@ -6,7 +6,7 @@ variant that served it (read from the `x-mlrollouts-variant` header) and that ou
 POST /feedback with the response's signed `x-mlrollouts-token` (the gateway counts nothing without it).
 The truth lives here, so the demo knows what the experiment should find.
 
-`python -m mlrollouts.localstack.demo.traffic --gateway URL --rate 150 --retention churn-v2=0.72 ...`
+`python -m mlrollouts.demo.traffic --gateway URL --rate 150 --retention churn-v2=0.72 ...`
 writes running totals to `--stats-file` every second (JSON, replaced atomically).
 """
 
@@ -181,7 +181,7 @@ async def _run_until_signalled(plan: TrafficPlan, stats_file: Path | None, durat
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m mlrollouts.localstack.demo.traffic", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m mlrollouts.demo.traffic", description=__doc__)
     parser.add_argument("--gateway", required=True, help="Gateway base URL, e.g. http://127.0.0.1:8080")
     parser.add_argument("--retention", action="append", default=[], help="NAME=RATE per variant (repeat).")
     parser.add_argument("--rate", type=float, default=150.0, help="Requests per second, at most.")

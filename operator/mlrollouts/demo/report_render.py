@@ -12,7 +12,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from mlrollouts.localstack.demo.report import ReportData, wilson_interval
+from mlrollouts.demo.report import ReportData, wilson_interval
 
 FIGSIZE = (9.0, 3.6)
 DPI = 110
