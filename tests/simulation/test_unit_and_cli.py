@@ -51,7 +51,7 @@ def test_simulate_json_is_the_engine_s_own_figures(capsys: pytest.CaptureFixture
     assert main([*argv, "--runs", "10", "--seed", "4", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     pinned = {"runs", "outcomes", "median_minutes_to_decision", "median_samples_to_decision"}
-    assert set(result) == {*pinned, "mean_regret"}
+    assert set(result) == {*pinned, "mean_regret", "largest_challenger_weight"}
     spec = parse_experiment(yaml.safe_load(manifest.read_text())).spec
     direct = simulate(spec, TrafficModel(users_per_minute=3000, baseline=0.05, effect=-0.3), runs=10, seed=4)
     assert result == direct.as_json()
@@ -73,6 +73,11 @@ def test_simulate_json_is_the_engine_s_own_figures(capsys: pytest.CaptureFixture
             "--bad-rate: bad shares must stay in [0, 1]",
         ),
         (["--traffic", "10", "--baseline", "0.05", "--runs", "0"], "--runs: must be between 1 and 100000"),
+        (
+            ["--traffic", "10", "--baseline", "0.05", "--bad-guardrail", "p95"],
+            "--bad-guardrail: name one of the ratio guardrails ['slow-requests', 'error-rate']",
+        ),
+        (["--traffic", "10", "--baseline", "0.05", "--hours", "0"], "--hours: must be above 0"),
         (["--traffic", "10", "--novelty", "0.2:-5"], "--novelty: the effect must be above -1 and the minutes positive"),
     ],
 )
@@ -90,3 +95,26 @@ def test_simulate_covers_ratio_guardrails(capsys: pytest.CaptureFixture[str]) ->
     assert json.loads(capsys.readouterr().out)["outcomes"] == {"Promoted": 1.0}
     assert main([*argv, "--bad-ratio", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["outcomes"] == {"RolledBack": 1.0}
+
+
+def test_simulate_says_at_which_step_a_bad_challenger_was_caught(capsys: pytest.CaptureFixture[str]) -> None:
+    """Three times the errors on error-rate only, 10 req/s, 6 hours: held at the 1 % step, never advanced."""
+    manifest = str(ROOT / "examples" / "canary-istio.yaml")
+    argv = [
+        "simulate",
+        "-f",
+        manifest,
+        "--traffic",
+        "600",
+        "--baseline",
+        "0.05",
+        "--runs",
+        "3",
+        "--seed",
+        "1",
+        "--json",
+    ]
+    assert main([*argv, "--bad-ratio", "3", "--bad-guardrail", "error-rate", "--hours", "6"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["largest_challenger_weight"] == {"1": 1.0}
+    assert "Promoted" not in result["outcomes"]

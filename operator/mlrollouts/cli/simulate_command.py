@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import replace
+from datetime import timedelta
 from typing import Annotated
 
 import typer
@@ -112,6 +113,14 @@ def simulate_command(
     bad_ratio: Annotated[
         float, typer.Option("--bad-ratio", help="Ratio guardrails: challengers' bad share over the champion's.")
     ] = 1.0,
+    bad_guardrail: Annotated[
+        str | None,
+        typer.Option("--bad-guardrail", help="Only this ratio guardrail sees --bad-ratio (default: all of them)."),
+    ] = None,
+    hours: Annotated[
+        float | None,
+        typer.Option("--hours", help="Length of each run (default: canary steps x stepDuration x 3, maxDuration)."),
+    ] = None,
     runs: Annotated[int, typer.Option("--runs", help="Simulated experiments.")] = 200,
     seed: Annotated[int, typer.Option("--seed", help="Seed; the same seed gives the same figures.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -125,13 +134,23 @@ def simulate_command(
         raise UsageFailure("--lost", f"a share in [0, 1), e.g. 0.2, got {lost:g}")
     if not 0 <= bad_rate <= 1 or not 0 <= bad_rate * bad_ratio <= 1:
         raise UsageFailure("--bad-rate", f"bad shares must stay in [0, 1], got {bad_rate:g} × {bad_ratio:g}")
-    model = replace(model, delay_minutes=delay, lost=lost, bad_rate=bad_rate, bad_ratio=bad_ratio)
+    ratio_names = [g.name for g in spec.analysis.guardrails if g.kind == "ratio"]
+    if bad_guardrail is not None and bad_guardrail not in ratio_names:
+        raise UsageFailure("--bad-guardrail", f"name one of the ratio guardrails {ratio_names}, got {bad_guardrail!r}")
+    if hours is not None and not 0 < hours <= 24 * 365:
+        raise UsageFailure("--hours", f"must be above 0 and at most 8760, got {hours:g}")
+    length = timedelta(hours=hours) if hours is not None else None
+    model = replace(
+        model, delay_minutes=delay, lost=lost, bad_rate=bad_rate, bad_ratio=bad_ratio, bad_guardrail=bad_guardrail
+    )
     if not 1 <= runs <= 100_000:
         raise UsageFailure("--runs", f"must be between 1 and 100000, got {runs}")
     columns = (TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("runs", total=runs)
-        summary = simulate(spec, model, runs, seed, progress=lambda done: progress.update(task, completed=done))
+        summary = simulate(
+            spec, model, runs, seed, progress=lambda done: progress.update(task, completed=done), length=length
+        )
     if as_json:
         typer.echo(json.dumps(summary.as_json(), indent=2))
         return
@@ -147,5 +166,8 @@ def simulate_command(
     console.print(
         f"median to a decision: {'n/a' if minutes is None else f'{minutes:.0f} min'}, "
         f"{'n/a' if samples is None else f'{samples:,.0f} samples'} "
-        f"(runs stop at {horizon(spec).total_seconds() / 60:.0f} min); mean regret {summary.mean_regret:,.1f} outcomes"
+        f"(runs stop at {(length or horizon(spec)).total_seconds() / 60:.0f} min); "
+        f"mean regret {summary.mean_regret:,.1f} outcomes"
     )
+    reached = ", ".join(f"{w}% in {100 * share:.1f}%" for w, share in summary.largest_weight.items())
+    console.print(f"largest challenger weight reached: {reached}")

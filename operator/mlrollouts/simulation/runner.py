@@ -6,7 +6,9 @@ Each run starts the experiment, then every `analysis.interval` feeds the engine 
 at the horizon (the strategy's own length: canary steps × stepDuration × 3, abTest/bandit maxDuration, shadow
 duration × 1.5). Regret counts the outcomes lost against the truly best variant while the run lasts (a promoted
 run stops counting). Ratio guardrails read simulated bad and total requests (`TrafficModel.bad_rate`,
-`bad_ratio`), so their rollbacks are measured too; threshold guardrails read a healthy value.
+`bad_ratio`; `bad_guardrail` confines the challengers' excess to one of them), so their rollbacks are measured
+too; threshold guardrails read a healthy value. The largest challenger weight each run reached says where a
+bad challenger was caught (a canary caught at its first step never carried more than 1 %).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ class RunResult:
     reason: str | None
     regret: float
     """Outcomes lost against the truly best variant, over the run."""
+    max_weight: int = 0
+    """Largest weight any challenger reached during the run (%)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class Summary:
     median_samples_to_decision: float | None
     reasons: dict[str, int]
     mean_regret: float
+    largest_weight: dict[int, float]
+    """Share of runs by the largest weight a challenger reached (%)."""
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -56,6 +62,7 @@ class Summary:
             "median_minutes_to_decision": self.median_minutes_to_decision,
             "median_samples_to_decision": self.median_samples_to_decision,
             "mean_regret": round(self.mean_regret, 3),
+            "largest_challenger_weight": {str(w): share for w, share in self.largest_weight.items()},
         }
 
 
@@ -92,24 +99,25 @@ def healthy_value(guardrail: Guardrail) -> float:
     return 0.1
 
 
-def _guardrails(spec: ModelExperimentSpec, counts: dict[str, float]) -> dict[str, float]:
+def _guardrails(spec: ModelExperimentSpec, counts: dict[str, float], only: str | None) -> dict[str, float]:
     """Threshold guardrails read a healthy value; ratio guardrails the simulated bad and total requests."""
     values: dict[str, float] = {}
     for guardrail in spec.analysis.guardrails:
         if guardrail.kind == "ratio":
-            values[count_key(guardrail.name, "bad")] = counts.get("bad", 0.0)
+            bad = "bad" if only is None or guardrail.name == only else "badAsChampion"
+            values[count_key(guardrail.name, "bad")] = counts.get(bad, 0.0)
             values[count_key(guardrail.name, "total")] = counts.get("requests", 0.0)
         else:
             values[guardrail.name] = healthy_value(guardrail)
     return values
 
 
-def _observe(spec: ModelExperimentSpec, counters: Counters, now: datetime) -> Observations:
+def _observe(spec: ModelExperimentSpec, counters: Counters, now: datetime, only: str | None = None) -> Observations:
     zero = dict.fromkeys(("successes", "trials", "count", "sum", "sumOfSquares"), 0.0)
     variants = {}
     for name in spec.variant_names:
         counts = counters.values.get(name, {})
-        variants[name] = VariantObservation(samples={**zero, **counts}, guardrails=_guardrails(spec, counts))
+        variants[name] = VariantObservation(samples={**zero, **counts}, guardrails=_guardrails(spec, counts, only))
     return Observations(time=now, variants=variants, cumulative_counters=True)
 
 
@@ -121,13 +129,17 @@ def _outcome(status: ModelExperimentStatus) -> str | None:
     return None
 
 
-def run_once(spec: ModelExperimentSpec, model: TrafficModel, seed: int) -> RunResult:
+def run_once(spec: ModelExperimentSpec, model: TrafficModel, seed: int, length: timedelta | None = None) -> RunResult:
+    """One run until a decision or `length` (default: the strategy's horizon)."""
     rng = np.random.default_rng(seed)
+    only = model.bad_guardrail
     interval = timedelta(seconds=spec.interval_seconds)
     minutes = interval.total_seconds() / 60
     counters = Counters()
     status = decide(spec, ModelExperimentStatus(), _observe(spec, counters, T0), T0, generation=1).status
-    end, elapsed, regret = horizon(spec), timedelta(0), 0.0
+    end, elapsed, regret = length or horizon(spec), timedelta(0), 0.0
+    challengers = [c.name for c in spec.challengers]
+    max_weight = 0
     late = max(0, round(model.delay_minutes / minutes)) if minutes > 0 else 0
     pending: deque[dict[str, dict[str, float]]] = deque()
     while elapsed < end:
@@ -140,12 +152,13 @@ def run_once(spec: ModelExperimentSpec, model: TrafficModel, seed: int) -> RunRe
             for name, increments in pending.popleft().items():
                 counters.add(name, increments)
         elapsed += interval
-        status = decide(spec, status, _observe(spec, counters, T0 + elapsed), T0 + elapsed, generation=1).status
+        status = decide(spec, status, _observe(spec, counters, T0 + elapsed, only), T0 + elapsed, generation=1).status
+        max_weight = max(max_weight, *(status.weights.get(name, 0) for name in challengers))
         if _outcome(status) is not None:
             break
     size = sum(v.get("trials", v.get("count", 0.0)) for v in counters.values.values())
     outcome = _outcome(status) or status.phase or "Pending"
-    return RunResult(outcome, elapsed.total_seconds() / 60, size, status.reason, regret)
+    return RunResult(outcome, elapsed.total_seconds() / 60, size, status.reason, regret, max_weight)
 
 
 def simulate(
@@ -154,11 +167,12 @@ def simulate(
     runs: int,
     seed: int = 0,
     progress: Callable[[int], None] | None = None,
+    length: timedelta | None = None,
 ) -> Summary:
     """`runs` independent seeded runs; outcome fractions and medians over the runs that reached a decision."""
     results = []
     for index in range(runs):
-        results.append(run_once(spec, model, seed * 1_000_003 + index))
+        results.append(run_once(spec, model, seed * 1_000_003 + index, length))
         if progress is not None:
             progress(index + 1)
     counts = Counter(r.outcome for r in results)
@@ -170,4 +184,5 @@ def simulate(
         median_samples_to_decision=statistics.median(r.samples for r in decided) if decided else None,
         reasons=dict(Counter(f"{r.outcome}/{r.reason}" for r in results)),
         mean_regret=statistics.fmean(r.regret for r in results),
+        largest_weight={w: round(c / runs, 4) for w, c in sorted(Counter(r.max_weight for r in results).items())},
     )

@@ -41,6 +41,8 @@ class TrafficModel:
     """Ratio guardrails: the champion's share of bad requests (errors, or requests slower than the bound)."""
     bad_ratio: float = 1.0
     """Ratio guardrails: the challengers' bad share is bad_ratio × the champion's (3 = three times the errors)."""
+    bad_guardrail: str | None = None
+    """Only this ratio guardrail sees the challengers' bad_ratio; the others read bad_rate for every variant."""
 
     def effect_at(self, minute: float) -> float:
         if self.novelty is not None and minute < self.novelty[1]:
@@ -100,6 +102,8 @@ def generate(
         logged = int(rng.binomial(n, 1.0 - model.lost)) if model.lost and name != champion and n else n
         bad_share = min(1.0, model.bad_rate * (1.0 if name == champion else model.bad_ratio))
         requests = {"bad": float(rng.binomial(n, bad_share)) if n else 0.0, "requests": float(n)}
+        if model.bad_guardrail is not None:  # the other ratio guardrails see a challenger as healthy
+            requests["badAsChampion"] = float(rng.binomial(n, min(1.0, model.bad_rate))) if n else 0.0
         if model.metric_type == "proportion":
             rate = min(1.0, max(0.0, level))
             outcomes = {"successes": float(rng.binomial(logged, rate)) if logged else 0.0, "trials": float(logged)}
