@@ -1,4 +1,4 @@
-"""The end-to-end stack for controller tests: emulated API server, real Prometheus, a steerable metrics
+"""The end-to-end stack for controller tests: an API server (real or emulated), real Prometheus, a steerable metrics
 exporter, the operator as a real `mlrollouts run` process, and a traffic follower that makes each variant's
 request rate follow status.weights, as a mesh would.
 """
@@ -18,7 +18,7 @@ import kubernetes
 
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer, free_port
-from mlrollouts.localstack.server import LocalApiServer
+from mlrollouts.localstack.testbackend import SuiteApiServer
 
 GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
 SCHEMAS = pathlib.Path(__file__).parents[1] / "data" / "schemas"
@@ -93,7 +93,7 @@ class TrafficFollower(threading.Thread):
 
 
 class Stack:
-    def __init__(self, apiserver: LocalApiServer, tmp: pathlib.Path, variants: list[str]) -> None:
+    def __init__(self, apiserver: SuiteApiServer, tmp: pathlib.Path, variants: list[str]) -> None:
         self.apiserver, self.tmp = apiserver, tmp
         self.api = kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
         self.objects = kubernetes.client.CustomObjectsApi(self.api)

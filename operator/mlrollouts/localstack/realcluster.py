@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from mlrollouts.localstack import binaries, certs
+from mlrollouts.localstack.cleanup import reset_objects
 from mlrollouts.localstack.crdinstall import install_crds
 from mlrollouts.localstack.kubeconfig import admin_kubeconfig
 
@@ -77,6 +78,8 @@ def _tail(path: pathlib.Path, lines: int = 8) -> str:
 
 class RealApiServer:
     """etcd + kube-apiserver on 127.0.0.1; start() / stop() or a `with` block."""
+
+    backend = "real"
 
     def __init__(
         self,
@@ -229,6 +232,22 @@ class RealApiServer:
         """Create (or replace) the CRDs in the files and wait until each is Established (see install_crds)."""
         with self.client(timeout=30.0) as http:
             return install_crds(http, files, rejected)
+
+    def ensure_namespace(self, name: str) -> dict[str, Any]:
+        """Create the namespace unless it exists; returns it as served."""
+        with self.client() as http:
+            response = http.post("/api/v1/namespaces", json={"metadata": {"name": name}})
+            if response.status_code == 409:
+                response = http.get(f"/api/v1/namespaces/{name}")
+            response.raise_for_status()
+            return response.json()
+
+    def reset(self) -> None:
+        """Delete every custom object and the namespaced objects tests create, so that one server can serve many
+        tests (a start costs seconds): finalizers are dropped first, as no operator may be left to remove them.
+        Namespaces stay (without a controller-manager a deleted namespace never leaves Terminating)."""
+        with self.client(timeout=30.0) as http:
+            reset_objects(http)
 
     def stop(self) -> None:
         """Stop kube-apiserver, then etcd, and remove the run's folder; safe to call twice."""
