@@ -29,12 +29,13 @@ class OperatorProcess:
 
     def __init__(self, kubeconfig: pathlib.Path, log_path: pathlib.Path) -> None:
         self.kubeconfig, self.log_path = kubeconfig, log_path
+        self.watch_timeout = 30  # seconds a watch request lasts before kopf renews it (MLROLLOUTS_WATCH_TIMEOUT)
         self.metrics_port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
         self.metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": "30"}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": str(self.watch_timeout)}
         command = [
             sys.executable,
             "-m",

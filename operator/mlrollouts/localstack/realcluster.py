@@ -97,6 +97,8 @@ class RealApiServer:
         self.rejected_crds: list[str] = []
         self.workdir: pathlib.Path | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.arguments: dict[str, list[str]] = {}  # each process's command line, to start it again
+        self.etcd_url = ""
         self.port = 0
         self.ready_seconds = 0.0  # until /readyz answered ok
         self.startup_seconds = 0.0  # until the CRDs were Established too
@@ -130,7 +132,8 @@ class RealApiServer:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         assert self.workdir is not None
-        log = (self.workdir / f"{name}.log").open("wb")
+        self.arguments[name] = args
+        log = (self.workdir / f"{name}.log").open("ab")
         with log:
             self.processes[name] = subprocess.Popen(
                 [str(binaries.path(name)), *args],
@@ -148,6 +151,7 @@ class RealApiServer:
         client, peer = free_port(), free_port()
         self.port = self.requested_port or free_port()
         etcd_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        self.etcd_url = etcd_url
         self._spawn(
             "etcd",
             [
@@ -249,18 +253,48 @@ class RealApiServer:
         with self.client(timeout=30.0) as http:
             reset_objects(http)
 
+    def _terminate(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def restart(self, *, etcd: bool = False, compact: bool = False) -> None:
+        """Stop kube-apiserver (and etcd too, given `etcd`; its data dir is kept) and start it again on the same
+        port with the same certificates, as a control-plane upgrade would. `compact` compacts etcd's history
+        while kube-apiserver is down, so a client that resumes a watch from its last resourceVersion gets 410
+        Gone rather than the events it missed. Returns once /readyz is ok."""
+        self._terminate("kube-apiserver")
+        if etcd:
+            self._terminate("etcd")
+            self._spawn("etcd", self.arguments["etcd"])
+        if compact:
+            self._compact_etcd(time.monotonic() + READY_TIMEOUT_S)
+        self._spawn("kube-apiserver", self.arguments["kube-apiserver"])
+        self._wait_ready(time.monotonic() + READY_TIMEOUT_S)
+
+    def _compact_etcd(self, deadline: float) -> None:
+        """Compact etcd up to its current revision through its JSON gateway (/v3/kv/compaction)."""
+        with httpx.Client(base_url=self.etcd_url, timeout=10.0) as http:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    revision = http.post("/v3/kv/range", json={"key": "AA=="}).json()["header"]["revision"]
+                    response = http.post("/v3/kv/compaction", json={"revision": revision, "physical": True})
+                    response.raise_for_status()
+                    return
+                if time.monotonic() > deadline:
+                    raise self._failure("etcd did not answer a compaction", "etcd")
+                time.sleep(0.2)
+
     def stop(self) -> None:
         """Stop kube-apiserver, then etcd, and remove the run's folder; safe to call twice."""
         for name in ("kube-apiserver", "etcd"):
-            process = self.processes.pop(name, None)
-            if process is None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            self._terminate(name)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
