@@ -11,9 +11,10 @@ import pytest
 import yaml
 
 from mlrollouts.gateway import GatewayConfig, create_app, serve_in_thread
-from mlrollouts.localstack.fixtures import local_apiserver
+from mlrollouts.localstack.fixtures import emulated_apiserver as local_apiserver
 from mlrollouts.localstack.server import LocalApiServer
 
+# The emulator (emulated_apiserver) whatever MLROLLOUTS_TEST_BACKEND says, until this suite is moved.
 __all__ = ["local_apiserver"]
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo-shadow.yaml"

@@ -22,7 +22,8 @@ from routing_objects import (
 
 from mlrollouts.api.spec import GatewayApiTraffic, IstioTraffic, ServiceTraffic
 from mlrollouts.engine.types import Mirror, Split
-from mlrollouts.localstack.fixtures import k8s_api_client, local_apiserver
+from mlrollouts.localstack.fixtures import emulated_apiserver as local_apiserver
+from mlrollouts.localstack.fixtures import k8s_api_client
 from mlrollouts.localstack.server import LocalApiServer
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.gatewayapi import GatewayApiRouter
@@ -32,6 +33,7 @@ from mlrollouts.routing.service import ServiceRouter
 from schema_validation import crd_documents, validate_custom_object
 
 pytestmark = pytest.mark.integration
+# The emulator (emulated_apiserver) until this suite moves to the real server with server-side apply.
 __all__ = ["k8s_api_client", "local_apiserver"]
 
 
