@@ -39,7 +39,7 @@ def stack(module_stack: Stack, tmp_path: pathlib.Path, monkeypatch: pytest.Monke
     for variant in VARIANTS:
         module_stack.exporter.control(variant, rate=0, success=0.75, latency=0.05, error_rate=0.0, silent=False)
     module_stack.operator.log_path = tmp_path / "operator.log"
-    module_stack.operator.start()
+    module_stack.operator.start().wait_serving()
     try:
         yield module_stack
     finally:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import kubernetes
 
 from mlrollouts.localstack.exporter import ExporterProcess
@@ -52,6 +53,20 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
+
+    def wait_serving(self, timeout: float = 120.0) -> OperatorProcess:
+        """Until the operator answers on its metrics port: on a loaded machine its start-up (imports, kopf)
+        takes seconds that a test's wait for the first status should not have to include."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise AssertionError(f"the operator exited during start-up:\n{self.log()[-3000:]}")
+            try:
+                httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise AssertionError(f"the operator did not serve within {timeout:.0f} s:\n{self.log()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crashed pod."""

@@ -32,7 +32,7 @@ SEEN_WITHIN_S = 60.0
 def operator(module_stack: Stack, tmp_path: pathlib.Path) -> Iterator[Stack]:
     module_stack.operator.watch_timeout = WATCH_TIMEOUT_S
     module_stack.operator.log_path = tmp_path / "operator.log"
-    module_stack.operator.start()
+    module_stack.operator.start().wait_serving()
     try:
         yield module_stack
     finally:
