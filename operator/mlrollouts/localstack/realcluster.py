@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from mlrollouts.localstack import binaries, certs
-from mlrollouts.localstack.cleanup import reset_objects
+from mlrollouts.localstack.cleanup import compact_etcd, reset_objects
 from mlrollouts.localstack.crdinstall import install_crds
 from mlrollouts.localstack.kubeconfig import admin_kubeconfig
 
@@ -273,23 +273,10 @@ class RealApiServer:
         if etcd:
             self._terminate("etcd")
             self._spawn("etcd", self.arguments["etcd"])
-        if compact:
-            self._compact_etcd(time.monotonic() + READY_TIMEOUT_S)
+        if compact and not compact_etcd(self.etcd_url, time.monotonic() + READY_TIMEOUT_S):
+            raise self._failure("etcd did not answer a compaction", "etcd")
         self._spawn("kube-apiserver", self.arguments["kube-apiserver"])
         self._wait_ready(time.monotonic() + READY_TIMEOUT_S)
-
-    def _compact_etcd(self, deadline: float) -> None:
-        """Compact etcd up to its current revision through its JSON gateway (/v3/kv/compaction)."""
-        with httpx.Client(base_url=self.etcd_url, timeout=10.0) as http:
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    revision = http.post("/v3/kv/range", json={"key": "AA=="}).json()["header"]["revision"]
-                    response = http.post("/v3/kv/compaction", json={"revision": revision, "physical": True})
-                    response.raise_for_status()
-                    return
-                if time.monotonic() > deadline:
-                    raise self._failure("etcd did not answer a compaction", "etcd")
-                time.sleep(0.2)
 
     def stop(self) -> None:
         """Stop kube-apiserver, then etcd, and remove the run's folder; safe to call twice."""
