@@ -150,6 +150,14 @@ def test_conditions_are_a_map_keyed_on_type_with_observed_generation() -> None:
     assert conditions["items"]["properties"]["observedGeneration"]["type"] == "integer"
 
 
+def test_an_unbounded_confidence_interval_end_may_be_null() -> None:
+    """The operator writes [-0.03, null] for a one-sided interval; a real API server refused the null item
+    until the items were marked nullable (the emulator never checked)."""
+    evidence = openapi_schema()["properties"]["status"]["properties"]["evidence"]["additionalProperties"]
+    items = evidence["properties"]["confidenceInterval"]["items"]
+    assert items == {"type": "number", "nullable": True}
+
+
 def test_spec_keeps_enums_bounds_patterns_required_and_defaults() -> None:
     spec = openapi_schema()["properties"]["spec"]
     props = spec["properties"]

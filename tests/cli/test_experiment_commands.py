@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from mlrollouts.cli.main import main
-from mlrollouts.localstack.server import LocalApiServer
+from mlrollouts.localstack.testbackend import SuiteApiServer
 
 pytestmark = pytest.mark.integration
 EXAMPLE = pathlib.Path(__file__).parents[2] / "examples" / "canary-istio.yaml"
@@ -60,7 +60,7 @@ RUNNING = {
 
 
 def test_status_shows_phase_weights_samples_reason_and_guardrails(
-    local_apiserver: LocalApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
+    local_apiserver: SuiteApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
 ) -> None:
     _create(k8s_api_client, "churn-v3", RUNNING)
     code = main(["status", "churn-v3", "--kubeconfig", str(local_apiserver.kubeconfig)])
@@ -72,7 +72,7 @@ def test_status_shows_phase_weights_samples_reason_and_guardrails(
 
 
 def test_status_json_is_the_object(
-    local_apiserver: LocalApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
+    local_apiserver: SuiteApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
 ) -> None:
     _create(k8s_api_client, "churn-v3", RUNNING)
     assert main(["status", "churn-v3", "-o", "json", "--kubeconfig", str(local_apiserver.kubeconfig)]) == 0
@@ -81,7 +81,7 @@ def test_status_json_is_the_object(
 
 
 def test_list_shows_every_experiment(
-    local_apiserver: LocalApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
+    local_apiserver: SuiteApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
 ) -> None:
     _create(k8s_api_client, "first", RUNNING)
     _create(k8s_api_client, "second")
@@ -92,7 +92,7 @@ def test_list_shows_every_experiment(
 
 @pytest.mark.parametrize("action", ["promote", "rollback", "pause"])
 def test_manual_action_sets_the_annotation(
-    action: str, local_apiserver: LocalApiServer, k8s_api_client: kubernetes.client.ApiClient
+    action: str, local_apiserver: SuiteApiServer, k8s_api_client: kubernetes.client.ApiClient
 ) -> None:
     _create(k8s_api_client, "churn-v3", RUNNING)
     assert main([action, "churn-v3", "--kubeconfig", str(local_apiserver.kubeconfig)]) == 0
@@ -100,7 +100,7 @@ def test_manual_action_sets_the_annotation(
 
 
 def test_action_on_a_finished_experiment_is_refused_and_changes_nothing(
-    local_apiserver: LocalApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
+    local_apiserver: SuiteApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
 ) -> None:
     _create(k8s_api_client, "done", {**RUNNING, "phase": "Promoted"})
     assert main(["rollback", "done", "--kubeconfig", str(local_apiserver.kubeconfig)]) == 1
@@ -110,14 +110,14 @@ def test_action_on_a_finished_experiment_is_refused_and_changes_nothing(
 
 
 def test_resume_needs_a_paused_experiment(
-    local_apiserver: LocalApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
+    local_apiserver: SuiteApiServer, k8s_api_client: kubernetes.client.ApiClient, capsys: pytest.CaptureFixture
 ) -> None:
     _create(k8s_api_client, "churn-v3", RUNNING)
     assert main(["resume", "churn-v3", "--kubeconfig", str(local_apiserver.kubeconfig)]) == 1
     assert "not Paused" in capsys.readouterr().err
 
 
-def test_missing_experiment_is_one_clear_line(local_apiserver: LocalApiServer, capsys: pytest.CaptureFixture) -> None:
+def test_missing_experiment_is_one_clear_line(local_apiserver: SuiteApiServer, capsys: pytest.CaptureFixture) -> None:
     assert main(["status", "nope", "--kubeconfig", str(local_apiserver.kubeconfig)]) == 1
     err = capsys.readouterr().err
     assert "ModelExperiment default/nope not found" in err and "Traceback" not in err

@@ -1,4 +1,5 @@
-"""One emulated API server, exporter and Prometheus per module; a fresh operator process per test."""
+"""One API server (real or emulated: MLROLLOUTS_TEST_BACKEND), exporter and Prometheus per module; a fresh
+operator process per test. Module scope: a real server starts in seconds, and each module's tests share it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import kubernetes
 import pytest
 from stack import Stack
 
-from mlrollouts.localstack.server import run_apiserver
+from mlrollouts.localstack import testbackend
 
 VARIANTS = ["churn-v2", "churn-v3"]
 
@@ -17,7 +18,7 @@ VARIANTS = ["churn-v2", "churn-v3"]
 @pytest.fixture(scope="module")
 def module_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp: pathlib.Path = tmp_path_factory.mktemp("stack")
-    apiserver = run_apiserver(0, tmp / "kubeconfig")
+    apiserver = testbackend.start(tmp / "kubeconfig")
     stack = None
     try:
         stack = Stack(apiserver, tmp, VARIANTS)
@@ -38,7 +39,7 @@ def stack(module_stack: Stack, tmp_path: pathlib.Path, monkeypatch: pytest.Monke
     for variant in VARIANTS:
         module_stack.exporter.control(variant, rate=0, success=0.75, latency=0.05, error_rate=0.0, silent=False)
     module_stack.operator.log_path = tmp_path / "operator.log"
-    module_stack.operator.start()
+    module_stack.operator.start().wait_serving()
     try:
         yield module_stack
     finally:

@@ -1,4 +1,4 @@
-"""The end-to-end stack for controller tests: emulated API server, real Prometheus, a steerable metrics
+"""The end-to-end stack for controller tests: an API server (real or emulated), real Prometheus, a steerable metrics
 exporter, the operator as a real `mlrollouts run` process, and a traffic follower that makes each variant's
 request rate follow status.weights, as a mesh would.
 """
@@ -14,11 +14,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import kubernetes
 
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer, free_port
-from mlrollouts.localstack.server import LocalApiServer
+from mlrollouts.localstack.testbackend import SuiteApiServer
 
 GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
 SCHEMAS = pathlib.Path(__file__).parents[1] / "data" / "schemas"
@@ -29,12 +30,13 @@ class OperatorProcess:
 
     def __init__(self, kubeconfig: pathlib.Path, log_path: pathlib.Path) -> None:
         self.kubeconfig, self.log_path = kubeconfig, log_path
+        self.watch_timeout = 30  # seconds a watch request lasts before kopf renews it (MLROLLOUTS_WATCH_TIMEOUT)
         self.metrics_port = 0
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
         self.metrics_port = free_port()
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": "30"}
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": str(self.watch_timeout)}
         command = [
             sys.executable,
             "-m",
@@ -51,6 +53,20 @@ class OperatorProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         return self
+
+    def wait_serving(self, timeout: float = 120.0) -> OperatorProcess:
+        """Until the operator answers on its metrics port: on a loaded machine its start-up (imports, kopf)
+        takes seconds that a test's wait for the first status should not have to include."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise AssertionError(f"the operator exited during start-up:\n{self.log()[-3000:]}")
+            try:
+                httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2)
+                return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise AssertionError(f"the operator did not serve within {timeout:.0f} s:\n{self.log()[-3000:]}")
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, as a crashed pod."""
@@ -93,7 +109,7 @@ class TrafficFollower(threading.Thread):
 
 
 class Stack:
-    def __init__(self, apiserver: LocalApiServer, tmp: pathlib.Path, variants: list[str]) -> None:
+    def __init__(self, apiserver: SuiteApiServer, tmp: pathlib.Path, variants: list[str]) -> None:
         self.apiserver, self.tmp = apiserver, tmp
         self.api = kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
         self.objects = kubernetes.client.CustomObjectsApi(self.api)

@@ -15,7 +15,7 @@ import pytest
 from mlrollouts.controller.readiness import Readiness, api_check, experiments_path
 from mlrollouts.localstack.fixtures import local_apiserver
 from mlrollouts.localstack.prometheus import free_port
-from mlrollouts.localstack.server import LocalApiServer
+from mlrollouts.localstack.testbackend import SuiteApiServer
 from mlrollouts.routing.base import RoutingError
 
 __all__ = ["local_apiserver"]
@@ -121,7 +121,7 @@ def test_an_operator_without_its_api_server_is_alive_but_not_ready(tmp_path: pat
 
 
 @pytest.mark.integration
-def test_an_operator_with_its_api_server_is_ready(local_apiserver: LocalApiServer, tmp_path: pathlib.Path) -> None:
+def test_an_operator_with_its_api_server_is_ready(local_apiserver: SuiteApiServer, tmp_path: pathlib.Path) -> None:
     log_path = tmp_path / "operator.log"
     process, _, readiness = _operator(local_apiserver.kubeconfig, log_path)
     try:

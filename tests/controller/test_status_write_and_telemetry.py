@@ -15,7 +15,7 @@ from mlrollouts.api import parse_experiment
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.localstack.fixtures import local_apiserver
-from mlrollouts.localstack.server import LocalApiServer
+from mlrollouts.localstack.testbackend import SuiteApiServer
 from mlrollouts.routing.kube import KubeObjects, ObjectConflict
 
 __all__ = ["local_apiserver"]
@@ -23,7 +23,7 @@ GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
 
 
 @pytest.mark.integration
-def test_a_status_write_from_a_stale_read_is_refused_and_changes_nothing(local_apiserver: LocalApiServer) -> None:
+def test_a_status_write_from_a_stale_read_is_refused_and_changes_nothing(local_apiserver: SuiteApiServer) -> None:
     api = kubernetes.config.new_client_from_config(config_file=str(local_apiserver.kubeconfig))
     objects = kubernetes.client.CustomObjectsApi(api)
     objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, canary_manifest("x", "http://p:9090"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,7 @@ from mlrollouts.engine.types import Event
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import make_router
 from mlrollouts.routing.fake import FakeKubeObjects
-from mlrollouts.routing.kube import ApiRequestFailed
+from mlrollouts.routing.kube import ApiRequestFailed, ObjectConflict
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 API = "mlrollouts.dev/v1alpha1"
@@ -144,6 +145,19 @@ def test_a_missing_routing_object_is_pending_with_a_reason_and_one_event_with_a_
     assert events[0]["series"]["count"] == 3 and events[0]["involvedObject"]["uid"] == "u-1"
 
 
+def test_a_failure_report_that_loses_a_race_is_a_conflict_so_the_tick_rereads_at_once() -> None:
+    """kopf's own writes on a new object change its resourceVersion between the tick's read and its status
+    write: a RoutingError would wait the 5 s retry interval with nothing in status; a conflict re-reads now."""
+    cluster = _Cluster(_manifest())
+    body = cluster.body()
+    cluster.objects.objects[next(k for k in cluster.objects.objects if k[1] == "modelexperiments")]["metadata"][
+        "resourceVersion"
+    ] = "changed-by-kopf"
+    with pytest.raises(ObjectConflict):
+        asyncio.run(reconcile(body, T0, cluster.ports(body)))
+    assert cluster.tick(T0) is not None and cluster.body()["status"]["reason"] == "RoutingFailed"
+
+
 def test_a_running_experiment_keeps_its_phase_and_weights_when_its_route_disappears() -> None:
     cluster = _Cluster(_manifest())
     cluster.objects.add("virtualservices", _vs())
@@ -228,6 +242,9 @@ def test_a_new_message_is_a_new_event_and_an_expired_event_is_created_again() ->
     asyncio.run(post("a"))
     counts = sorted((o["message"], o["count"]) for k, o in objects.objects.items())
     assert counts == [("a", 2), ("b", 1)]
+    (series,) = [o["series"] for o in objects.objects.values() if "series" in o]
+    # A MicroTime: the real API server refuses the patch (422) without the six fraction digits.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", series["lastObservedTime"]), series
     objects.objects.clear()  # the API server expired them
     asyncio.run(post("a"))
     assert [(o["message"], o["count"]) for o in objects.objects.values()] == [("a", 1)]

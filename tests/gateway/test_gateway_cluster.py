@@ -14,6 +14,7 @@ from mlrollouts.gateway import GatewayConfig, serve_gateway_in_thread
 from mlrollouts.localstack.fixtures import local_apiserver
 from mlrollouts.localstack.server import LocalApiServer
 
+# The emulator (emulated_apiserver) whatever MLROLLOUTS_TEST_BACKEND says, until this suite is moved.
 __all__ = ["local_apiserver"]
 pytestmark = pytest.mark.integration
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "demo-shadow.yaml"

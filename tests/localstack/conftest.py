@@ -1,16 +1,24 @@
-"""The local-stack fixtures, imported so that every test here can request them by name."""
+"""The local-stack fixtures, imported so that every test here can request them by name.
+
+These are the emulator's own tests: `local_apiserver` is the emulator here whatever MLROLLOUTS_TEST_BACKEND
+says (test_real_apiserver.py starts the real one itself)."""
 
 import pathlib
 
 import pytest
 
-from mlrollouts.localstack.fixtures import k8s_api_client, kubectl, local_apiserver, prometheus_factory
+from mlrollouts.localstack.fixtures import emulated_apiserver, k8s_api_client, kubectl, prometheus_factory
 from mlrollouts.localstack.server import LocalApiServer
 
-__all__ = ["k8s_api_client", "kubectl", "local_apiserver", "prometheus_factory"]
+__all__ = ["emulated_apiserver", "k8s_api_client", "kubectl", "prometheus_factory"]
 
 DATA = pathlib.Path(__file__).parent / "data"
 EXPERIMENT_CRD = DATA / "modelexperiments.crd.yaml"
+
+
+@pytest.fixture
+def local_apiserver(emulated_apiserver: LocalApiServer) -> LocalApiServer:
+    return emulated_apiserver
 
 
 @pytest.fixture

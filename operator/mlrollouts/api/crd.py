@@ -70,7 +70,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, for_status: bool, pa
                 for name, child in value.items()
             }
         elif key == "items":
-            value = _convert(value, defs, for_status=for_status, path=f"{path}[]")
+            value = _nullable(value, _convert(value, defs, for_status=for_status, path=f"{path}[]"))
             if node.get("x-kubernetes-list-type") == "map":  # the API server wants the keys required, even in status
                 value = {**value, "required": list(node["x-kubernetes-list-map-keys"])}
                 value = {k: value[k] for k in sorted(value, key=_key_rank)}
@@ -78,14 +78,22 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, for_status: bool, pa
             continue
         out[key] = copy.deepcopy(value)
     if isinstance(node.get("additionalProperties"), dict):
-        out["additionalProperties"] = _convert(
-            node["additionalProperties"], defs, for_status=for_status, path=f"{path}{{}}"
-        )
+        value = node["additionalProperties"]
+        out["additionalProperties"] = _nullable(value, _convert(value, defs, for_status=for_status, path=f"{path}{{}}"))
     if "const" in node:
         out["enum"] = [node["const"]]
     if "type" not in out:
         raise SchemaConversionError(f"{path}: no type after conversion: {node}")
     return {key: out[key] for key in sorted(out, key=_key_rank)}
+
+
+def _nullable(source: dict[str, Any], converted: dict[str, Any]) -> dict[str, Any]:
+    """`nullable: true` where a list item or map value may be null (e.g. an unbounded end of a confidence
+    interval, [-0.03, null]): an omitted property means null, but an item has no way to be omitted, and the
+    real API server refuses null for a plain `type: number` (found when the suites moved onto it)."""
+    if any(branch.get("type") == "null" for branch in source.get("anyOf", [])):
+        return {**converted, "nullable": True}
+    return converted
 
 
 def _resolve(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, Any]:

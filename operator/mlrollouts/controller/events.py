@@ -44,12 +44,13 @@ class EventRecorder:
         meta = involved.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
         key = (namespace, meta.get("name") or "", meta.get("uid") or "", event.type, event.reason, event.message)
-        now = _timestamp(self.clock())
+        moment = self.clock()
+        now = _timestamp(moment)
         try:
             series = self._series.get(key)
             if series is not None:
                 try:
-                    await self._repeat(namespace, series, now)
+                    await self._repeat(namespace, series, moment)
                     self._series.move_to_end(key)
                     return
                 except ObjectNotFound:  # expired (the API server keeps Events for an hour) or deleted
@@ -62,9 +63,10 @@ class EventRecorder:
         while len(self._series) > MAX_SERIES:
             self._series.popitem(last=False)
 
-    async def _repeat(self, namespace: str, series: _Series, now: str) -> None:
+    async def _repeat(self, namespace: str, series: _Series, moment: datetime) -> None:
         count = series.count + 1
-        patch = {"count": count, "lastTimestamp": now, "series": {"count": count, "lastObservedTime": now}}
+        observed = {"count": count, "lastObservedTime": _micro_timestamp(moment)}
+        patch = {"count": count, "lastTimestamp": _timestamp(moment), "series": observed}
         await self.objects.patch("v1", "events", namespace, series.name, patch, "merge")
         series.count = count
 
@@ -97,3 +99,9 @@ class EventRecorder:
 
 def _timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _micro_timestamp(moment: datetime) -> str:
+    """A MicroTime (series.lastObservedTime): the API server refuses it without the six fraction digits, so a
+    repeat was never counted on a real cluster (422), only on the emulator."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

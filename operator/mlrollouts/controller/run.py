@@ -27,6 +27,8 @@ def configure(settings: kopf.OperatorSettings, **_: object) -> None:
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING  # our Events are explicit; kopf's own are for trouble only
+    # A restarted or compacted API server needs no setting: kopf resumes a cut watch from its last version and
+    # re-lists on 410 Gone (tests/controller/test_apiserver_restart.py, on the real kube-apiserver + etcd).
     settings.watching.server_timeout = int(os.environ.get("MLROLLOUTS_WATCH_TIMEOUT", "300"))
     settings.watching.client_timeout = settings.watching.server_timeout + 10
     settings.networking.request_timeout = 30

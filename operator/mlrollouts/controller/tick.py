@@ -279,7 +279,10 @@ async def _mark_invalid(
 
 
 async def _mark_not_ready(body: Mapping[str, Any], now: datetime, reason: str, message: str, ports: TickPorts) -> None:
-    """Best effort: the API server may be what failed; the caller re-raises the original error either way."""
+    """Best effort: the API server may be what failed; the caller re-raises the original error either way,
+    except when the status write lost a race (ObjectConflict): then the tick starts again from a fresh read at
+    once. On a real API server kopf's own first writes (finalizer, annotations) race a new experiment's first
+    tick, and a missing route went unreported for the whole 5 s retry interval."""
     meta = body.get("metadata") or {}
     await ports.post_event(Event("Warning", reason, message))
     try:
@@ -287,6 +290,8 @@ async def _mark_not_ready(body: Mapping[str, Any], now: datetime, reason: str, m
         await ports.write_status(
             meta.get("namespace", "default"), meta.get("name", ""), status, meta.get("resourceVersion")
         )
+    except ObjectConflict:
+        raise
     except Exception as error:  # reporting must not hide the tick's own failure
         log.info(
             "experiment=%s/%s could not record %s in status: %s", meta.get("namespace"), meta.get("name"), reason, error

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from mlrollouts.localstack import binaries, certs
+from mlrollouts.localstack.cleanup import compact_etcd, reset_objects
 from mlrollouts.localstack.crdinstall import PROJECT_CRDS, install_crds
 from mlrollouts.localstack.kubeconfig import admin_kubeconfig
 
@@ -81,6 +82,8 @@ def _tail(path: pathlib.Path, lines: int = 8) -> str:
 class RealApiServer:
     """etcd + kube-apiserver on 127.0.0.1; start() / stop() or a `with` block."""
 
+    backend = "real"
+
     def __init__(
         self,
         port: int = 0,
@@ -100,6 +103,8 @@ class RealApiServer:
         self.rejected_crds: list[str] = []
         self.workdir: pathlib.Path | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.arguments: dict[str, list[str]] = {}  # each process's command line, to start it again
+        self.etcd_url = ""
         self.port = 0
         self.ready_seconds = 0.0  # until /readyz answered ok
         self.startup_seconds = 0.0  # until the CRDs were Established too
@@ -133,7 +138,8 @@ class RealApiServer:
 
     def _spawn(self, name: str, args: list[str]) -> None:
         assert self.workdir is not None
-        log = (self.workdir / f"{name}.log").open("wb")
+        self.arguments[name] = args
+        log = (self.workdir / f"{name}.log").open("ab")
         with log:
             self.processes[name] = subprocess.Popen(
                 [str(binaries.path(name)), *args],
@@ -151,6 +157,7 @@ class RealApiServer:
         client, peer = free_port(), free_port()
         self.port = self.requested_port or free_port()
         etcd_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
+        self.etcd_url = etcd_url
         self._spawn(
             "etcd",
             [
@@ -237,18 +244,51 @@ class RealApiServer:
         with self.client(timeout=30.0) as http:
             return install_crds(http, files, rejected)
 
+    def ensure_namespace(self, name: str) -> dict[str, Any]:
+        """Create the namespace unless it exists; returns it as served."""
+        with self.client() as http:
+            response = http.post("/api/v1/namespaces", json={"metadata": {"name": name}})
+            if response.status_code == 409:
+                response = http.get(f"/api/v1/namespaces/{name}")
+            response.raise_for_status()
+            return response.json()
+
+    def reset(self) -> None:
+        """Delete every custom object and the namespaced objects tests create, so that one server can serve many
+        tests (a start costs seconds): finalizers are dropped first, as no operator may be left to remove them.
+        Namespaces stay (without a controller-manager a deleted namespace never leaves Terminating)."""
+        with self.client(timeout=30.0) as http:
+            reset_objects(http)
+
+    def _terminate(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def restart(self, *, etcd: bool = False, compact: bool = False) -> None:
+        """Stop kube-apiserver (and etcd too, given `etcd`; its data dir is kept) and start it again on the same
+        port with the same certificates, as a control-plane upgrade would. `compact` compacts etcd's history
+        while kube-apiserver is down, so a client that resumes a watch from its last resourceVersion gets 410
+        Gone rather than the events it missed. Returns once /readyz is ok."""
+        self._terminate("kube-apiserver")
+        if etcd:
+            self._terminate("etcd")
+            self._spawn("etcd", self.arguments["etcd"])
+        if compact and not compact_etcd(self.etcd_url, time.monotonic() + READY_TIMEOUT_S):
+            raise self._failure("etcd did not answer a compaction", "etcd")
+        self._spawn("kube-apiserver", self.arguments["kube-apiserver"])
+        self._wait_ready(time.monotonic() + READY_TIMEOUT_S)
+
     def stop(self) -> None:
         """Stop kube-apiserver, then etcd, and remove the run's folder; safe to call twice."""
         for name in ("kube-apiserver", "etcd"):
-            process = self.processes.pop(name, None)
-            if process is None:
-                continue
-            process.terminate()
-            try:
-                process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            self._terminate(name)
         if self.workdir is not None:
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None

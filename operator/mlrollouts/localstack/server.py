@@ -43,6 +43,8 @@ def kubeconfig_document(url: str, context: str = "mlrollouts-local") -> dict[str
 class LocalApiServer:
     """The emulator served on 127.0.0.1:port from a daemon thread; start() / stop() or a `with` block."""
 
+    backend = "emulated"
+
     def __init__(self, port: int = 0, kubeconfig_path: str | pathlib.Path | None = None) -> None:
         self.requested_port = port
         self.kubeconfig: pathlib.Path | None = pathlib.Path(kubeconfig_path) if kubeconfig_path else None
