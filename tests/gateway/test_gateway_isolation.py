@@ -156,15 +156,15 @@ def test_malformed_bodies_are_a_4xx_never_a_500(start_gateway, body: bytes) -> N
 
 
 def test_a_failing_challenger_and_its_fallback_stay_within_one_timeout(start_gateway, models) -> None:
-    """Before: the challenger used the whole --timeout, then the champion got another one (2 × 2 s)."""
+    """Before: the challenger used the whole --timeout, then the champion got another one (2 × 4 s)."""
     models["churn-v2"][0].delay_seconds = 30.0
     models["churn-v3"][0].delay_seconds = 30.0
-    gateway = start_gateway({"churn-v2": 0, "churn-v3": 100}, timeout_seconds=2.0)
+    gateway = start_gateway({"churn-v2": 0, "churn-v3": 100}, timeout_seconds=4.0)
     started = time.monotonic()
     response = gateway.predict("ivan")
     elapsed = time.monotonic() - started
     assert response.status_code == 504 and response.headers["x-mlrollouts-fallback"] == "true"
-    assert elapsed < 3.5  # one timeout plus slack for a loaded machine; two would be >= 4 s
+    assert elapsed < 7.0  # one timeout plus 3 s of slack for a loaded machine; two would be >= 8 s
     assert gateway.metric("ab_test_errors_total", variant="churn-v3", kind="timeout") == 1
     assert gateway.metric("ab_test_errors_total", variant="churn-v2", kind="timeout") == 1
 
