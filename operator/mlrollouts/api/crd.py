@@ -69,7 +69,12 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, for_status: bool, pa
                 for name, child in value.items()
             }
         elif key == "items":
+            # exclude_none drops a None field, never a None list element (an unbounded end of an interval):
+            # such items must say nullable, or the API server refuses the whole status write.
+            nullable = any(branch.get("type") == "null" for branch in value.get("anyOf", ()))
             value = _convert(value, defs, for_status=for_status, path=f"{path}[]")
+            if nullable:
+                value = {**value, "nullable": True}
         elif key == "required" and for_status:
             continue
         out[key] = copy.deepcopy(value)
