@@ -9,7 +9,7 @@ import pytest
 from stack import canary_manifest
 
 from mlrollouts.api import SpecError
-from mlrollouts.controller.tick import load
+from mlrollouts.controller.tick import load, routing_claim
 
 
 def _body(generation: int, uid: str = "u-1", **spec: Any) -> dict[str, Any]:
@@ -46,3 +46,15 @@ def test_the_same_spec_under_another_interval_floor_is_checked_again(monkeypatch
     monkeypatch.delenv("MLROLLOUTS_MIN_INTERVAL")
     with pytest.raises(SpecError, match=r"spec\.analysis\.interval"):
         load(body)
+
+
+def test_the_routing_claim_follows_an_edit_of_the_route_and_an_invalid_spec_claims_nothing() -> None:
+    body = _body(1, uid="u-4")
+    assert routing_claim(body) == ("VirtualService", "default", "churn")
+    body["status"] = {"phase": "Progressing", "step": 2}  # our own status write: the same claim
+    assert routing_claim(body) == ("VirtualService", "default", "churn")
+    moved = _body(2, uid="u-4", traffic={"provider": "istio", "istio": {"virtualService": "other", "routes": ["p"]}})
+    assert routing_claim(moved) == ("VirtualService", "default", "other")
+    broken = _body(3, uid="u-4")
+    broken["spec"]["strategy"] = "bogus"
+    assert routing_claim(broken) is None

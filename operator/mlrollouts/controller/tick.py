@@ -35,6 +35,7 @@ from mlrollouts.engine.types import Event, ManualAction, Observations, SetTraffi
 from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.templates import validate_templates
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
+from mlrollouts.routing.factory import routing_target
 from mlrollouts.routing.kube import ObjectConflict
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,33 @@ def load(body: Mapping[str, Any]) -> ModelExperiment:
         if len(_parsed_specs) > SPEC_CACHE_SIZE:
             _parsed_specs.popitem(last=False)
     return experiment
+
+
+_claims: OrderedDict[tuple[str, str], tuple[str, str, str] | None] = OrderedDict()
+
+
+def routing_claim(body: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The routing object a (live) experiment's spec names, or None (gateway, or an invalid spec).
+
+    The routing index calls this on every watch event, our own status writes included: it depends on the
+    namespace and the spec only, so it is kept by both and costs a JSON dump per event once seen.
+    """
+    namespace = (body.get("metadata") or {}).get("namespace") or ""
+    try:
+        key = (namespace, json.dumps(body.get("spec"), sort_keys=True))
+    except (TypeError, ValueError):
+        key = None
+    if key is not None and key in _claims:
+        return _claims[key]
+    try:
+        target = routing_target(load(body))
+    except SpecError:
+        target = None
+    if key is not None:
+        _claims[key] = target
+        if len(_claims) > SPEC_CACHE_SIZE:
+            _claims.popitem(last=False)
+    return target
 
 
 def manual_action(body: Mapping[str, Any]) -> tuple[ManualAction | None, str | None]:
