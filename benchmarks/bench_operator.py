@@ -315,7 +315,8 @@ def run(progress: Progress) -> BenchTable:
         rows=[list(row.values()) for row in rows],
         notes=(
             "Each experiment: an A/B test of two equal models (stays Progressing); a tick reads the object, runs "
-            "2 sample queries per variant and 1 guardrail query per variant, decides, and writes status once.",
+            "its 3 queries (successes, trials, p95 latency) once for both variants as `sum by (variant)`, "
+            "concurrently on one aiohttp session, decides, and writes status once.",
             "ticks: the operator's mlrollouts_reconcile_duration_seconds_count (all results) over the window after "
             "warm-up; ideal = experiments / interval; operator CPU from /proc/PID/stat utime+stime.",
             "emulator CPU: this process's CPU in the window, i.e. the in-process emulated API server (kmock) "
@@ -323,9 +324,11 @@ def run(progress: Progress) -> BenchTable:
             f"Capacity: at {cpu_ms:g} ms of CPU per tick, one operator process (one core: Python's GIL) tops out "
             f"near {capacity:.0f} ticks/s, so {largest['experiments']} experiments need an analysis interval of at "
             f"least {int(largest['experiments']) / capacity:.0f} s per replica (peering keeps one replica active); "
-            "below that, ticks queue behind the default thread pool that runs the blocking HTTP calls (6 Prometheus "
-            "queries and 2 API calls per tick), as the reconcile durations and the time since each experiment's "
-            "last analysis show.",
+            "below that, ticks queue (the 2 Kubernetes API calls per tick still run on the default thread pool), "
+            "as the reconcile durations and the time since each experiment's last analysis show.",
+            "Before issue 14 item 2 (2026-11-25, same configurations): 12.4 / 13.4 / 12.6 operator CPU ms per tick "
+            "and 6.0 / 5.8 / 6.2 Prometheus queries per tick (one thread-pooled `requests` call per query and "
+            "variant, the spec parsed and its templates checked on every tick).",
             "Prometheus queries per tick: prometheus_http_requests_total{handler=/api/v1/query} on its own /metrics.",
             f"Whole run {time.monotonic() - started:.0f}s; the operator, Prometheus, the exporter and the emulator "
             "share the machine's CPUs, so ratios below 1 at high counts mean the machine, not only the operator, "

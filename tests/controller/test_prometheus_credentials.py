@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -126,7 +127,10 @@ def test_by_default_no_secret_is_read_even_for_an_allowed_address() -> None:
 def test_an_allowed_address_and_secret_get_the_token_from_the_experiments_own_namespace() -> None:
     """The positive control: the same listener does receive the token when the platform allows both."""
     objects = _cluster()
-    with recording_listener() as prometheus:
+    # As Prometheus answers the `sum by (variant)` query each of the manifest's templates becomes: a series a variant.
+    series = [{"metric": {"variant": v}, "value": [0, "5"]} for v in ("churn-v2", "churn-v3")]
+    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": series}}).encode()
+    with recording_listener(body=body) as prometheus:
         policy = CredentialPolicy((prometheus.url,), secret_names=frozenset({"prom-token"}))
         runtime = Runtime(objects, credentials=policy)
         experiment = parse_experiment(_manifest(prometheus.url, bearerTokenSecretRef=TOKEN_REF))

@@ -267,3 +267,28 @@ def test_conditions_are_a_map_list_the_server_keeps_unique_by_type(
     assert accepted.returncode == 0, accepted.stderr
     shown = kubectl.run("get", "mexp", "conditions", "-o", "jsonpath={.status.conditions[0].observedGeneration}")
     assert shown.stdout == "1"
+
+
+def test_a_status_with_an_unbounded_confidence_interval_is_accepted(cluster: tuple[RealApiServer, Kubectl]) -> None:
+    """A sequential test's interval starts unbounded ([null, null]); the status holding it must be storable, or
+    every status write of a new A/B test is refused with 422 (the emulator does not validate status)."""
+    from mlrollouts.api import ModelExperimentStatus
+
+    _, kubectl = cluster
+    manifest = next(
+        doc
+        for path in EXAMPLES
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc and doc.get("kind") == "ModelExperiment"
+    )
+    manifest["metadata"] = {"name": "unbounded", "namespace": "default"}
+    assert kubectl.run("apply", "-f", "-", input=yaml.safe_dump(manifest)).returncode == 0
+    status = ModelExperimentStatus.model_validate({"phase": "Progressing", "evidence": {"churn-v3": {}}}).to_wire()
+    assert status["evidence"]["churn-v3"]["confidenceInterval"] == [None, None]
+    patch = json.dumps({"status": status})
+    result = kubectl.run(
+        "patch", "mexp", "unbounded", "-n", "default", "--subresource=status", "--type=merge", "-p", patch
+    )
+    assert result.returncode == 0, result.stderr
+    stored = json.loads(kubectl.run("get", "mexp", "unbounded", "-n", "default", "-o", "json").stdout)
+    assert stored["status"]["evidence"]["churn-v3"]["confidenceInterval"] == [None, None]

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from mlrollouts.api import ModelExperiment
@@ -23,6 +25,7 @@ from mlrollouts.engine.types import Observations
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.metrics.prometheus import PrometheusMetrics, provider_for
+from mlrollouts.metrics.templates import query_templates, render, variant_values
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -303,3 +306,32 @@ async def test_a_ca_from_the_secret_verifies_a_tls_prometheus(
         f"TLS to Prometheus at {url} failed: TLS certificate verification failed: "
         "check spec.analysis.prometheus.caSecretRef (4 of 4 queries failed)",
     )
+
+
+async def test_one_request_per_template_answers_every_variant_as_per_variant_queries_would(
+    stack: Stack, experiment_factory: Callable[..., ModelExperiment], proxy_factory: Callable[..., object]
+) -> None:
+    """Three challengers, one of them (churn-v4) never receiving traffic: 3 templates, 3 requests, same values."""
+    at = datetime.now(UTC) - timedelta(seconds=2)
+    guardrails = [P95, ERROR_RATE]  # P95 is grouped (histogram_quantile by le, variant); ERROR_RATE is not
+    with proxy_factory(stack.prometheus.address, "s3cret") as (url, seen):
+        experiment = experiment_factory(url, guardrails=guardrails, challengers=("churn-v3", "churn-v4"))
+        observations = await PrometheusMetrics(url, token="s3cret").observe(experiment, at)
+    grouped = [r["path"] for r in seen.requests if "by" in r["path"]]
+    assert len(seen.requests) == 3 + 3  # successes, trials, p95 once each; the error-rate ratio once per variant
+    assert len(grouped) == 3
+    async with httpx.AsyncClient(base_url=stack.prometheus.address) as direct:
+        for variant in ("churn-v2", "churn-v3", "churn-v4"):
+            values = variant_values(experiment, variant, at)
+            for template in query_templates(experiment.spec):
+                promql = render(template.text, values, template.field)
+                answer = await direct.get("/api/v1/query", params={"query": promql, "time": f"{at.timestamp():.3f}"})
+                series = answer.json()["data"]["result"]
+                expected = float(series[0]["value"][1]) if series else None
+                observed = observations.variants[variant]
+                seen_value = {**observed.samples, **observed.guardrails}[template.name]
+                if expected is not None and math.isnan(expected):
+                    assert seen_value is None
+                else:
+                    assert seen_value == expected, (variant, template.name)
+    assert observations.variants["churn-v2"].samples["trials"]  # the champion has traffic: a real comparison

@@ -9,7 +9,14 @@ import pytest
 
 from mlrollouts.api import ModelExperiment, SpecError
 from mlrollouts.metrics.prometheus import PrometheusMetrics
-from mlrollouts.metrics.templates import TemplateError, render, validate_templates, variant_values
+from mlrollouts.metrics.templates import (
+    TemplateError,
+    render,
+    render_grouped,
+    validate_templates,
+    variant_grouping,
+    variant_values,
+)
 
 NOW = datetime(2026, 11, 25, 10, 0, 0, tzinfo=UTC)
 VALUES = {
@@ -121,3 +128,61 @@ async def test_injection_through_an_object_name_sends_no_query(
     assert observations.variants["churn-v3"].samples == {"successes": None, "trials": None}
     assert len(observations.errors) == 4
     assert "refusing to substitute {{namespace}} = 'ml\"} or vector(1) #'" in observations.errors[0]
+
+
+@pytest.mark.parametrize(
+    ("template", "grouped"),
+    [
+        (
+            'sum(model_outcomes_total{variant="{{variant}}",outcome="success"})',
+            'sum by (variant) (model_outcomes_total{variant=~"churn-v2|churn-v3",outcome="success"})',
+        ),
+        (
+            'sum(increase(model_outcomes_total{variant="{{variant}}"}[{{window}}]))',
+            'sum by (variant) (increase(model_outcomes_total{variant=~"churn-v2|churn-v3"}[5m]))',
+        ),
+        (
+            "histogram_quantile(0.95, sum by (le) (rate(latency_bucket{model = '{{variant}}'}[{{interval}}])))",
+            None,  # single quotes are not in the recognised shape: one query per variant, still correct
+        ),
+        (
+            'histogram_quantile(0.95, sum by (le) (rate(latency_bucket{model="{{variant}}"}[{{interval}}])))',
+            'histogram_quantile(0.95, sum by (le, model) (rate(latency_bucket{model=~"churn-v2|churn-v3"}[1m])))',
+        ),
+        ('sum(x{ns="{{namespace}}", model="{{variant}}"})', 'sum by (model) (x{ns="ml", model=~"churn-v2|churn-v3"})'),
+    ],
+)
+def test_a_template_summing_one_selector_becomes_one_query_for_every_variant(
+    template: str, grouped: str | None
+) -> None:
+    grouping = variant_grouping(template)
+    values = {"namespace": "ml", "window": "5m", "interval": "1m"}
+    rendered = render_grouped(grouping, ["churn-v2", "churn-v3"], values, "f") if grouping else None
+    assert rendered == grouped
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        # a ratio of two sums: grouping each side is possible, the whole is not one `sum by`
+        'sum(rate(errors{variant="{{variant}}"}[1m])) / sum(rate(requests{variant="{{variant}}"}[1m]))',
+        'model_outcomes_total{variant="{{variant}}"}',  # no aggregation: several series is the user's error to see
+        'sum(max(x{variant="{{variant}}"}))',  # an inner aggregation drops the label
+        'sum(label_replace(x{variant="{{variant}}"}, "variant", "z", "", ""))',  # rewrites the label
+        'sum(x{variant=~"{{variant}}"})',  # a regex matcher: the value is not matched exactly
+        'sum(x{variant="{{variant}}"}) by (zone)',  # several series per variant
+        'sum(x{v="a,variant=\\"{{variant}}\\""})',  # the variable inside another label's value
+        'sum(x{service="{{service}}"})',
+        'sum(x{le="{{variant}}"})',
+        'sum(x{variant="{{variant}}", other="{{variant}}"})',
+    ],
+)
+def test_a_template_whose_shape_could_change_the_answer_stays_one_query_per_variant(template: str) -> None:
+    assert variant_grouping(template) is None
+
+
+def test_a_grouped_query_refuses_a_variant_name_it_could_not_quote() -> None:
+    grouping = variant_grouping('sum(x{variant="{{variant}}"})')
+    assert grouping is not None
+    with pytest.raises(TemplateError, match="refusing to substitute"):
+        render_grouped(grouping, ["churn-v2", 'a"}) or vector(1) #'], {}, "spec.analysis.primaryMetric.trials")

@@ -16,7 +16,7 @@ from mlrollouts import GROUP, PLURAL, VERSION
 from mlrollouts.api import TERMINAL_PHASES, SpecError
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.ports import Runtime
-from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile
+from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile, routing_claim
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import routing_target
 from mlrollouts.routing.kube import ObjectConflict
@@ -27,15 +27,15 @@ MIN_INTERVAL_SECONDS = 0.2
 
 
 @kopf.index(*RESOURCE)
-def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]] | None:
-    """Which live experiment manages which routing object; the oldest claim wins a conflict."""
+async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]] | None:
+    """Which live experiment manages which routing object; the oldest claim wins a conflict.
+
+    Async (a sync handler costs a worker-thread round trip) and cached by spec: it runs on every watch event,
+    each of our own status writes included.
+    """
     if (body.get("status") or {}).get("phase") in TERMINAL_PHASES or body.meta.get("deletionTimestamp"):
         return None
-    try:
-        experiment = load(body)
-    except SpecError:
-        return None
-    target = routing_target(experiment)
+    target = routing_claim(body)
     if target is None:
         return None
     return {target: (body.meta.get("creationTimestamp") or "", body.meta.name or "")}

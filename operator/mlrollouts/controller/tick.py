@@ -8,15 +8,28 @@ the status that records it, and applying it twice is harmless.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from mlrollouts.api import ModelExperiment, RoutingStatus, SpecError, parse_experiment
+from mlrollouts import KIND
+from mlrollouts.api import (
+    API_VERSION,
+    ModelExperiment,
+    ModelExperimentSpec,
+    ModelExperimentStatus,
+    RoutingStatus,
+    SpecError,
+    parse_experiment,
+)
+from mlrollouts.api.durations import MIN_INTERVAL_ENV
 from mlrollouts.api.errors import SpecProblem
-from mlrollouts.api.status import ModelExperimentStatus
+from mlrollouts.api.experiment import ObjectMeta
 from mlrollouts.controller.not_ready import invalid_status, not_ready_status
 from mlrollouts.controller.templates import no_templates
 from mlrollouts.engine import decide, expected_traffic, gates
@@ -25,6 +38,7 @@ from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.template_refs import queries_fingerprint, template_refs
 from mlrollouts.metrics.templates import validate_templates
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
+from mlrollouts.routing.factory import routing_target
 from mlrollouts.routing.kube import ApiRequestFailed, ObjectConflict
 
 log = logging.getLogger(__name__)
@@ -65,15 +79,63 @@ class TickResult:
     transitioned: bool = False
 
 
+SPEC_CACHE_SIZE = 20_000
+_parsed_specs: OrderedDict[tuple[str, str], ModelExperimentSpec] = OrderedDict()
+"""Valid specs by their canonical JSON (and the interval floor they were checked against): parsing a spec and
+checking its templates was a third of a tick's CPU once the queries were cheap, repeated every tick and every
+watch event for a spec that changes only when its author edits it. Content-addressed, so an edit is a miss;
+models are frozen, so sharing one is safe."""
+
+
 def load(body: Mapping[str, Any]) -> ModelExperiment:
     """Parse the object; template variables are checked too, so a bad query is an invalid spec, not an outage."""
     raw = {k: v for k, v in body.items() if k in ("apiVersion", "kind", "metadata", "spec")}
     status = dict(body.get("status") or {})
     status.pop("kopf", None)
     raw["status"] = status
+    try:
+        key = (json.dumps(raw.get("spec"), sort_keys=True), os.environ.get(MIN_INTERVAL_ENV, ""))
+    except (TypeError, ValueError):  # not JSON (a test's odd body): parsed, never cached
+        key = None
+    spec = _parsed_specs.get(key) if key else None
+    if spec is not None and raw.get("apiVersion") == API_VERSION and raw.get("kind") == KIND:
+        _parsed_specs.move_to_end(key)  # type: ignore[arg-type]
+        meta = ObjectMeta.model_validate(body.get("metadata") or {})
+        return ModelExperiment(metadata=meta, spec=spec, status=ModelExperimentStatus.model_validate(status))
     experiment = parse_experiment(raw)
     validate_templates(experiment.spec)
+    if key:
+        _parsed_specs[key] = experiment.spec
+        if len(_parsed_specs) > SPEC_CACHE_SIZE:
+            _parsed_specs.popitem(last=False)
     return experiment
+
+
+_claims: OrderedDict[tuple[str, str], tuple[str, str, str] | None] = OrderedDict()
+
+
+def routing_claim(body: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """The routing object a (live) experiment's spec names, or None (gateway, or an invalid spec).
+
+    The routing index calls this on every watch event, our own status writes included: it depends on the
+    namespace and the spec only, so it is kept by both and costs a JSON dump per event once seen.
+    """
+    namespace = (body.get("metadata") or {}).get("namespace") or ""
+    try:
+        key = (namespace, json.dumps(body.get("spec"), sort_keys=True))
+    except (TypeError, ValueError):
+        key = None
+    if key is not None and key in _claims:
+        return _claims[key]
+    try:
+        target = routing_target(load(body))
+    except SpecError:
+        target = None
+    if key is not None:
+        _claims[key] = target
+        if len(_claims) > SPEC_CACHE_SIZE:
+            _claims.popitem(last=False)
+    return target
 
 
 def manual_action(body: Mapping[str, Any]) -> tuple[ManualAction | None, str | None]:

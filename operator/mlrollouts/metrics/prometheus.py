@@ -13,6 +13,12 @@ failed (HTTP error, timeout, bad PromQL), returned no series ("empty result"), r
 0/0 rate when a variant got no traffic), or returned several series (the query must aggregate, e.g. with
 sum). Prometheus unreachable or refusing our credentials makes every value None with one error line; the
 engine counts that as metrics unavailable and applies onMetricsUnavailable.
+
+Cost. A template of the shape `sum(f(m{label="{{variant}}"}[r]))` (or histogram_quantile over `sum by (le)`)
+is asked once for all variants as `sum by (label) (...)` (templates.variant_grouping); any other shape stays
+one query per variant. Queries go out concurrently on one keep-alive aiohttp session per event loop (kopf's own
+HTTP client, C-accelerated): no worker threads, no per-request session set-up. Errors and counts stay per
+variant and template, grouped or not.
 """
 
 from __future__ import annotations
@@ -21,26 +27,31 @@ import asyncio
 import json
 import logging
 import math
-import threading
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
-from urllib3.util.retry import Retry
+import aiohttp
 
 from mlrollouts.api import ModelExperiment
 from mlrollouts.engine.types import Observations, VariantObservation
+from mlrollouts.metrics.problems import http_problem, is_tls_failure, root_cause
 from mlrollouts.metrics.secrets import ReadSecret, connection_for
-from mlrollouts.metrics.templates import TemplateError, query_templates, render, uses_window, variant_values
+from mlrollouts.metrics.templates import (
+    TemplateError,
+    query_templates,
+    render,
+    render_grouped,
+    uses_window,
+    variant_grouping,
+    variant_values,
+)
 
 log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_QUERIES = 8
-# No client-side retries (the next tick retries, and retries would multiply the timeout). read=False
-# re-raises a read timeout as requests' Timeout; with read=0 urllib3 reports it as a connection error.
-_NO_RETRIES = Retry(total=None, connect=0, read=False, redirect=0, status=0, other=0)
+MAX_CONNECTIONS = 32  # per Prometheus address and credentials, shared by every experiment that uses them
 
 
 @dataclass(frozen=True)
@@ -50,9 +61,10 @@ class _Query:
     name: str
     promql: str | None  # None when the template could not be rendered
     render_error: str | None = None
+    label: str | None = None  # set when `promql` is a `by (label)` query shared by every variant
 
     @property
-    def label(self) -> str:
+    def description(self) -> str:
         return f"{'guardrail ' if self.kind == 'guardrail' else ''}{self.name} of {self.variant}"
 
 
@@ -62,9 +74,12 @@ class _Result:
     problem: str | None = None
     lead: str | None = None  # "empty result", "NaN": reads as "<lead> for <query> of <variant>: <problem>"
     connection_problem: bool = False  # the same for every query: reported once
+    query_failed: bool = False  # Prometheus (or the way to it) failed the query; not an empty or NaN answer
 
     def sentence(self, query: _Query) -> str:
-        return f"{self.lead} for {query.label}: {self.problem}" if self.lead else f"{query.label}: {self.problem}"
+        if self.lead:
+            return f"{self.lead} for {query.description}: {self.problem}"
+        return f"{query.description}: {self.problem}"
 
 
 class PrometheusMetrics:
@@ -83,29 +98,44 @@ class PrometheusMetrics:
         self.timeout_seconds = timeout_seconds
         self.ca_file = ca_file
         self.max_concurrent_queries = max_concurrent_queries
-        session = requests.Session()
-        session.verify = ca_file if ca_file else True
-        # A redirect could carry the token to a host the platform never allowed: refused, not followed.
-        session.max_redirects = 0
-        headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._client = PrometheusConnect(
-            self.address, headers=headers, session=session, retry=_NO_RETRIES, timeout=timeout_seconds
-        )
-        self._lock = threading.Lock()
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.query_errors = 0
-        """Queries that failed (transport, HTTP or PromQL error) since creation; empty/NaN results excluded."""
+        """Variant queries that failed (transport, HTTP or PromQL error) since creation; empty/NaN excluded.
+        Counted per variant and template whether or not one grouped request answered them, so the figure
+        means the same for every template shape."""
+
+    def _http(self) -> aiohttp.ClientSession:
+        """One keep-alive session per event loop (a session's connections belong to the loop that opened them)."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop:
+            context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else True
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS, ssl=context),
+                # No retries (the next tick retries); waiting for a pooled connection is not the server's fault.
+                timeout=aiohttp.ClientTimeout(sock_connect=self.timeout_seconds, sock_read=self.timeout_seconds),
+            )
+            self._loop = loop
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
 
     async def observe(self, experiment: ModelExperiment, now: datetime) -> Observations:
         queries = _plan(experiment, now)
         bound = asyncio.Semaphore(self.max_concurrent_queries)
+        distinct = list(dict.fromkeys(q.promql for q in queries if q.promql is not None))
 
-        async def run(query: _Query) -> _Result:
-            if query.promql is None:
-                return _Result(None, query.render_error)
+        async def run(promql: str) -> _Result | list[dict]:
             async with bound:
-                return await asyncio.to_thread(self._query, query.promql, now.timestamp())
+                return await self._query(promql, now.timestamp())
 
-        results = await asyncio.gather(*(run(q) for q in queries))
+        answers = dict(zip(distinct, await asyncio.gather(*(run(p) for p in distinct)), strict=True))
+        results = [_result_for(query, answers) for query in queries]
+        self.query_errors += sum(1 for r in results if r.query_failed)
         observations = _assemble(experiment, queries, results, now)
         if observations.errors:
             log.info(
@@ -117,33 +147,52 @@ class PrometheusMetrics:
             )
         return observations
 
-    def _query(self, promql: str, at: float) -> _Result:
-        """One instant query, blocking; runs in a worker thread."""
+    async def _query(self, promql: str, at: float) -> _Result | list[dict]:
+        """One instant query: the answer's `result`, or a _Result saying why there is none."""
+        params = {"query": promql, "time": f"{at:.3f}"}
         try:
-            data = self._client.custom_query(promql, params={"time": f"{at:.3f}"})
-        except requests.exceptions.Timeout:
-            return self._failed(f"timed out after {self.timeout_seconds:g}s")
-        except requests.exceptions.SSLError as error:
-            return self._failed(f"TLS to Prometheus at {self.address} failed: {_root_cause(error)}", shared=True)
-        except requests.exceptions.ConnectionError as error:
-            return self._failed(f"Prometheus at {self.address} is unreachable: {_root_cause(error)}", shared=True)
-        except requests.exceptions.TooManyRedirects:
+            # A redirect could carry the token to a host the platform never allowed: refused, not followed.
+            async with self._http().get(
+                f"{self.address}/api/v1/query", params=params, allow_redirects=False
+            ) as response:
+                status, body = response.status, await response.read()
+        except TimeoutError:
+            return _failed(f"timed out after {self.timeout_seconds:g}s")
+        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as error:
+            return _failed(f"TLS to Prometheus at {self.address} failed: {root_cause(error)}", shared=True)
+        except (aiohttp.ClientConnectionError, OSError) as error:
+            if is_tls_failure(error):
+                return _failed(f"TLS to Prometheus at {self.address} failed: {root_cause(error)}", shared=True)
+            return _failed(f"Prometheus at {self.address} is unreachable: {root_cause(error)}", shared=True)
+        except (aiohttp.ClientError, ValueError) as error:
+            return _failed(f"request to Prometheus at {self.address} failed: {root_cause(error)}", shared=True)
+        if 300 <= status < 400:
             problem = (
                 f"Prometheus at {self.address} answered with a redirect, which is not followed: use the final address"
             )
-            return self._failed(problem, shared=True)
-        except requests.exceptions.RequestException as error:
-            return self._failed(f"request to Prometheus at {self.address} failed: {_root_cause(error)}", shared=True)
-        except PrometheusApiClientException as error:
-            return self._failed(*_http_problem(str(error), self.address))
+            return _failed(problem, shared=True)
+        if status != 200:
+            return _failed(*http_problem(status, body.decode(errors="replace"), self.address))
+        try:
+            return json.loads(body)["data"]["result"]
         except (ValueError, KeyError, TypeError):  # not a Prometheus API answer (a proxy page, say)
-            return self._failed(f"Prometheus at {self.address} did not answer with the query API", True)
-        return _value_of(data)
+            return _failed(f"Prometheus at {self.address} did not answer with the query API", True)
 
-    def _failed(self, problem: str, shared: bool = False) -> _Result:
-        with self._lock:
-            self.query_errors += 1
-        return _Result(None, problem, connection_problem=shared)
+
+def _failed(problem: str, shared: bool = False) -> _Result:
+    return _Result(None, problem, connection_problem=shared, query_failed=True)
+
+
+def _result_for(query: _Query, answers: dict[str, _Result | list[dict]]) -> _Result:
+    if query.promql is None:
+        return _Result(None, query.render_error)
+    answer = answers[query.promql]
+    if isinstance(answer, _Result):
+        return answer
+    if query.label is None:
+        return _value_of(answer)
+    mine = [s for s in answer if isinstance(s, dict) and (s.get("metric") or {}).get(query.label) == query.variant]
+    return _value_of(mine)
 
 
 def provider_for(experiment: ModelExperiment, read_secret: ReadSecret, address: str | None = None) -> PrometheusMetrics:
@@ -161,18 +210,35 @@ def provider_for(experiment: ModelExperiment, read_secret: ReadSecret, address: 
 
 
 def _plan(experiment: ModelExperiment, now: datetime) -> list[_Query]:
-    """Render every query for every variant up front; a template error costs only that query."""
+    """Render every query for every variant up front; a template error costs only that query.
+
+    A template every variant renders cleanly and whose shape allows it becomes one grouped query shared by
+    the variants' entries; the entries themselves (and so errors and counts) stay one per variant.
+    """
+    variants = list(experiment.spec.variant_names)
+    values = {variant: variant_values(experiment, variant, now) for variant in variants}
     queries = []
-    for variant in experiment.spec.variant_names:
-        values = variant_values(experiment, variant, now)
-        for template in query_templates(experiment.spec):
+    for template in query_templates(experiment.spec):
+        rendered: dict[str, str | TemplateError] = {}
+        for variant in variants:
             try:
-                promql = render(template.text, values, template.field)
+                rendered[variant] = render(template.text, values[variant], template.field)
             except TemplateError as error:
-                queries.append(_Query(variant, template.kind, template.name, None, str(error)))
+                rendered[variant] = error
+        grouping = variant_grouping(template.text) if len(variants) > 1 else None
+        grouped = None
+        if grouping is not None and not any(isinstance(r, TemplateError) for r in rendered.values()):
+            grouped = render_grouped(grouping, variants, values[variants[0]], template.field)
+        for variant in variants:
+            promql = rendered[variant]
+            if isinstance(promql, TemplateError):
+                queries.append(_Query(variant, template.kind, template.name, None, str(promql)))
+            elif grouped is not None:
+                queries.append(_Query(variant, template.kind, template.name, grouped, label=grouping.label))
             else:
                 queries.append(_Query(variant, template.kind, template.name, promql))
-    return queries
+    order = {variant: i for i, variant in enumerate(variants)}
+    return sorted(queries, key=lambda q: order[q.variant])  # variant by variant, as errors have always read
 
 
 def _assemble(
@@ -223,66 +289,3 @@ def _value_of(data: object) -> _Result:
     if math.isnan(value) or math.isinf(value):
         return _Result(None, "not a number (a ratio with no traffic in the window is 0/0)", str(raw))
     return _Result(value)
-
-
-def _http_problem(text: str, address: str) -> tuple[str, bool]:
-    """A classified sentence for the client's "HTTP Status Code 400 (b'...')"; auth failures are shared.
-
-    The body never reaches the sentence (it ends up in status, readable by the experiment's author): whatever
-    answers at the address wrote it, and an address pointed at an internal service would otherwise read that
-    service's error pages back through the operator. Prometheus's own errorType (bad_data, ...) is kept, and an
-    excerpt of the body goes to the operator's log for the platform team.
-    """
-    status = text.split("HTTP Status Code ", 1)[-1].split(" ", 1)[0]
-    status = status if status.isdigit() and len(status) == 3 else "?"
-    error_type = _error_type(text)
-    log.warning("prometheus=%s http_status=%s body=%r", address, status, text[:300])
-    kind = f" {error_type}" if error_type else ""
-    if status in ("401", "403"):
-        return (
-            f"HTTP {status} from Prometheus at {address}: credentials refused, "
-            "check spec.analysis.prometheus.bearerTokenSecretRef",
-            True,
-        )
-    if status in ("400", "422"):
-        return (
-            f"bad query (HTTP {status}{kind} from Prometheus at {address}): "
-            "check its PromQL with `mlrollouts validate` or in the Prometheus UI",
-            False,
-        )
-    return f"HTTP {status}{kind} from Prometheus at {address}", False
-
-
-_ERROR_TYPES = ("bad_data", "timeout", "canceled", "execution", "internal", "unavailable", "not_found")
-
-
-def _error_type(text: str) -> str | None:
-    """Prometheus's `errorType`, only when it is one of the API's documented values."""
-    for error_type in _ERROR_TYPES:
-        if f'"errorType":"{error_type}"' in text.replace(" ", ""):
-            return error_type
-    return None
-
-
-_CAUSES = {
-    "Connection refused": "connection refused",
-    "Name or service not known": "name or service not known",
-    "Temporary failure in name resolution": "name resolution failed",
-    "No route to host": "no route to host",
-    "timed out": "timed out",
-    "Connection reset": "connection reset",
-    "RemoteDisconnected": "connection closed without a response",
-    "Connection aborted": "connection closed without a response",
-}
-
-
-def _root_cause(error: BaseException) -> str:
-    """A short classified reason ("connection refused"), never the exception's free text (URLs, server bytes)."""
-    text = str(error)
-    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(error, requests.exceptions.SSLError):
-        return "TLS certificate verification failed: check spec.analysis.prometheus.caSecretRef"
-    for marker, cause in _CAUSES.items():
-        if marker in text:
-            return cause
-    log.warning("prometheus request failed: %r", text[:300])
-    return type(error).__name__

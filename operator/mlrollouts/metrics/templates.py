@@ -200,3 +200,69 @@ def validate_templates(spec: ModelExperimentSpec) -> None:
         problems.extend(found)
     if problems:
         raise TemplateError(problems)
+
+
+# One query for every variant: `sum(f(m{label="{{variant}}"}[r]))` is `sum by (label) (f(m{label=~"a|b"}[r]))`
+# series by series, when nothing between the outer sum and the selector can drop or merge the label. Only
+# that shape (and histogram_quantile over `sum by (le)`) is rewritten; anything else stays one query a variant.
+_LABEL_PRESERVING = (
+    *("rate", "irate", "increase", "delta", "idelta", "resets", "changes"),
+    *("abs", "ceil", "floor", "sqrt", "exp", "ln", "log2", "log10"),
+    *("sum_over_time", "avg_over_time", "min_over_time", "max_over_time", "count_over_time", "last_over_time"),
+)
+_MATCHER = r'\s*[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*"[^"\\{}]*"\s*'
+_SELECTOR = rf"[a-zA-Z_:][a-zA-Z0-9_:]*\s*\{{(?:{_MATCHER},)*{_MATCHER},?\}}(?:\s*\[[0-9a-zA-Z]+\])?"
+_FUNCTIONS = "|".join(_LABEL_PRESERVING)
+_INNER = re.compile(rf"^\s*((?:(?:{_FUNCTIONS})\s*\(\s*)*)({_SELECTOR})\s*((?:\)\s*)*)$")
+_OUTER_SUM = re.compile(r"^\s*sum\s*\((.*)\)\s*$", re.S)
+_OUTER_QUANTILE = re.compile(
+    r"^\s*histogram_quantile\s*\(\s*[0-9.]+\s*,\s*sum\s+by\s*\(\s*le\s*\)\s*\((.*)\)\s*\)\s*$", re.S
+)
+_VARIANT_MATCHER = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"@VARIANT@"')
+
+
+@dataclass(frozen=True)
+class VariantGrouping:
+    """How to ask one query for all variants: the template with `label="{{variant}}"` cut out, and the label."""
+
+    label: str
+    head: str  # template text before the matcher, its outer aggregation now `by (label)`
+    tail: str  # template text after the matcher
+
+
+def variant_grouping(template: str) -> VariantGrouping | None:
+    """The rewrite of a template into one `by (label)` query, or None when the template's shape is not known safe."""
+    variables = variables_in(template)
+    if variables.count("variant") != 1 or "service" in variables or template_problems(template, ""):
+        return None
+    # Other variables take the same value for every variant; a placeholder keeps their braces out of the grammar.
+    marked = _VARIABLE.sub(lambda m: "@VARIANT@" if m.group(1) == "variant" else "1m", template)
+    outer = _OUTER_SUM.match(marked) or _OUTER_QUANTILE.match(marked)
+    inner = _INNER.match(outer.group(1)) if outer else None
+    if inner is None or inner.group(1).count("(") != inner.group(3).count(")"):
+        return None
+    matchers = re.findall(r"[a-zA-Z_][a-zA-Z0-9_]*\s*(?:=~|!~|!=|=)\s*\"[^\"]*\"", inner.group(2))
+    variant = [m for m in matchers if _VARIANT_MATCHER.fullmatch(m)]
+    if len(variant) != 1 or "@VARIANT@" in inner.group(2).replace(variant[0], ""):
+        return None
+    label = _VARIANT_MATCHER.fullmatch(variant[0]).group(1)  # type: ignore[union-attr]
+    if label == "le":
+        return None
+    original = re.search(rf'{label}\s*=\s*"\{{\{{\s*variant\s*\}}\}}"', template)
+    if original is None:
+        return None
+    head, tail = template[: original.start()], template[original.end() :]
+    if outer.re is _OUTER_SUM:  # type: ignore[union-attr]
+        head = re.sub(r"^\s*sum\s*\(", f"sum by ({label}) (", head, count=1)
+    else:
+        head = re.sub(r"sum\s+by\s*\(\s*le\s*\)", f"sum by (le, {label})", head, count=1)
+    return VariantGrouping(label, head, tail)
+
+
+def render_grouped(grouping: VariantGrouping, variants: list[str], values: Mapping[str, str], field: str) -> str:
+    """The grouped query: every variant name checked as {{variant}} would be, then `label=~"a|b"`."""
+    problems = [SpecProblem(field, p) for v in variants if (p := _value_problem("variant", v))]
+    if problems:
+        raise TemplateError(problems)
+    matcher = f'{grouping.label}=~"{"|".join(variants)}"'  # DNS-1123 labels: no regex metacharacter but '-'
+    return render(grouping.head, values, field) + matcher + render(grouping.tail, values, field)

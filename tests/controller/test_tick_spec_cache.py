@@ -1,0 +1,60 @@
+"""A spec is parsed once while it is unchanged: an edit is seen at once, a bad edit is still refused."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from stack import canary_manifest
+
+from mlrollouts.api import SpecError
+from mlrollouts.controller.tick import load, routing_claim
+
+
+def _body(generation: int, uid: str = "u-1", **spec: Any) -> dict[str, Any]:
+    body = canary_manifest("churn", "http://prometheus:9090", **spec)
+    body["metadata"].update(uid=uid, generation=generation, resourceVersion=str(generation))
+    body["status"] = {"phase": "Progressing", "step": 1}
+    return body
+
+
+def test_an_edited_spec_is_parsed_again_and_the_status_is_always_read_fresh() -> None:
+    first = load(_body(1))
+    assert first.spec.analysis.interval == "1s"
+    again = _body(1)
+    again["status"] = {"phase": "Paused", "step": 2}
+    cached = load(again)
+    assert cached.spec is first.spec  # the same spec: parsed once
+    assert (cached.status.phase, cached.status.step) == ("Paused", 2)
+    edited = load(_body(2, analysis={**_body(1)["spec"]["analysis"], "interval": "7s"}))
+    assert edited.spec.analysis.interval == "7s"
+
+
+def test_a_bad_edit_at_a_new_generation_is_refused_even_after_a_good_one_was_cached() -> None:
+    load(_body(1, uid="u-2"))
+    bad = copy.deepcopy(_body(2, uid="u-2"))
+    bad["spec"]["analysis"]["primaryMetric"]["trials"] = 'sum(x{variant="{{variantt}}"})'
+    with pytest.raises(SpecError, match=r"spec\.analysis\.primaryMetric\.trials"):
+        load(bad)
+
+
+def test_the_same_spec_under_another_interval_floor_is_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLROLLOUTS_MIN_INTERVAL", "1s")
+    body = _body(1, uid="u-3")
+    load(body)
+    monkeypatch.delenv("MLROLLOUTS_MIN_INTERVAL")
+    with pytest.raises(SpecError, match=r"spec\.analysis\.interval"):
+        load(body)
+
+
+def test_the_routing_claim_follows_an_edit_of_the_route_and_an_invalid_spec_claims_nothing() -> None:
+    body = _body(1, uid="u-4")
+    assert routing_claim(body) == ("VirtualService", "default", "churn")
+    body["status"] = {"phase": "Progressing", "step": 2}  # our own status write: the same claim
+    assert routing_claim(body) == ("VirtualService", "default", "churn")
+    moved = _body(2, uid="u-4", traffic={"provider": "istio", "istio": {"virtualService": "other", "routes": ["p"]}})
+    assert routing_claim(moved) == ("VirtualService", "default", "other")
+    broken = _body(3, uid="u-4")
+    broken["spec"]["strategy"] = "bogus"
+    assert routing_claim(broken) is None
