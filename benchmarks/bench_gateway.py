@@ -19,6 +19,7 @@ from benchmarks.gateway_targets import (
     WRK_SCRIPT,
     WrkRun,
     binary,
+    cpu_seconds,
     free_port,
     gateway_command,
     model_command,
@@ -34,8 +35,18 @@ LATENCY_SECONDS = 2  # one connection, one request at a time
 THROUGHPUT_SECONDS = 3
 CONCURRENCY = 32
 WARMUP_SECONDS = 1
+NGINX = "nginx split_clients"
 CEILING = "nginx answering itself"
-COLUMNS = ["target", "p50 ms", "p99 ms", "added p50 / p99 ms", f"req/s at {CONCURRENCY} in flight", "req/s vs direct"]
+COLUMNS = [
+    "target",
+    "p50 ms",
+    "p99 ms",
+    "added p50 / p99 ms",
+    f"req/s at {CONCURRENCY} in flight",
+    "req/s vs direct",
+    "CPU µs/request",
+]
+Runs = dict[str, list[tuple[WrkRun, WrkRun, float]]]  # per target: (sequential, concurrent, CPU µs/request)
 
 
 def run(progress: Progress) -> BenchTable:
@@ -63,25 +74,26 @@ def run(progress: Progress) -> BenchTable:
             (prefix / kind).mkdir(parents=True)
         (prefix / "nginx.conf").write_text(nginx_conf(prefix, nginx_port, model_port, ceiling_port))
         with (
-            process(model_command(model_port), targets["direct"]),
-            process(gateway, f"http://127.0.0.1:{gateway_port}/readyz"),
+            process(model_command(model_port), targets["direct"]) as model_pid,
+            process(gateway, f"http://127.0.0.1:{gateway_port}/readyz") as gateway_pid,
         ):
+            pids = {"direct": model_pid, "gateway": gateway_pid}
             if nginx is None:
                 notes.append("nginx skipped: not installed (`make bench` installs Debian's nginx with apt-get).")
-                runs = measure(wrk_binary, script, targets, progress)
+                runs = measure(wrk_binary, script, targets, pids, progress)
             else:
-                targets |= {"nginx split_clients": f"http://127.0.0.1:{nginx_port}/predict"}
+                targets |= {NGINX: f"http://127.0.0.1:{nginx_port}/predict"}
                 targets |= {CEILING: f"http://127.0.0.1:{ceiling_port}/predict"}
-                with process(nginx_command(nginx, prefix), f"http://127.0.0.1:{nginx_port}/ready"):
-                    runs = measure(wrk_binary, script, targets, progress)
+                with process(nginx_command(nginx, prefix), f"http://127.0.0.1:{nginx_port}/ready") as nginx_pid:
+                    pids |= {NGINX: nginx_pid, CEILING: nginx_pid}
+                    runs = measure(wrk_binary, script, targets, pids, progress)
     return table(runs, notes, load_before, os.getloadavg()[0])
 
 
-def measure(
-    wrk_binary: str, script: Path, targets: dict[str, str], progress: Progress
-) -> dict[str, list[tuple[WrkRun, WrkRun]]]:
-    """(sequential, concurrent) wrk runs per target and round; the order alternates between rounds."""
-    runs: dict[str, list[tuple[WrkRun, WrkRun]]] = {name: [] for name in targets}
+def measure(wrk_binary: str, script: Path, targets: dict[str, str], pids: dict[str, int], progress: Progress) -> Runs:
+    """wrk runs per target and round, the order alternating between rounds, and the CPU the target's own
+    process (the model for "direct", else the proxy) spent per request of the concurrent run."""
+    runs: Runs = {name: [] for name in targets}
     for url in targets.values():
         wrk(wrk_binary, script, url, CONCURRENCY, WARMUP_SECONDS)
     for round_number in range(ROUNDS):
@@ -89,10 +101,12 @@ def measure(
         for name in order:
             progress(f"round {round_number + 1}/{ROUNDS}: {name}")
             sequential = wrk(wrk_binary, script, targets[name], 1, LATENCY_SECONDS)
+            cpu_before = cpu_seconds(pids[name])
             concurrent = wrk(wrk_binary, script, targets[name], CONCURRENCY, THROUGHPUT_SECONDS)
+            cpu = (cpu_seconds(pids[name]) - cpu_before) / max(concurrent.requests, 1) * 1e6
             if sequential.errors or concurrent.errors:
                 raise RuntimeError(f"{name}: {sequential.errors + concurrent.errors} failed requests")
-            runs[name].append((sequential, concurrent))
+            runs[name].append((sequential, concurrent, cpu))
     return runs
 
 
@@ -101,40 +115,42 @@ def spread(values: list[float], digits: int) -> str:
     return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
 
 
-def table(
-    runs: dict[str, list[tuple[WrkRun, WrkRun]]], notes: list[str], load_before: float, load_after: float
-) -> BenchTable:
+def table(runs: Runs, notes: list[str], load_before: float, load_after: float) -> BenchTable:
     direct = runs["direct"]
     rows, summary = [], {}
-    for name, pairs in runs.items():
-        # paired by round: each target against the direct call measured minutes apart at most
-        added_p50 = [seq.p50_ms - base[0].p50_ms for (seq, _), base in zip(pairs, direct, strict=True)]
-        added_p99 = [seq.p99_ms - base[0].p99_ms for (seq, _), base in zip(pairs, direct, strict=True)]
-        ratio = [run.rate / base[1].rate for (_, run), base in zip(pairs, direct, strict=True)]
-        summary[name] = (statistics.median(added_p50), statistics.median(added_p99), statistics.median(ratio))
-        added = "—" if name == "direct" else f"{spread(added_p50, 2)} / {spread(added_p99, 2)}"
+    for name, triples in runs.items():
+        # paired by round: each target against the direct call measured seconds before or after it
+        paired = list(zip(triples, direct, strict=True))
+        added_p50 = [seq.p50_ms - base[0].p50_ms for (seq, _, _), base in paired]
+        added_p99 = [seq.p99_ms - base[0].p99_ms for (seq, _, _), base in paired]
+        ratio = [run.rate / base[1].rate for (_, run, _), base in paired]
+        cpu = [cpu for _, _, cpu in triples]
+        medians = [statistics.median(values) for values in (added_p50, added_p99, ratio, cpu)]
+        summary[name] = medians
         rows.append(
             [
                 name,
-                spread([seq.p50_ms for seq, _ in pairs], 2),
-                spread([seq.p99_ms for seq, _ in pairs], 2),
-                added,
-                spread([run.rate for _, run in pairs], 0),
-                "—" if name == "direct" else f"{statistics.median(ratio):.0%} ({min(ratio):.0%}–{max(ratio):.0%})",
+                spread([seq.p50_ms for seq, _, _ in triples], 2),
+                spread([seq.p99_ms for seq, _, _ in triples], 2),
+                "—" if name == "direct" else f"{spread(added_p50, 2)} / {spread(added_p99, 2)}",
+                spread([run.rate for _, run, _ in triples], 0),
+                "—" if name == "direct" else f"{medians[2]:.0%} ({min(ratio):.0%}–{max(ratio):.0%})",
+                spread(cpu, 0),
             ]
         )
     gateway = summary["gateway"]
     met_p99, met_rate = ("met" if ok else "NOT met" for ok in (gateway[1] <= 1, gateway[2] >= 0.8))
     verdict = [
-        f"Gateway: +{gateway[1]:.2f} ms p99 over a direct call (target ≤ 1 ms: {met_p99}), "
+        f"Gateway: {gateway[1]:+.2f} ms p99 over a direct call (target ≤ 1 ms: {met_p99}), "
         f"{gateway[2]:.0%} of the direct throughput (target ≥ 80 %: {met_rate})."
     ]
-    if "nginx split_clients" in summary:
-        nginx = summary["nginx split_clients"]
+    if NGINX in summary:
+        nginx = summary[NGINX]
         verdict.append(
-            f"nginx: +{nginx[1]:.2f} ms p99, {nginx[2]:.0%} of direct; the gateway adds "
-            f"{gateway[0] - nginx[0]:+.2f} ms p50 / {gateway[1] - nginx[1]:+.2f} ms p99 over nginx and serves "
-            f"{gateway[2] / nginx[2]:.0%} of its throughput."
+            f"nginx: {nginx[1]:+.2f} ms p99, {nginx[2]:.0%} of direct. The gateway adds {gateway[0] - nginx[0]:+.2f} "
+            f"ms p50 / {gateway[1] - nginx[1]:+.2f} ms p99 over nginx, serves {gateway[2] / nginx[2]:.0%} of its "
+            f"throughput and spends {gateway[3]:,.0f} µs of CPU per request where nginx spends {nginx[3]:,.0f} "
+            f"({gateway[3] / max(nginx[3], 1):.0f}x) and the model itself {summary['direct'][3]:,.0f}."
         )
     return BenchTable(
         title="Gateway overhead vs a direct call and nginx split_clients (medians over rounds, min–max)",
@@ -152,6 +168,8 @@ def table(
             "load generator is not what limits the other rows.",
             "The machine (2 CPUs) is shared with other engineers' jobs, and wrk, the model and the proxy share "
             f"it too: absolute figures move between runs, ratios less. 1-minute load average {load_before:.1f} "
-            f"before and {load_after:.1f} after the run.",
+            f"before and {load_after:.1f} after the run. CPU µs/request (user + system time of the target's own "
+            "process over the concurrent run, from /proc: the model's for 'direct', the proxy's otherwise) is "
+            "the figure that load moves least.",
         ],
     )

@@ -57,8 +57,22 @@ def binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its children (nginx's worker), from /proc: unlike wall-clock latency,
+    it hardly moves when other jobs load the machine."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(child) for child in children.read_text().split()]
+    ticks = 0
+    for each in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def process(command: list[str], ready_url: str) -> Iterator[None]:
+def process(command: list[str], ready_url: str) -> Iterator[int]:
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20
@@ -71,7 +85,7 @@ def process(command: list[str], ready_url: str) -> Iterator[None]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{ready_url} not ready in 20 s")
             time.sleep(0.1)
-        yield
+        yield child.pid
     finally:
         child.terminate()
         try:
@@ -139,6 +153,7 @@ class WrkRun:
     p50_ms: float
     p99_ms: float
     rate: float  # req/s
+    requests: int
     errors: int
 
 
@@ -150,7 +165,7 @@ def wrk(wrk_binary: str, script: Path, url: str, connections: int, seconds: floa
     if line is None:
         raise RuntimeError(f"wrk printed no result: {output[-500:]}")
     p50, p99, requests, duration, errors = (int(part) for part in line.split()[1:])
-    return WrkRun(p50 / 1000, p99 / 1000, requests / (duration / 1e6), errors)
+    return WrkRun(p50 / 1000, p99 / 1000, requests / (duration / 1e6), requests, errors)
 
 
 if __name__ == "__main__":
