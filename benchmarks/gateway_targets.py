@@ -17,6 +17,8 @@ from pathlib import Path
 
 import httpx
 
+TIMEOUT_SECONDS = 10
+
 # wrk calls `request` per request (a new user id each time, as real traffic) and `done` once: exact
 # percentiles from its HdrHistogram, in microseconds, and the counts.
 WRK_SCRIPT = """
@@ -28,8 +30,8 @@ request = function()
 end
 done = function(summary, latency, requests)
   local errors = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99),
-    summary.requests, summary.duration, errors.connect + errors.read + errors.write + errors.status + errors.timeout))
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99),
+    summary.requests, summary.duration, errors.connect + errors.read + errors.write + errors.status, errors.timeout))
 end
 """
 
@@ -154,18 +156,20 @@ class WrkRun:
     p99_ms: float
     rate: float  # req/s
     requests: int
-    errors: int
+    errors: int  # refused, reset or non-2xx/3xx: the target is broken
+    timeouts: int  # no answer within TIMEOUT_SECONDS: the target is overloaded
 
 
 def wrk(wrk_binary: str, script: Path, url: str, connections: int, seconds: float) -> WrkRun:
     base = url.rsplit("/predict", 1)[0]
-    command = [wrk_binary, "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), base]
+    command = [wrk_binary, "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT_SECONDS}s"]
+    command += ["-s", str(script), base]
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
     line = next((line for line in output.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result: {output[-500:]}")
-    p50, p99, requests, duration, errors = (int(part) for part in line.split()[1:])
-    return WrkRun(p50 / 1000, p99 / 1000, requests / (duration / 1e6), requests, errors)
+    p50, p99, requests, duration, errors, timeouts = (int(part) for part in line.split()[1:])
+    return WrkRun(p50 / 1000, p99 / 1000, requests / (duration / 1e6), requests, errors, timeouts)
 
 
 if __name__ == "__main__":
