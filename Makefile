@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install test lint demo bench chaos crds krew lock prometheus-bin controlplane clean
+.PHONY: install test lint demo bench bench-bin chaos crds krew lock prometheus-bin controlplane clean
 
 install: $(STAMP) prometheus-bin controlplane
 
@@ -42,8 +42,17 @@ lint: install
 demo: install
 	$(VENV)/bin/mlrollouts demo $(if $(SCENARIO),--scenario $(SCENARIO),)
 
-bench: install
+bench: install bench-bin
 	$(PY) -m benchmarks
+
+# nginx (the split_clients baseline beside the gateway) and wrk (the compiled load generator), Debian's packages;
+# without apt it says so in one line and the gateway benchmark skips what is missing.
+bench-bin:
+	@if ! command -v wrk >/dev/null || ! { command -v nginx || [ -x /usr/sbin/nginx ]; } >/dev/null; then \
+		echo "installing Debian's nginx and wrk packages"; \
+		{ $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nginx wrk >/dev/null; } \
+			|| echo "could not install nginx and wrk with apt-get: the gateway benchmark skips what is missing"; \
+	fi
 
 # Faults on canaries on the local stack (>= 50 points, a few minutes; not part of `make test`, which runs a sample).
 # SEED=N replays a sweep; the table goes to benchmarks/results/chaos.md; exit status 1 on any invariant violation.

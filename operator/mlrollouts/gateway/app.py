@@ -21,17 +21,18 @@ from mlrollouts.gateway.assignment import BUCKETS, Assignment, bucket_of, weight
 from mlrollouts.gateway.config import GatewayConfig
 from mlrollouts.gateway.feedback import ReplayCache
 from mlrollouts.gateway.feedback_route import FeedbackDesk
-from mlrollouts.gateway.headers import REQUEST_DROP, RESPONSE_DROP, end_to_end
+from mlrollouts.gateway.headers import REQUEST_DROP, RESPONSE_DROP, RawHeaders, end_to_end
 from mlrollouts.gateway.inbound import BadRequest, error, read_json_body, request_id
 from mlrollouts.gateway.kube_source import WatchSplitSource, client_configuration
 from mlrollouts.gateway.metrics import GatewayMetrics
 from mlrollouts.gateway.ownership import FeedbackRelay, Ownership
 from mlrollouts.gateway.paths import PathRefused, upstream_path
-from mlrollouts.gateway.proxy import Forwarder, Outcome, make_clients
+from mlrollouts.gateway.proxy import Forwarder, Outcome
 from mlrollouts.gateway.shadow import MirrorJob, ShadowMirror
 from mlrollouts.gateway.split import SplitState
 from mlrollouts.gateway.split_source import FileSplitSource, SplitSource, follow
 from mlrollouts.gateway.tokens import KeyRing, TokenSigner
+from mlrollouts.gateway.upstream import make_upstreams, request_target
 
 log = logging.getLogger(__name__)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -84,7 +85,7 @@ class Gateway:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _app: Starlette) -> AsyncIterator[None]:
-        clients = make_clients(self.config.upstreams, self.config.timeout_seconds, self.config.max_concurrency)
+        clients = make_upstreams(self.config.upstreams, self.config.max_concurrency)
         self.forwarder = Forwarder(self.config.experiment, clients)
         self.mirror = ShadowMirror(
             self.config.experiment,
@@ -93,6 +94,7 @@ class Gateway:
             self.config.shadow_queue_size,
             self.config.shadow_tolerance,
             self.config.shadow_workers,
+            timeout_seconds=self.config.timeout_seconds,
         )
         self.mirror.start()
         self.feedback.relay = FeedbackRelay(self.config.feedback_forward_timeout_seconds)
@@ -151,8 +153,7 @@ class Gateway:
             return error(400, f"path refused: {problem}")
         except BadRequest as problem:
             return error(problem.status, str(problem))
-        query = request.scope.get("query_string", b"")
-        target = path + (f"?{query.decode('latin-1')}" if query else "")
+        target = request_target(path, request.scope.get("query_string", b""))
         rid = request_id(request)
         drop = REQUEST_DROP | {self.config.override_header.lower().encode()}
         headers = [*end_to_end(request.headers.raw, drop), (b"x-request-id", rid.encode())]
@@ -167,12 +168,12 @@ class Gateway:
             self.mirror_to_challengers(request.method, target, headers, body, outcome, bucket)
         upstream = outcome.response
         response = Response(upstream.content, upstream.status_code)
-        response.raw_headers += end_to_end(upstream.headers.raw, RESPONSE_DROP)
+        response.raw_headers += end_to_end(upstream.raw_headers, RESPONSE_DROP)
         response.raw_headers += [(name.encode(), value.encode()) for name, value in extra.items()]
         return response
 
     async def call_with_fallback(
-        self, variant: str, forced: bool, method: str, target: str, headers: list, body: bytes
+        self, variant: str, forced: bool, method: str, target: str, headers: RawHeaders, body: bytes
     ) -> tuple[Outcome, bool]:
         """Call `variant`; a failing challenger hands over to the champion, all within one --timeout."""
         series = self.metrics.forced if forced else self.metrics.served
@@ -189,7 +190,7 @@ class Gateway:
             return await self.forwarder.call(self.champion, method, target, headers, body, series, remaining), True
 
     def mirror_to_challengers(
-        self, method: str, target: str, headers: list, body: bytes, outcome: Outcome, bucket: int
+        self, method: str, target: str, headers: RawHeaders, body: bytes, outcome: Outcome, bucket: int
     ) -> None:
         assert self.split is not None and outcome.response is not None
         if bucket >= weight_to_buckets(self.split.mirror_percent):

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import httpx
 
 from mlrollouts.gateway.config import valid_advertise_host
-from mlrollouts.gateway.proxy import RefuseAllCookies
 from mlrollouts.gateway.tokens import Claims
+from mlrollouts.gateway.upstream import RefuseAllCookies
 
 INTERNAL_FEEDBACK_PATH = "/internal/feedback"
 MAX_ANSWER_BYTES = 64 * 1024

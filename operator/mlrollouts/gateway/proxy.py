@@ -1,50 +1,21 @@
-"""Calling a variant's upstream: one pooled client per upstream, and the bookkeeping of each call."""
+"""Calling a variant's upstream (upstream.py holds the pools) and the bookkeeping of each call."""
 
 from __future__ import annotations
 
 import asyncio
-import http.cookiejar
 import json
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import httpx
-
 from mlrollouts.gateway.headers import RawHeaders
 from mlrollouts.gateway.metrics import ServedSeries, prediction_bucket
 from mlrollouts.gateway.shadow import numeric_score
+from mlrollouts.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
 
 log = logging.getLogger(__name__)
 MAX_SCORED_BODY = 64 * 1024
-
-
-class RefuseAllCookies(http.cookiejar.DefaultCookiePolicy):
-    """The pool is shared by every user: a cookie a model sets for one must never ride on another's request."""
-
-    def set_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-    def return_ok(self, cookie: http.cookiejar.Cookie, request: object) -> bool:
-        return False
-
-
-def make_clients(
-    upstreams: Mapping[str, str], timeout_seconds: float, max_connections: int
-) -> dict[str, httpx.AsyncClient]:
-    """One connection pool per upstream, created once (a client per request costs a TCP handshake each),
-    with a cookie jar that stores nothing: cookies pass through as the client's and the model's headers."""
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
-    return {
-        name: httpx.AsyncClient(
-            base_url=url,
-            timeout=timeout_seconds,
-            limits=limits,
-            cookies=http.cookiejar.CookieJar(policy=RefuseAllCookies()),
-        )
-        for name, url in upstreams.items()
-    }
 
 
 @dataclass(frozen=True)
@@ -53,7 +24,7 @@ class Outcome:
 
     variant: str
     model_version: str
-    response: httpx.Response | None
+    response: UpstreamResponse | None
     error_kind: str | None
     error_message: str | None = None
 
@@ -63,7 +34,7 @@ class Outcome:
 
 
 class Forwarder:
-    def __init__(self, experiment: str, clients: Mapping[str, httpx.AsyncClient]) -> None:
+    def __init__(self, experiment: str, clients: Mapping[str, Upstream]) -> None:
         self.experiment = experiment
         self.clients = clients
         self.versions = ModelVersions()
@@ -78,18 +49,16 @@ class Forwarder:
         series: ServedSeries,
         budget_seconds: float,
     ) -> Outcome:
-        """One call that gives up after `budget_seconds` in total (httpx's timeouts are per operation)."""
+        """One call that gives up after `budget_seconds` in total."""
         started = time.perf_counter()
         if budget_seconds <= 0:
             return self._failed(series, variant, started, "timeout", f"variant {variant} had no time left")
         try:
             async with asyncio.timeout(budget_seconds):
-                response = await self.clients[variant].request(
-                    method, path, headers=headers, content=body, timeout=budget_seconds
-                )
-        except (httpx.TimeoutException, TimeoutError):
+                response = await self.clients[variant].request(method, path, headers, body, budget_seconds)
+        except TimeoutError:
             return self._failed(series, variant, started, "timeout", f"variant {variant} timed out")
-        except httpx.HTTPError as error:
+        except UpstreamError as error:
             # the detail names internal hosts: it goes to the log, not to the client
             log.debug("upstream call failed: variant=%s error=%r", variant, error)
             return self._failed(series, variant, started, "connect", f"variant {variant} unreachable")
@@ -110,8 +79,8 @@ class Forwarder:
         series.errors.labels(*labels, kind).inc()
         return Outcome(variant, variant, None, kind, message)
 
-    def _count_prediction(self, series: ServedSeries, labels: tuple[str, str, str], response: httpx.Response) -> None:
-        if "json" not in response.headers.get("content-type", "") or len(response.content) > MAX_SCORED_BODY:
+    def _count_prediction(self, series: ServedSeries, labels: tuple[str, str, str], response: UpstreamResponse) -> None:
+        if "json" not in response.header(b"content-type") or len(response.content) > MAX_SCORED_BODY:
             return
         try:
             score = numeric_score(json.loads(response.content))
@@ -132,8 +101,8 @@ class ModelVersions:
     def __init__(self) -> None:
         self.seen: dict[str, set[str]] = {}
 
-    def label(self, response: httpx.Response, variant: str) -> str:
-        version = response.headers.get("x-model-version", "")
+    def label(self, response: UpstreamResponse, variant: str) -> str:
+        version = response.header(b"x-model-version")
         if not (0 < len(version) <= 64 and version.isascii() and version.isprintable()):
             return variant
         seen = self.seen.setdefault(variant, set())

@@ -12,12 +12,12 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import httpx
-
+from mlrollouts.gateway.headers import RawHeaders
 from mlrollouts.gateway.metrics import GatewayMetrics
+from mlrollouts.gateway.upstream import Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 SCORE_FIELDS = ("prediction", "score")
@@ -59,7 +59,7 @@ class MirrorJob:
     variant: str
     method: str
     path: str
-    headers: Sequence[tuple[bytes, bytes]]
+    headers: RawHeaders
     body: bytes
     champion_status: int
     champion_body: bytes
@@ -69,18 +69,20 @@ class ShadowMirror:
     def __init__(
         self,
         experiment: str,
-        clients: Mapping[str, httpx.AsyncClient],
+        clients: Mapping[str, Upstream],
         metrics: GatewayMetrics,
         queue_size: int,
         tolerance: float,
         workers: int = 8,
         clock: Callable[[], float] = time.perf_counter,
+        timeout_seconds: float = 10.0,
     ) -> None:
         self.experiment = experiment
         self.clients = clients
         self.metrics = metrics
         self.tolerance = tolerance
         self.clock = clock
+        self.timeout_seconds = timeout_seconds
         self.queue: asyncio.Queue[MirrorJob] = asyncio.Queue(maxsize=queue_size)
         self.worker_count = workers
         self._tasks: list[asyncio.Task[None]] = []
@@ -119,9 +121,9 @@ class ShadowMirror:
         started = self.clock()
         try:
             response = await self.clients[job.variant].request(
-                job.method, job.path, headers=list(job.headers), content=job.body
+                job.method, job.path, job.headers, job.body, self.timeout_seconds
             )
-        except httpx.HTTPError as error:
+        except (UpstreamError, TimeoutError) as error:
             self.metrics.shadow_errors.labels(*labels).inc()
             log.debug("shadow request failed: variant=%s error=%r", job.variant, error)
             return

@@ -1,0 +1,178 @@
+"""The processes `bench_gateway` measures: a model server, the gateway in front of it, and nginx doing the
+same sticky split with `split_clients`; plus wrk, the compiled load generator that drives them."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+TIMEOUT_SECONDS = 10
+
+# wrk calls `request` per request (a new user id each time, as real traffic) and `done` once: exact
+# percentiles from its HdrHistogram, in microseconds, and the counts.
+WRK_SCRIPT = """
+local counter = 0
+request = function()
+  counter = counter + 1
+  local headers = {["Content-Type"] = "application/json", ["x-user-id"] = "user-" .. counter}
+  return wrk.format("POST", "/predict", headers, '{"x": ' .. counter .. '}')
+end
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", latency:percentile(50), latency:percentile(99),
+    summary.requests, summary.duration, errors.connect + errors.read + errors.write + errors.status, errors.timeout))
+end
+"""
+
+
+def model_app():  # runs in the model-server subprocess
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def predict(request):
+        await request.body()
+        return JSONResponse({"prediction": 0.42}, headers={"x-model-version": "bench-1"})
+
+    return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def binary(name: str) -> str | None:
+    """`name` on PATH or in /usr/sbin (Debian's nginx lives there, often off a non-root PATH)."""
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its children (nginx's worker), from /proc: unlike wall-clock latency,
+    it hardly moves when other jobs load the machine."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(child) for child in children.read_text().split()]
+    ticks = 0
+    for each in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def process(command: list[str], ready_url: str) -> Iterator[int]:
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if child.poll() is not None:
+                raise RuntimeError(f"{command[:4]} exited: {child.communicate()[1][-2000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(ready_url, timeout=1).status_code < 500:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{ready_url} not ready in 20 s")
+            time.sleep(0.1)
+        yield child.pid
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def model_command(port: int) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.gateway_targets", str(port)]
+
+
+def gateway_command(port: int, metrics_port: int, model: str, split_file: Path) -> list[str]:
+    entry = "import sys; from mlrollouts.cli.main import main; sys.exit(main())"
+    command = [sys.executable, "-c", entry, "gateway", "--port", str(port), "--log-level", "warning"]
+    command += ["--metrics-port", str(metrics_port), "--experiment", "bench"]
+    command += ["--upstream", f"a={model}", "--upstream", f"b={model}", "--split-file", str(split_file)]
+    return command
+
+
+def nginx_conf(prefix: Path, port: int, model_port: int, ceiling_port: int) -> str:
+    """One worker (the gateway is one process), keep-alive pools to the model, and the same 50/50 sticky
+    split on x-user-id; `ceiling_port` answers from nginx itself: what wrk can drive at most."""
+    user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""  # as root, workers would become nobody
+    temps = "\n".join(
+        f"    {kind}_temp_path {prefix}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""{user}
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+{temps}
+    split_clients "${{http_x_user_id}}" $variant {{ 50% a; * b; }}
+    upstream a {{ server 127.0.0.1:{model_port}; keepalive 64; }}
+    upstream b {{ server 127.0.0.1:{model_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /ready {{ return 200 "ok"; }}
+        location /predict {{
+            proxy_pass http://$variant;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header x-mlrollouts-variant $variant;
+        }}
+    }}
+    server {{
+        listen 127.0.0.1:{ceiling_port};
+        location / {{ default_type application/json; return 200 '{{"prediction":0.42}}'; }}
+    }}
+}}
+"""
+
+
+def nginx_command(nginx: str, prefix: Path) -> list[str]:
+    return [nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
+
+
+@dataclass(frozen=True)
+class WrkRun:
+    p50_ms: float
+    p99_ms: float
+    rate: float  # req/s
+    requests: int
+    errors: int  # refused, reset or non-2xx/3xx: the target is broken
+    timeouts: int  # no answer within TIMEOUT_SECONDS: the target is overloaded
+
+
+def wrk(wrk_binary: str, script: Path, url: str, connections: int, seconds: float) -> WrkRun:
+    base = url.rsplit("/predict", 1)[0]
+    command = [wrk_binary, "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT_SECONDS}s"]
+    command += ["-s", str(script), base]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    line = next((line for line in output.splitlines() if line.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no result: {output[-500:]}")
+    p50, p99, requests, duration, errors, timeouts = (int(part) for part in line.split()[1:])
+    return WrkRun(p50 / 1000, p99 / 1000, requests / (duration / 1e6), requests, errors, timeouts)
+
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(model_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
