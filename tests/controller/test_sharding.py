@@ -1,0 +1,156 @@
+"""Shard assignment and the Lease protocol, with an in-memory Lease store and a hand-driven clock."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections import Counter
+from typing import Any
+
+import kubernetes
+import pytest
+
+from mlrollouts.controller.sharding import LeaseLost, ShardingConfig, ShardManager, assign, shard_of
+from mlrollouts.controller.write_guard import GuardedObjects
+from mlrollouts.routing.kube import ObjectConflict
+
+SHARDS = 12
+
+
+class FakeLeases:
+    """Create / replace with resourceVersion checks (409), as the API server does; `down` fails every call."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, dict[str, Any]] = {}
+        self.version = 0
+        self.down = False
+
+    def _bump(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        stored = copy.deepcopy(body)
+        stored["metadata"]["resourceVersion"] = str(self.version)
+        self.items[stored["metadata"]["name"]] = stored
+        return copy.deepcopy(stored)
+
+    def _check(self) -> None:
+        if self.down:
+            raise kubernetes.client.ApiException(status=503)
+
+    async def list(self, label_selector: str) -> list[dict[str, Any]]:
+        self._check()
+        key, value = label_selector.split("=")
+        return [copy.deepcopy(i) for i in self.items.values() if i["metadata"]["labels"].get(key) == value]
+
+    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._check()
+        if body["metadata"]["name"] in self.items:
+            raise kubernetes.client.ApiException(status=409)
+        return self._bump(body)
+
+    async def replace(self, body: dict[str, Any]) -> dict[str, Any]:
+        self._check()
+        current = self.items.get(body["metadata"]["name"])
+        if current is None:
+            raise kubernetes.client.ApiException(status=404)
+        expected = body["metadata"].get("resourceVersion")
+        if expected and expected != current["metadata"]["resourceVersion"]:
+            raise kubernetes.client.ApiException(status=409)
+        return self._bump(body)
+
+    async def delete(self, name: str) -> None:
+        self._check()
+        self.items.pop(name, None)
+
+    def holders(self) -> Counter[str]:
+        return Counter(i["spec"].get("holderIdentity") or "" for name, i in self.items.items() if "-shard-" in name)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def manager(identity: str, leases: FakeLeases, clock: Clock) -> ShardManager:
+    return ShardManager(ShardingConfig(identity, "ops", shards=SHARDS), leases, clock)  # type: ignore[arg-type]
+
+
+async def rounds(managers: list[ShardManager], clock: Clock, count: int = 3) -> None:
+    for _ in range(count):
+        for each in managers:
+            await each.round()
+            each._expire()
+        await asyncio.sleep(0)  # releases run as tasks
+        await asyncio.sleep(0)
+        clock.now += 2.0
+
+
+def test_assignment_is_balanced_deterministic_and_mostly_stable() -> None:
+    three = assign(SHARDS, ["a", "b", "c"])
+    assert Counter(three.values()) == {"a": 4, "b": 4, "c": 4}
+    assert assign(SHARDS, ["c", "a", "b"]) == three  # every replica computes the same answer
+    four = assign(SHARDS, ["a", "b", "c", "d"])
+    assert Counter(four.values()) == {"a": 3, "b": 3, "c": 3, "d": 3}
+    moved = sum(three[shard] != four[shard] for shard in range(SHARDS))
+    assert moved < SHARDS / 2, f"{moved} of {SHARDS} shards moved when one member joined"
+
+
+def test_shard_of_is_stable_and_spreads() -> None:
+    assert shard_of("team-a", "churn", 16) == shard_of("team-a", "churn", 16)
+    counts = Counter(shard_of("default", f"exp-{i}", 16) for i in range(1600))
+    assert len(counts) == 16 and min(counts.values()) > 50
+
+
+def test_rejects_lease_timings_that_cannot_protect_a_write() -> None:
+    with pytest.raises(ValueError, match="renew deadline < lease duration"):
+        ShardingConfig("a", "ops", lease_duration=10, renew_deadline=10)
+
+
+async def test_replicas_split_the_shards_and_a_joiner_gets_its_share() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a, b = manager("a", leases, clock), manager("b", leases, clock)
+    await rounds([a, b], clock)
+    assert sorted(a.held() + b.held()) == list(range(SHARDS)) and len(a.held()) == len(b.held()) == 6
+    c = manager("c", leases, clock)
+    await rounds([a, b, c], clock)
+    assert [len(m.held()) for m in (a, b, c)] == [4, 4, 4]
+    assert sorted(a.held() + b.held() + c.held()) == list(range(SHARDS))
+    assert leases.holders() == {"a": 4, "b": 4, "c": 4}
+
+
+async def test_a_dead_replicas_shards_move_only_after_the_lease_duration() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a, b = manager("a", leases, clock), manager("b", leases, clock)
+    await rounds([a, b], clock)
+    dead = set(b.held())
+    for _ in range(6):  # b is gone: 12 s of rounds without it, less than the 15 s lease duration
+        await a.round()
+        clock.now += 2.0
+    assert not dead & set(a.held()), "took a shard whose Lease had not expired"
+    for _ in range(3):
+        await a.round()
+        clock.now += 2.0
+    assert a.held() == list(range(SHARDS))
+
+
+async def test_a_replica_that_cannot_renew_stops_writing_before_anyone_may_take_over() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = manager("a", leases, clock)
+    await rounds([a], clock, 1)
+    assert a.owns("default", "exp-1")
+    leases.down = True  # partitioned from the API server
+    clock.now += a.config.renew_deadline
+    sent: list[str] = []
+
+    class Inner:
+        async def patch(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+            sent.append("patch")
+            return {}
+
+    objects = GuardedObjects(Inner(), a)  # type: ignore[arg-type]
+    with a.writing_for("default", "exp-1"), pytest.raises(LeaseLost):
+        await objects.patch("v1", "x", "default", "exp-1", {})
+    assert sent == [] and isinstance(LeaseLost("x"), ObjectConflict)
+    assert not a.owns("default", "exp-1")
