@@ -57,10 +57,6 @@ class FakeLeases:
             raise kubernetes.client.ApiException(status=409)
         return self._bump(body)
 
-    async def delete(self, name: str) -> None:
-        self._check()
-        self.items.pop(name, None)
-
     def holders(self) -> Counter[str]:
         return Counter(i["spec"].get("holderIdentity") or "" for name, i in self.items.items() if "-shard-" in name)
 
@@ -154,3 +150,13 @@ async def test_a_replica_that_cannot_renew_stops_writing_before_anyone_may_take_
         await objects.patch("v1", "x", "default", "exp-1", {})
     assert sent == [] and isinstance(LeaseLost("x"), ObjectConflict)
     assert not a.owns("default", "exp-1")
+
+
+async def test_a_graceful_stop_hands_the_shards_over_at_once() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a, b = manager("a", leases, clock), manager("b", leases, clock)
+    await rounds([a, b], clock)
+    await b.release_all()
+    assert b.held() == []
+    await rounds([a], clock, 1)  # 2 s later, far less than the 15 s a crash would cost
+    assert a.held() == list(range(SHARDS))

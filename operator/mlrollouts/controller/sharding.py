@@ -163,9 +163,6 @@ class LeaseApi:
         """PUT with metadata.resourceVersion: 409 if anyone wrote the Lease since it was read."""
         return await self._run("replace_namespaced_lease", body["metadata"]["name"], self.namespace, body)
 
-    async def delete(self, name: str) -> None:
-        await self._run("delete_namespaced_lease", name, self.namespace)
-
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -414,13 +411,14 @@ class ShardManager:
         for shard in held:
             self._releasing.add(shard)
             self._owned[shard].clear()
-        leases = {
-            lease["metadata"]["name"]: lease
-            for lease in await self.api.list(f"{LEASE_SET_LABEL}={self.config.name_prefix}")
-        }
+        listed = await self.api.list(f"{LEASE_SET_LABEL}={self.config.name_prefix}")
+        leases = {lease["metadata"]["name"]: lease for lease in listed}
         await asyncio.gather(
             *(self._release(shard, leases.get(self.config.shard_lease(shard))) for shard in held),
             return_exceptions=True,
         )
-        with contextlib.suppress(kubernetes.client.ApiException):
-            await self.api.delete(self.config.member_lease())
+        member = leases.get(self.config.member_lease())
+        if member is not None:  # an empty holder is no member: the others rebalance without waiting for expiry
+            member["spec"] = {**(member.get("spec") or {}), "holderIdentity": None}
+            with contextlib.suppress(kubernetes.client.ApiException):
+                await self.api.replace(member)
