@@ -66,6 +66,7 @@ async def analysis_loop(
     try:
         while not stopped:
             if shards is not None and not shards.owns(namespace, name):
+                telemetry.forget_experiment(namespace, name)  # its series now come from the shard's holder
                 await shards.wait_owned(namespace, name, stopped)
                 continue
             with shards.writing_for(namespace, name) if shards else contextlib.nullcontext():
