@@ -12,7 +12,7 @@ import pytest
 
 from mlrollouts.controller.sharding import LeaseLost, ShardingConfig, ShardManager, assign, shard_of
 from mlrollouts.controller.write_guard import GuardedObjects
-from mlrollouts.routing.kube import ObjectConflict
+from mlrollouts.routing.kube import KubeObjects, ObjectConflict
 
 SHARDS = 12
 
@@ -160,3 +160,18 @@ async def test_a_graceful_stop_hands_the_shards_over_at_once() -> None:
     assert b.held() == []
     await rounds([a], clock, 1)  # 2 s later, far less than the 15 s a crash would cost
     assert a.held() == list(range(SHARDS))
+
+
+async def test_a_write_that_waited_past_the_renew_deadline_is_stopped_before_it_is_sent() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = manager("a", leases, clock)
+    await rounds([a], clock, 1)
+    configuration = kubernetes.client.Configuration()
+    configuration.host = "http://127.0.0.1:9"  # nothing listens: a write that were sent would fail differently
+    kube = KubeObjects(configuration)
+    kube.write_check = a.check_write
+    with a.writing_for("default", "exp-1"):
+        GuardedObjects(kube, a)._check()  # valid when the tick decided to write...
+        clock.now += a.config.renew_deadline  # ...then the Lease lapsed while the request waited for a thread
+        with pytest.raises(LeaseLost):
+            await kube.patch("v1", "configmaps", "default", "exp-1", {"data": {}})

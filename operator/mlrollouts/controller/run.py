@@ -109,7 +109,10 @@ def run_operator(
         telemetry.serve(metrics_port)
     configuration = client_configuration()
     shards = ShardManager(sharding, LeaseApi(configuration, sharding.namespace)) if sharding else None
-    objects = GuardedObjects(KubeObjects(configuration), shards)
+    kube = KubeObjects(configuration)
+    if shards is not None:
+        kube.write_check = shards.check_write  # again in the worker thread: a queued write may outlive the Lease
+    objects = GuardedObjects(kube, shards)
     runtime = Runtime(objects, credentials=credentials or CredentialPolicy())  # type: ignore[arg-type]
     if sharding is not None:
         standalone = True  # the shard Leases replace kopf peering: every replica is active

@@ -178,6 +178,7 @@ class KillReport:
     resumed_s: float
     shards_after: list[int]
     worst_staleness: tuple[str, float]
+    worst_steady_staleness: float
     refusals: float
     writes_blocked: float
     lease_holders: dict[str, str]
@@ -221,6 +222,7 @@ def kill_one_replica(
     while time.monotonic() - window_start < steady_s:
         watch.sample(survey_items(objects))
         time.sleep(1.0)
+    worst_steady = watch.maximum()[1]
     steady = [replica.metrics() for replica in replicas]
     elapsed = time.monotonic() - window_start
     ticks_per_s = [
@@ -273,7 +275,10 @@ def kill_one_replica(
         total(a, "mlrollouts_write_conflicts_total") - total(b, "mlrollouts_write_conflicts_total")
         for b, a in zip(before[1:], after, strict=True)
     )
-    blocked = sum(total(a, "mlrollouts_shard_writes_blocked_total") for a in after)
+    blocked = sum(
+        total(a, "mlrollouts_shard_writes_blocked_total") - total(b, "mlrollouts_shard_writes_blocked_total")
+        for b, a in zip(before[1:], after, strict=True)
+    )
     holders = {
         lease.metadata.name: lease.spec.holder_identity or "" for lease in leases.list_namespaced_lease("default").items
     }
@@ -289,6 +294,7 @@ def kill_one_replica(
         resumed_s=resumed_s,
         shards_after=[len(held_shards(m)) for m in after],
         worst_staleness=watch.maximum(),
+        worst_steady_staleness=worst_steady,
         refusals=refusals,
         writes_blocked=blocked,
         lease_holders=holders,
