@@ -19,10 +19,8 @@ import kubernetes
 
 from benchmarks.harness import BenchTable, Progress
 from mlrollouts.controller.sharding import ShardingConfig
-from mlrollouts.localstack import binaries
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
-from mlrollouts.localstack.realcluster import RealApiServer
 from mlrollouts.localstack.replicas import GROUP, PLURAL, VERSION, Replica, experiment_manifest, kill_one_replica
 from mlrollouts.localstack.server import run_apiserver
 
@@ -30,11 +28,10 @@ EXPERIMENTS, REPLICAS, SHARDS, INTERVAL_S = 300, 3, 16, 5
 
 
 def start_apiserver(kubeconfig: pathlib.Path) -> tuple[Any, str]:
-    """The real kube-apiserver + etcd when built (`make controlplane`): the emulator's CPU would share the machine
-    with the replicas and its watch fan-out is Python; the emulator otherwise."""
-    if binaries.available():
-        return RealApiServer(kubeconfig_path=kubeconfig).start(), "kube-apiserver + etcd (real)"
-    return run_apiserver(0, kubeconfig), "emulated (kube-apiserver not built)"
+    """The emulator. The real kube-apiserver (`make controlplane`) would keep its CPU apart from the replicas', but
+    today it refuses these experiments' status writes (an A/B test's unbounded confidence interval is written as
+    null, which the CRD's schema forbids), so nothing would be analysed there."""
+    return run_apiserver(0, kubeconfig), "emulated"
 
 
 def run(progress: Progress) -> BenchTable:

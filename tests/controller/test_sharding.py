@@ -12,13 +12,14 @@ import pytest
 
 from mlrollouts.controller.sharding import LeaseLost, ShardingConfig, ShardManager, assign, shard_of
 from mlrollouts.controller.write_guard import GuardedObjects
-from mlrollouts.routing.kube import KubeObjects, ObjectConflict
+from mlrollouts.routing.kube import ApiRequestFailed, KubeObjects, ObjectConflict
 
 SHARDS = 12
 
 
 class FakeLeases:
-    """Create / replace with resourceVersion checks (409), as the API server does; `down` fails every call."""
+    """Create / replace with resourceVersion checks (422 without one, 409 if stale), as kube-apiserver does for
+    Leases; `down` fails every call."""
 
     def __init__(self) -> None:
         self.items: dict[str, dict[str, Any]] = {}
@@ -53,7 +54,9 @@ class FakeLeases:
         if current is None:
             raise kubernetes.client.ApiException(status=404)
         expected = body["metadata"].get("resourceVersion")
-        if expected and expected != current["metadata"]["resourceVersion"]:
+        if not expected:  # kube-apiserver: "metadata.resourceVersion: must be specified for an update"
+            raise kubernetes.client.ApiException(status=422)
+        if expected != current["metadata"]["resourceVersion"]:
             raise kubernetes.client.ApiException(status=409)
         return self._bump(body)
 
@@ -175,3 +178,24 @@ async def test_a_write_that_waited_past_the_renew_deadline_is_stopped_before_it_
         clock.now += a.config.renew_deadline  # ...then the Lease lapsed while the request waited for a thread
         with pytest.raises(LeaseLost):
             await kube.patch("v1", "configmaps", "default", "exp-1", {"data": {}})
+
+
+@pytest.mark.parametrize(
+    ("message", "conflict"),
+    [
+        ("PATCH failed with HTTP 422: the JSON patch test operation failed: resourceVersion", True),
+        ('PATCH failed with HTTP 422: ModelExperiment.mlrollouts.dev "e" is invalid: [status.x: Invalid value]', False),
+    ],
+)
+async def test_only_a_failed_resource_version_test_counts_as_a_refusal(message: str, conflict: bool) -> None:
+    """A schema violation is also a 422 on a guarded patch; counting it as a refused write would hide a bug."""
+    kube = KubeObjects(kubernetes.client.Configuration())
+
+    async def refuse(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise ApiRequestFailed(message, 422)
+
+    kube._call = refuse  # type: ignore[method-assign]
+    guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": "1"}]
+    with pytest.raises(ObjectConflict if conflict else ApiRequestFailed) as raised:
+        await GuardedObjects(kube).patch("v1", "x", "default", "e", guard, "json", subresource="status")
+    assert isinstance(raised.value, ObjectConflict) is conflict

@@ -113,7 +113,7 @@ def run_operator(
     if shards is not None:
         kube.write_check = shards.check_write  # again in the worker thread: a queued write may outlive the Lease
     objects = GuardedObjects(kube, shards)
-    runtime = Runtime(objects, credentials=credentials or CredentialPolicy())  # type: ignore[arg-type]
+    runtime = Runtime(objects, credentials=credentials or CredentialPolicy())
     if sharding is not None:
         standalone = True  # the shard Leases replace kopf peering: every replica is active
         log.info(

@@ -238,6 +238,8 @@ class ShardManager:
             started = time.monotonic()
             try:
                 await self.round()
+            except kubernetes.client.ApiException as error:  # held shards lapse on their own deadline
+                log.warning("shard round failed: HTTP %s %s %s", error.status, error.reason, (error.body or "")[:300])
             except Exception as error:  # the API may be down: held shards lapse on their own deadline
                 log.warning("shard round failed: %s", error)
             self._expire()
@@ -245,10 +247,10 @@ class ShardManager:
 
     async def round(self) -> None:
         config = self.config
-        await self._renew_member()
         leases = await self.api.list(f"{LEASE_SET_LABEL}={config.name_prefix}")
         now = self.clock()
         by_name = {lease["metadata"]["name"]: lease for lease in leases}
+        await self._renew_member(by_name.get(config.member_lease()))
         for lease_name, lease in by_name.items():
             self._observe(lease_name, lease, now)
         members = sorted(
@@ -309,21 +311,17 @@ class ShardManager:
     def _labels(self, kind: str) -> dict[str, str]:
         return {LEASE_SET_LABEL: self.config.name_prefix, LEASE_KIND_LABEL: kind}
 
-    async def _renew_member(self) -> None:
+    async def _renew_member(self, current: dict[str, Any] | None) -> None:
+        """Our member Lease, renewed with the resourceVersion just listed (the API server requires one)."""
         name = self.config.member_lease()
-        metadata = {"name": name, "namespace": self.config.namespace, "labels": self._labels("member")}
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": metadata,
-            "spec": self._spec(0, None),
-        }
-        try:
-            await self.api.replace(body)  # no resourceVersion: the member Lease is ours alone
-        except kubernetes.client.ApiException as error:
-            if error.status != 404:
-                raise
+        metadata: dict[str, Any] = {"name": name, "namespace": self.config.namespace, "labels": self._labels("member")}
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": metadata}
+        body["spec"] = self._spec(0, None)
+        if current is None:
             await self.api.create(body)
+        else:
+            metadata["resourceVersion"] = current["metadata"]["resourceVersion"]
+            await self.api.replace(body)
 
     async def _acquire(self, shard: int, lease: dict[str, Any] | None) -> None:
         started = self.clock()

@@ -17,8 +17,14 @@ class GuardedObjects:
     def __init__(self, inner: ObjectClient, shards: ShardManager | None = None) -> None:
         self._inner, self._shards = inner, shards
 
-    def __getattr__(self, name: str) -> Any:  # get, get_scale, read_path, close: unguarded reads
+    def __getattr__(self, name: str) -> Any:  # read_path, close and the like: passed through
         return getattr(self._inner, name)
+
+    async def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        return await self._inner.get(api_version, plural, namespace, name)
+
+    async def get_scale(self, namespace: str, name: str) -> int:
+        return await self._inner.get_scale(namespace, name)
 
     def _check(self) -> None:
         if self._shards is not None:

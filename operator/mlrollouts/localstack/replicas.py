@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlrollouts.localstack.prometheus import free_port
@@ -184,8 +185,16 @@ class KillReport:
     lease_holders: dict[str, str]
 
 
-def survey_items(objects: Any) -> list[dict[str, Any]]:
-    return objects.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]
+def survey_items(objects: Any, attempts: int = 5) -> list[dict[str, Any]]:
+    """Every experiment; a loaded API server may time a LIST out (504), so a few tries before giving up."""
+    for attempt in range(attempts):
+        try:
+            return objects.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]
+        except kubernetes.client.ApiException as error:
+            if error.status not in (429, 500, 503, 504) or attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    raise AssertionError("unreachable")
 
 
 def kill_one_replica(

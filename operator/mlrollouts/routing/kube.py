@@ -119,7 +119,9 @@ class KubeObjects:
             )
         except ApiRequestFailed as error:
             guarded = patch_type == "json" and any(op.get("op") == "test" for op in body)
-            if guarded and error.http_status == 422:  # the API server's answer to a failed `test` op
+            # 422 is the API server's answer to a failed `test` op, and also to a schema violation ("X is invalid:
+            # [field: ...]"), which is no conflict: re-reading would not help, and the refusal counter must not count it
+            if guarded and error.http_status == 422 and " is invalid: " not in str(error):
                 raise ObjectConflict(
                     f"{describe(plural, namespace, name)} changed since it was read: {error}"
                 ) from error
