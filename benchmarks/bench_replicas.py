@@ -18,7 +18,7 @@ from typing import Any
 import kubernetes
 
 from benchmarks.harness import BenchTable, Progress
-from mlrollouts.controller.sharding import ShardingConfig
+from mlrollouts.controller.leases import ShardingConfig
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.replicas import GROUP, PLURAL, VERSION, Replica, experiment_manifest, kill_one_replica

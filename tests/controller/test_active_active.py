@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import kubernetes
 import pytest
 
-from mlrollouts.controller.sharding import ShardingConfig
+from mlrollouts.controller.leases import ShardingConfig
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.replicas import GROUP, PLURAL, VERSION, Replica, experiment_manifest, kill_one_replica

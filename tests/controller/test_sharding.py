@@ -10,7 +10,8 @@ from typing import Any
 import kubernetes
 import pytest
 
-from mlrollouts.controller.sharding import LeaseLost, ShardingConfig, ShardManager, assign, shard_of
+from mlrollouts.controller.leases import ShardingConfig, assign, shard_of
+from mlrollouts.controller.sharding import LeaseLost, ShardManager
 from mlrollouts.controller.write_guard import GuardedObjects
 from mlrollouts.routing.kube import ApiRequestFailed, KubeObjects, ObjectConflict
 

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from mlrollouts.cli.main import UsageFailure, app
-from mlrollouts.controller.sharding import ShardingConfig
+from mlrollouts.controller.leases import ShardingConfig
 from mlrollouts.metrics.policy import CredentialPolicy
 
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")

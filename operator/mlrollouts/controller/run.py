@@ -13,8 +13,9 @@ import kubernetes
 
 from mlrollouts import GROUP
 from mlrollouts.controller import readiness, telemetry
+from mlrollouts.controller.leases import LeaseApi, ShardingConfig
 from mlrollouts.controller.ports import Runtime
-from mlrollouts.controller.sharding import LeaseApi, ShardingConfig, ShardManager
+from mlrollouts.controller.sharding import ShardManager
 from mlrollouts.controller.write_guard import GuardedObjects
 from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.routing.kube import KubeObjects

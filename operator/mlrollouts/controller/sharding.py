@@ -11,6 +11,10 @@ its own only until `renew_deadline` after the start of its last successful renew
 `lease_duration` after they *observed* the last change before taking it. The gap (5 s by default) covers a write
 that was already in flight; the status write's resourceVersion guard covers the rest (refusals are counted).
 Expiry is judged on each observer's own monotonic clock, never by comparing clocks across machines.
+
+kopf runs standalone on every replica (no peering) and starts every experiment's analysis loop everywhere; the loop
+asks `owns()` before each tick and otherwise parks in `wait_owned()`. A kopf `when=` filter cannot do this: kopf
+re-evaluates filters only on the object's own watch events, and a shard changes hands without any.
 """
 
 from __future__ import annotations
@@ -18,100 +22,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-import hashlib
-import json
 import logging
-import math
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
 
 from mlrollouts.controller import shard_metrics
+from mlrollouts.controller.leases import (
+    LEASE_KIND_LABEL,
+    LEASE_SET_LABEL,
+    LeaseApi,
+    ShardingConfig,
+    assign,
+    micro_time,
+    shard_of,
+)
 from mlrollouts.routing.kube import ObjectConflict
 
 log = logging.getLogger(__name__)
-LEASE_SET_LABEL = "mlrollouts.dev/lease-set"
-LEASE_KIND_LABEL = "mlrollouts.dev/lease-kind"
-
-
-@dataclass(frozen=True)
-class ShardingConfig:
-    identity: str
-    """This replica's name in the Leases' holderIdentity (the pod name in a cluster)."""
-    namespace: str
-    """Where the Leases live: the operator's own namespace."""
-    shards: int = 16
-    """Fixed number of shards S; every replica must use the same value (the chart sets it once)."""
-    lease_duration: float = 15.0
-    """Seconds after the last observed renewal before another replica may take a shard."""
-    renew_deadline: float = 10.0
-    """Seconds after the start of its last successful renewal before the holder stops writing for a shard."""
-    retry_period: float = 2.0
-    """Seconds between renewal / acquisition rounds."""
-    name_prefix: str = "mlrollouts"
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.shards <= 1024:
-            raise ValueError(f"shards must be 1-1024, got {self.shards}")
-        if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
-            raise ValueError(
-                "lease timings must satisfy 0 < retry period < renew deadline < lease duration, got "
-                f"{self.retry_period} / {self.renew_deadline} / {self.lease_duration}"
-            )
-
-    @property
-    def takeover_bound(self) -> float:
-        """Worst case from a replica's death to a survivor holding its shards: expiry, seen one round late."""
-        return self.lease_duration + 2 * self.retry_period
-
-    def shard_lease(self, shard: int) -> str:
-        return f"{self.name_prefix}-shard-{shard}"
-
-    def member_lease(self, identity: str | None = None) -> str:
-        return f"{self.name_prefix}-member-{_dns_label(identity or self.identity)}"
-
-
-def shard_of(namespace: str, name: str, shards: int) -> int:
-    """A stable hash (not Python's salted hash()) so every replica agrees on the shard."""
-    digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") % shards
-
-
-def assign(shards: int, members: list[str]) -> dict[int, str]:
-    """Balanced rendezvous hashing: each shard to its highest-scoring member that has fewer than ceil(S/N).
-
-    Deterministic in the member set (every replica computes the same answer) and mostly stable: a member joining
-    or leaving moves about S/N shards, not all of them.
-    """
-    if not members:
-        return {}
-    cap = math.ceil(shards / len(members))
-    load = dict.fromkeys(members, 0)
-    owners: dict[int, str] = {}
-    for shard in range(shards):
-        ranked = sorted(members, key=lambda member: _score(shard, member), reverse=True)
-        owner = next(member for member in ranked if load[member] < cap)
-        owners[shard] = owner
-        load[owner] += 1
-    return owners
-
-
-def _score(shard: int, member: str) -> bytes:
-    return hashlib.sha256(f"{shard}/{member}".encode()).digest()
-
-
-def _dns_label(text: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in text.lower()).strip("-")
-    return cleaned[:40] or hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _micro_time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaseLost(ObjectConflict):
@@ -130,41 +62,6 @@ class _Observed:
     version: str
     seen_at: float
     duration: float
-
-
-@dataclass
-class LeaseApi:
-    """The Lease calls, on a thread pool of their own: renewals must not queue behind slow ticks."""
-
-    configuration: kubernetes.client.Configuration
-    namespace: str
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="leases"))
-
-    def __post_init__(self) -> None:
-        self._api = kubernetes.client.CoordinationV1Api(kubernetes.client.ApiClient(self.configuration))
-
-    async def _run(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        call = getattr(self._api, method)
-
-        def request() -> dict[str, Any]:
-            response = call(*args, _preload_content=False, _request_timeout=5, **kwargs)
-            return json.loads(response.data or b"{}")
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, request)
-
-    async def list(self, label_selector: str) -> list[dict[str, Any]]:
-        found = await self._run("list_namespaced_lease", self.namespace, label_selector=label_selector)
-        return list(found.get("items") or [])
-
-    async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._run("create_namespaced_lease", self.namespace, body)
-
-    async def replace(self, body: dict[str, Any]) -> dict[str, Any]:
-        """PUT with metadata.resourceVersion: 409 if anyone wrote the Lease since it was read."""
-        return await self._run("replace_namespaced_lease", body["metadata"]["name"], self.namespace, body)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 class ShardManager:
@@ -250,7 +147,10 @@ class ShardManager:
         leases = await self.api.list(f"{LEASE_SET_LABEL}={config.name_prefix}")
         now = self.clock()
         by_name = {lease["metadata"]["name"]: lease for lease in leases}
-        await self._renew_member(by_name.get(config.member_lease()))
+        try:
+            await self._renew_member(by_name.get(config.member_lease()))
+        except kubernetes.client.ApiException as error:  # the shard renewals below matter more; next round retries
+            log.warning("member Lease renewal failed: HTTP %s %s", error.status, error.reason)
         for lease_name, lease in by_name.items():
             self._observe(lease_name, lease, now)
         members = sorted(
@@ -299,7 +199,7 @@ class ShardManager:
         return observed is None or not observed.holder or now - observed.seen_at > observed.duration
 
     def _spec(self, transitions: int, acquired: str | None) -> dict[str, Any]:
-        now = _micro_time(datetime.now(UTC))
+        now = micro_time(datetime.now(UTC))
         return {
             "holderIdentity": self.config.identity,
             "leaseDurationSeconds": int(self.config.lease_duration),

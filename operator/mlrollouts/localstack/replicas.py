@@ -311,6 +311,6 @@ def kill_one_replica(
 
 
 def _shard(name: str, shards: int) -> int:
-    from mlrollouts.controller.sharding import shard_of
+    from mlrollouts.controller.leases import shard_of
 
     return shard_of("default", name, shards)
