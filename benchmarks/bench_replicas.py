@@ -1,4 +1,5 @@
-"""Active-active replicas at the issue's scale: 3 operator processes, 300 experiments, one replica SIGKILLed.
+"""Active-active replicas at the issue's scale: 3 operator processes, 300 experiments, one replica SIGKILLed
+and restarted.
 
 The same scenario as tests/controller/test_active_active.py (which runs 45 experiments to fit in `make test`):
 real `mlrollouts run --shards 16` processes against the emulated API server (a thread of this process), a real
@@ -84,7 +85,8 @@ def run(progress: Progress) -> BenchTable:
         ["longest without analysis before the kill (steady state), s", f"{report.worst_steady_staleness:.1f}"],
         ["longest without analysis after warm-up, kill included, s", f"{worst:.1f} ({name})"],
         ["shards per survivor after", " / ".join(str(n) for n in report.shards_after)],
-        ["status writes refused (resourceVersion guard) after warm-up", f"{report.refusals:.0f}"],
+        ["killed replica restarted -> holds its share again, s (incl. process start)", f"{report.rejoin_s:.1f}"],
+        ["status writes refused (resourceVersion guard) after warm-up, kill and rejoin", f"{report.refusals:.0f}"],
         ["survivors' writes not sent after warm-up (Lease not provable)", f"{report.writes_blocked:.0f}"],
         ["warm-up (start, create, spread, all analysed), s", f"{report.warmup_s:.0f}"],
     ]

@@ -1,5 +1,5 @@
 """Active-active replicas on the local stack: three real operator processes share the experiments through shard
-Leases; one is SIGKILLed and its shards move to the survivors.
+Leases; one is SIGKILLed and its shards move to the survivors; restarted, it gets its share back.
 
 Fewer experiments than the issue's 300 so this fits in `make test` on a shared 2-core machine; the 300-experiment
 run is benchmarks/bench_replicas.py (figures in benchmarks/results/replicas.md).
@@ -38,7 +38,9 @@ def stack(tmp_path: pathlib.Path) -> Iterator[tuple[LocalApiServer, PrometheusSe
         apiserver.stop()
 
 
-def test_three_replicas_share_the_experiments_and_survive_a_sigkill(stack, tmp_path: pathlib.Path) -> None:
+def test_three_replicas_share_the_experiments_survive_a_sigkill_and_rebalance_on_rejoin(
+    stack, tmp_path: pathlib.Path
+) -> None:
     apiserver, prometheus = stack
     assert apiserver.kubeconfig is not None
     api = kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
@@ -80,6 +82,8 @@ def test_three_replicas_share_the_experiments_and_survive_a_sigkill(stack, tmp_p
     assert sum(report.shards_after) == SHARDS, report
     shard_holders = {name: holder for name, holder in report.lease_holders.items() if "-shard-" in name}
     assert len(shard_holders) == SHARDS and set(shard_holders.values()) <= {"replica-1", "replica-2"}, shard_holders
+    # The replica, restarted, got its share back (the survivors handed it over), still without a refused write.
+    assert report.rejoin_s >= 0, report
     # None left unanalysed for longer than the issue allows (status.lastAnalysisAt, polled every second).
     name, worst = report.worst_staleness
     assert worst <= UNANALYSED_LIMIT_S, f"{name} went {worst:.1f}s without an analysis: {report}"

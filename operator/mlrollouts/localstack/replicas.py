@@ -183,6 +183,9 @@ class KillReport:
     refusals: float
     writes_blocked: float
     lease_holders: dict[str, str]
+    """Holder of each Lease after the takeover (before any rejoin)."""
+    rejoin_s: float
+    """Seconds from restarting the killed replica until the three share the shards again (-1: not restarted)."""
 
 
 def survey_items(objects: Any, attempts: int = 5) -> list[dict[str, Any]]:
@@ -206,10 +209,12 @@ def kill_one_replica(
     steady_s: float,
     warmup_timeout_s: float = 150,
     takeover_timeout_s: float = 75,
+    rejoin: bool = True,
     progress: Any = print,
 ) -> KillReport:
     """Warm up until every experiment was analysed and the shards are spread; measure a steady window; SIGKILL
-    the first replica; measure until its shards are held by the survivors and all its experiments were analysed.
+    the first replica; measure until its shards are held by the survivors and all its experiments were analysed;
+    then (`rejoin`) start it again and measure until it holds its share. Refusals count until the very end.
 
     `objects` is a CustomObjectsApi, `leases` a CoordinationV1Api on the same API server.
     """
@@ -277,20 +282,37 @@ def kill_one_replica(
         watch.sample(survey_items(objects))
         time.sleep(1.0)
     after = [replica.metrics() for replica in survivors]
+    holders = {
+        lease.metadata.name: lease.spec.holder_identity or "" for lease in leases.list_namespaced_lease("default").items
+    }
+    rejoin_s = -1.0
+    if rejoin:  # the killed replica comes back (same identity, as a StatefulSet pod would): it gets its share again
+        victim.start()
+
+        def shared_again() -> bool:
+            watch.sample(survey_items(objects))
+            held = [held_shards(replica.metrics()) for replica in replicas]
+            return all(held) and sum(len(h) for h in held) == len(set().union(*held)) == shards
+
+        rejoin_s = wait_until(shared_again, takeover_timeout_s, "the restarted replica to hold its share", 0.5)
+        progress(f"{victim.identity} back with a share after {rejoin_s:.1f}s")
+        for _ in range(3):
+            watch.sample(survey_items(objects))
+            time.sleep(1.0)
+    final = [replica.metrics() for replica in survivors]
     refusals = total(victim_last, "mlrollouts_write_conflicts_total") - total(
         before[0], "mlrollouts_write_conflicts_total"
     )
     refusals += sum(
         total(a, "mlrollouts_write_conflicts_total") - total(b, "mlrollouts_write_conflicts_total")
-        for b, a in zip(before[1:], after, strict=True)
+        for b, a in zip(before[1:], final, strict=True)
     )
+    if rejoin:  # the restarted process counts from zero
+        refusals += total(victim.metrics(), "mlrollouts_write_conflicts_total")
     blocked = sum(
         total(a, "mlrollouts_shard_writes_blocked_total") - total(b, "mlrollouts_shard_writes_blocked_total")
-        for b, a in zip(before[1:], after, strict=True)
+        for b, a in zip(before[1:], final, strict=True)
     )
-    holders = {
-        lease.metadata.name: lease.spec.holder_identity or "" for lease in leases.list_namespaced_lease("default").items
-    }
     return KillReport(
         experiments=len(names),
         replicas=len(replicas),
@@ -307,6 +329,7 @@ def kill_one_replica(
         refusals=refusals,
         writes_blocked=blocked,
         lease_holders=holders,
+        rejoin_s=rejoin_s,
     )
 
 
