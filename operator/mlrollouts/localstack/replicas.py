@@ -172,6 +172,8 @@ class KillReport:
     replicas: int
     shards: int
     warmup_s: float
+    warmup_refusals: float
+    """Writes refused while the experiments were being created (kopf's own first patches racing the first ticks)."""
     owned_before: list[float]
     shards_before: list[int]
     ticks_per_s_before: list[float]
@@ -182,6 +184,8 @@ class KillReport:
     worst_steady_staleness: float
     refusals: float
     writes_blocked: float
+    lapses: float
+    """Shards the survivors dropped because a renewal did not succeed in time (a starved loop or API)."""
     lease_holders: dict[str, str]
     """Holder of each Lease after the takeover (before any rejoin)."""
     rejoin_s: float
@@ -210,9 +214,11 @@ def kill_one_replica(
     warmup_timeout_s: float = 150,
     takeover_timeout_s: float = 75,
     rejoin: bool = True,
+    quiet_s: float = 10.0,
     progress: Any = print,
 ) -> KillReport:
-    """Warm up until every experiment was analysed and the shards are spread; measure a steady window; SIGKILL
+    """Warm up until every experiment was analysed, the shards are spread and no write was refused for `quiet_s`;
+    measure a steady window; SIGKILL
     the first replica; measure until its shards are held by the survivors and all its experiments were analysed;
     then (`rejoin`) start it again and measure until it holds its share. Refusals count until the very end.
 
@@ -228,6 +234,19 @@ def kill_one_replica(
         return disjoint and all(held) and analysed and len(last_analysed(survey_items(objects))) == len(names)
 
     wait_until(spread, warmup_timeout_s, "every experiment analysed and the shards spread over the replicas", 1.0)
+    # Creation is not steady state: every replica's kopf patches each new object once (finalizer, last-handled
+    # configuration), and those patches race with the first ticks' guarded status writes. Steady state starts
+    # once no write has been refused for `quiet_s`; the refusals until then are reported apart.
+    quiet = {"since": time.monotonic(), "count": -1.0}
+
+    def quiet_for() -> bool:
+        count = sum(total(replica.metrics(), "mlrollouts_write_conflicts_total") for replica in replicas)
+        if count != quiet["count"]:
+            quiet.update(since=time.monotonic(), count=count)
+        return time.monotonic() - quiet["since"] >= quiet_s
+
+    wait_until(quiet_for, warmup_timeout_s, f"{quiet_s:g}s without a refused write after creation", 1.0)
+    warmup_refusals = quiet["count"]
     warmup_s = time.monotonic() - started
     progress(f"warm: {warmup_s:.0f}s")
     watch = StalenessWatch()
@@ -309,6 +328,10 @@ def kill_one_replica(
     )
     if rejoin:  # the restarted process counts from zero
         refusals += total(victim.metrics(), "mlrollouts_write_conflicts_total")
+    lapses = sum(
+        total(a, "mlrollouts_shard_lapses_total") - total(b, "mlrollouts_shard_lapses_total")
+        for b, a in zip(before[1:], final, strict=True)
+    )
     blocked = sum(
         total(a, "mlrollouts_shard_writes_blocked_total") - total(b, "mlrollouts_shard_writes_blocked_total")
         for b, a in zip(before[1:], final, strict=True)
@@ -318,6 +341,7 @@ def kill_one_replica(
         replicas=len(replicas),
         shards=shards,
         warmup_s=warmup_s,
+        warmup_refusals=warmup_refusals,
         owned_before=[total(m, "mlrollouts_experiments_owned") for m in steady],
         shards_before=[len(held_shards(m)) for m in steady],
         ticks_per_s_before=ticks_per_s,
@@ -328,6 +352,7 @@ def kill_one_replica(
         worst_steady_staleness=worst_steady,
         refusals=refusals,
         writes_blocked=blocked,
+        lapses=lapses,
         lease_holders=holders,
         rejoin_s=rejoin_s,
     )
