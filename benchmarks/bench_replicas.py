@@ -26,7 +26,7 @@ from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.replicas import GROUP, PLURAL, VERSION, Replica, experiment_manifest, kill_one_replica
 from mlrollouts.localstack.server import run_apiserver
 
-EXPERIMENTS, REPLICAS, SHARDS, INTERVAL_S = 300, 3, 16, 5
+EXPERIMENTS, REPLICAS, SHARDS, INTERVAL_S = 300, 3, 16, 10
 
 
 def start_apiserver(kubeconfig: pathlib.Path) -> tuple[Any, str]:

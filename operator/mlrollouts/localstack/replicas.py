@@ -68,11 +68,17 @@ class Replica:
                 self.process.kill()
                 self.process.wait(10)
 
-    def metrics(self) -> dict[str, float]:
-        """Every sample as `name{label=value,...}` -> value; empty while the endpoint is not up yet."""
-        try:
-            text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).text
-        except httpx.HTTPError:
+    def metrics(self, strict: bool = False) -> dict[str, float]:
+        """Every sample as `name{label=value,...}` -> value. Lenient: empty while the endpoint is not up (or too
+        slow); strict (figures that are subtracted): a few tries, then the error, never a silent 0."""
+        for attempt in range(5 if strict else 1):
+            try:
+                text = httpx.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10).text
+                break
+            except httpx.HTTPError:
+                if strict and attempt == 4:
+                    raise
+        else:
             return {}
         samples = {}
         for family in text_string_to_metric_families(text):
@@ -250,13 +256,13 @@ def kill_one_replica(
     warmup_s = time.monotonic() - started
     progress(f"warm: {warmup_s:.0f}s")
     watch = StalenessWatch()
-    before = [replica.metrics() for replica in replicas]
+    before = [replica.metrics(strict=True) for replica in replicas]
     window_start = time.monotonic()
     while time.monotonic() - window_start < steady_s:
         watch.sample(survey_items(objects))
         time.sleep(1.0)
     worst_steady = watch.maximum()[1]
-    steady = [replica.metrics() for replica in replicas]
+    steady = [replica.metrics(strict=True) for replica in replicas]
     elapsed = time.monotonic() - window_start
     ticks_per_s = [
         (
@@ -267,7 +273,7 @@ def kill_one_replica(
         for b, after in zip(before, steady, strict=True)
     ]
     victim, survivors = replicas[0], replicas[1:]
-    victim_last = victim.metrics()
+    victim_last = victim.metrics(strict=True)
     victim_shards = held_shards(victim_last)
     victim.kill()
     killed_at = datetime.now(UTC)
@@ -318,7 +324,7 @@ def kill_one_replica(
         for _ in range(3):
             watch.sample(survey_items(objects))
             time.sleep(1.0)
-    final = [replica.metrics() for replica in survivors]
+    final = [replica.metrics(strict=True) for replica in survivors]
     refusals = total(victim_last, "mlrollouts_write_conflicts_total") - total(
         before[0], "mlrollouts_write_conflicts_total"
     )
@@ -327,7 +333,7 @@ def kill_one_replica(
         for b, a in zip(before[1:], final, strict=True)
     )
     if rejoin:  # the restarted process counts from zero
-        refusals += total(victim.metrics(), "mlrollouts_write_conflicts_total")
+        refusals += total(victim.metrics(strict=True), "mlrollouts_write_conflicts_total")
     lapses = sum(
         total(a, "mlrollouts_shard_lapses_total") - total(b, "mlrollouts_shard_lapses_total")
         for b, a in zip(before[1:], final, strict=True)
