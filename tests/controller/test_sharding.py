@@ -200,3 +200,16 @@ async def test_only_a_failed_resource_version_test_counts_as_a_refusal(message: 
     with pytest.raises(ObjectConflict if conflict else ApiRequestFailed) as raised:
         await GuardedObjects(kube).patch("v1", "x", "default", "e", guard, "json", subresource="status")
     assert isinstance(raised.value, ObjectConflict) is conflict
+
+
+async def test_an_experiment_whose_shard_lapsed_waits_instead_of_spinning() -> None:
+    leases, clock = FakeLeases(), Clock()
+    a = manager("a", leases, clock)
+    await rounds([a], clock, 1)
+    clock.now += a.config.renew_deadline  # lapsed, and no round has cleared the shard's event yet
+    assert not a.owns("default", "exp-1")
+    never = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    await a.wait_owned("default", "exp-1", never)
+    assert loop.time() - began >= a.config.retry_period / 4 * 0.9  # it slept: the caller's loop cannot busy-wait

@@ -94,7 +94,9 @@ class ShardManager:
     async def wait_owned(self, namespace: str, name: str, stopped: Any) -> None:
         """Until this replica holds the experiment's shard, or the daemon is stopped."""
         self.forget(namespace, name)
-        owned = asyncio.ensure_future(self._owned[self.shard_for(namespace, name)].wait())
+        event = self._owned[self.shard_for(namespace, name)]
+        # Set but not owned: the renew deadline passed before the next round cleared it; poll instead of spinning.
+        owned = asyncio.ensure_future(asyncio.sleep(self.config.retry_period / 4) if event.is_set() else event.wait())
         stop = asyncio.ensure_future(stopped.wait())
         try:
             await asyncio.wait([owned, stop], return_when=asyncio.FIRST_COMPLETED)
