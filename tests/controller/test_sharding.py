@@ -10,6 +10,7 @@ from typing import Any
 import kubernetes
 import pytest
 
+from mlrollouts.controller import shard_metrics
 from mlrollouts.controller.leases import ShardingConfig, assign, shard_of
 from mlrollouts.controller.sharding import LeaseLost, ShardManager
 from mlrollouts.controller.write_guard import GuardedObjects
@@ -174,11 +175,14 @@ async def test_a_write_that_waited_past_the_renew_deadline_is_stopped_before_it_
     configuration.host = "http://127.0.0.1:9"  # nothing listens: a write that were sent would fail differently
     kube = KubeObjects(configuration)
     kube.write_check = a.check_write
+    refused = shard_metrics.write_conflicts.labels("configmaps")._value.get()
     with a.writing_for("default", "exp-1"):
         GuardedObjects(kube, a)._check()  # valid when the tick decided to write...
         clock.now += a.config.renew_deadline  # ...then the Lease lapsed while the request waited for a thread
         with pytest.raises(LeaseLost):
-            await kube.patch("v1", "configmaps", "default", "exp-1", {"data": {}})
+            await GuardedObjects(kube).patch("v1", "configmaps", "default", "exp-1", {"data": {}})
+    # not sent, so not a refusal: the refusal counter stays for the API server's answers
+    assert shard_metrics.write_conflicts.labels("configmaps")._value.get() == refused
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlrollouts.controller import shard_metrics
-from mlrollouts.controller.sharding import ShardManager
+from mlrollouts.controller.sharding import LeaseLost, ShardManager
 from mlrollouts.routing.kube import ObjectClient, ObjectConflict, PatchType
 
 
@@ -44,6 +44,8 @@ class GuardedObjects:
         resource = f"{plural}/{subresource}" if subresource else plural
         try:
             return await self._inner.patch(api_version, plural, namespace, name, body, patch_type, subresource)
+        except LeaseLost:  # stopped in the worker thread (see KubeObjects.write_check): not sent, so not refused
+            raise
         except ObjectConflict:
             shard_metrics.write_conflicts.labels(resource).inc()
             raise
@@ -54,6 +56,8 @@ class GuardedObjects:
         self._check()
         try:
             return await self._inner.replace(api_version, plural, namespace, name, body)
+        except LeaseLost:  # stopped in the worker thread (see KubeObjects.write_check): not sent, so not refused
+            raise
         except ObjectConflict:
             shard_metrics.write_conflicts.labels(plural).inc()
             raise
