@@ -39,7 +39,15 @@ def test_operator_args_parse(values_name: str) -> None:
         assert params["namespace"] == ["a", "b"] and not params["all_namespaces"]
     else:
         assert params["all_namespaces"] and not params["namespace"]
-    assert params["standalone"] is (values_name == "single-replica")
+    # active-active by default: shard Leases, no kopf peering, every replica active
+    assert params["shards"] == 16 and not params["standalone"]
+    assert (params["lease_duration"], params["renew_deadline"], params["retry_period"]) == (15, 10, 2)
+
+
+def test_operator_args_parse_without_sharding() -> None:
+    values = {**VALUE_SETS["single-replica"], "sharding": {"enabled": False}}
+    params = parsed(one(render(values), "Deployment", "rel-mlrollouts")["spec"]["template"]["spec"]["containers"][0])
+    assert params["standalone"] and params["shards"] == 0
 
 
 def test_gateway_args_parse() -> None:

@@ -26,7 +26,8 @@ PEERING_VERBS = {"get", "list", "watch", "patch"}
 CLUSTER_TEMPLATES_ALLOW = {("mlrollouts.dev", "clustermetrictemplates"): {"get", "list", "watch"}}
 CLUSTER_ALLOW = EXPERIMENT_ALLOW | CLUSTER_TEMPLATES_ALLOW | {("kopf.dev", "clusterkopfpeerings"): PEERING_VERBS}
 NAMESPACE_ALLOW = EXPERIMENT_ALLOW | {("kopf.dev", "kopfpeerings"): PEERING_VERBS}
-LEASE_ALLOW = {("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"}}
+LEASE_ALLOW = {("coordination.k8s.io", "leases"): {"get", "list", "watch", "create", "update"}}
+PEERING_OFF = {"sharding": {"enabled": False}}  # kopf peering (and its RBAC) only without active-active sharding
 
 
 def grants(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
@@ -48,11 +49,12 @@ def assert_within(granted: dict[tuple[str, str], set[str]], allowed: dict[tuple[
         assert verbs <= allowed[key], f"{key}: {sorted(verbs - allowed[key])} beyond the contract"
 
 
-def test_cluster_role_grants_only_the_allow_set() -> None:
-    objects = render({})
+@pytest.mark.parametrize(("values", "allowed"), [({}, EXPERIMENT_ALLOW), (PEERING_OFF, CLUSTER_ALLOW)])
+def test_cluster_role_grants_only_the_allow_set(values: dict[str, Any], allowed: dict) -> None:
+    objects = render(values)
     granted = grants(one(objects, "ClusterRole", "rel-mlrollouts"))
-    assert_within(granted, CLUSTER_ALLOW)
-    assert granted == CLUSTER_ALLOW  # and everything the operator needs is there
+    assert_within(granted, allowed)
+    assert granted == allowed  # and everything the operator needs is there
     binding = one(objects, "ClusterRoleBinding", "rel-mlrollouts")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "rel-mlrollouts", "namespace": RELEASE_NAMESPACE}]
 
@@ -90,8 +92,11 @@ def test_leases_are_confined_to_the_release_namespace() -> None:
         assert grants(role) == LEASE_ALLOW
 
 
-def test_namespaced_mode_has_one_role_per_namespace_and_reads_only_cluster_templates_cluster_wide() -> None:
-    objects = render(VALUE_SETS["namespaced"])
+@pytest.mark.parametrize(("values", "allowed"), [({}, EXPERIMENT_ALLOW), (PEERING_OFF, NAMESPACE_ALLOW)])
+def test_namespaced_mode_has_one_role_per_namespace_and_reads_only_cluster_templates_cluster_wide(
+    values: dict, allowed: dict
+) -> None:
+    objects = render({**VALUE_SETS["namespaced"], **values})
     (cluster_role,) = of_kind(objects, "ClusterRole")
     assert grants(cluster_role) == CLUSTER_TEMPLATES_ALLOW
     (cluster_binding,) = of_kind(objects, "ClusterRoleBinding")
@@ -104,7 +109,7 @@ def test_namespaced_mode_has_one_role_per_namespace_and_reads_only_cluster_templ
     roles = [r for r in of_kind(objects, "Role") if r["metadata"]["name"] == "rel-mlrollouts"]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["a", "b"]
     for role in roles:
-        assert grants(role) == NAMESPACE_ALLOW
+        assert grants(role) == allowed
     bindings = [b for b in of_kind(objects, "RoleBinding") if b["metadata"]["name"] == "rel-mlrollouts"]
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["a", "b"]
     for binding in bindings:
@@ -126,6 +131,8 @@ def test_rbac_create_false_renders_no_rbac() -> None:
         ({"image": {"repository": "x", "tag": 3}}, "/image/tag': got number, want string"),
         ({"gateway": {"enabled": "yes"}}, "/gateway/enabled': got string, want boolean"),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "/watchNamespaces/0"),
+        ({"sharding": {"shards": 0}}, "/sharding/shards"),
+        ({"sharding": {"leaseDuration": "15s"}}, "/sharding/leaseDuration': got string, want number"),
     ],
 )
 def test_values_breaking_the_schema_are_rejected_on_render(values: dict[str, Any], complaint: str) -> None:

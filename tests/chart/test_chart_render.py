@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 from typing import Any
 
 import kubernetes_validate
@@ -93,31 +94,54 @@ def test_operator_liveness_is_kopfs_and_readiness_is_its_own_endpoint() -> None:
     assert "--readiness-port=8082" in container["args"]
 
 
-def test_two_replicas_peer_and_spread_over_nodes() -> None:
+def test_two_replicas_are_both_active_through_shard_leases_and_spread_over_nodes() -> None:
     objects = render({})
     deployment = one(objects, "Deployment", "rel-mlrollouts")
     assert deployment["spec"]["replicas"] == 2
-    args = operator_container(objects)["args"]
-    assert args[:3] == ["run", "--all-namespaces", "--peering=mlrollouts"]
-    assert one(objects, "ClusterKopfPeering", "mlrollouts")
+    container = operator_container(objects)
+    args = container["args"]
+    assert args[:2] == ["run", "--all-namespaces"]
+    assert {"--shards=16", "--lease-duration=15", "--renew-deadline=10", "--retry-period=2"} <= set(args)
+    assert not [a for a in args if a.startswith("--peering") or a == "--standalone"]
+    assert not of_kind(objects, "ClusterKopfPeering")
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+    assert env["POD_NAME"] == "metadata.name" and env["POD_NAMESPACE"] == "metadata.namespace"
     keys = {c["topologyKey"] for c in deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]}
     assert keys == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
 
 
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replicaCount": 5, "sharding": {"shards": 4}}, "sharding.shards (4) must be at least replicaCount (5)"),
+        ({"sharding": {"renewDeadline": 20}}, "retryPeriod < renewDeadline < leaseDuration"),
+    ],
+)
+def test_sharding_values_that_cannot_work_fail_the_render_naming_the_value(values: dict, complaint: str) -> None:
+    with pytest.raises(Exception, match=re.escape(complaint)):
+        render(values)
+
+
+def test_without_sharding_two_replicas_peer() -> None:
+    objects = render({"sharding": {"enabled": False}})
+    assert operator_container(objects)["args"][:3] == ["run", "--all-namespaces", "--peering=mlrollouts"]
+    assert one(objects, "ClusterKopfPeering", "mlrollouts")
+
+
 def test_single_replica_without_peering_runs_standalone() -> None:
-    objects = render(VALUE_SETS["single-replica"])
+    objects = render({**VALUE_SETS["single-replica"], "sharding": {"enabled": False}})
     assert one(objects, "Deployment", "rel-mlrollouts")["spec"]["replicas"] == 1
     assert "--standalone" in operator_container(objects)["args"]
     assert not of_kind(objects, "ClusterKopfPeering")
 
 
-def test_peering_cannot_be_disabled_with_two_replicas() -> None:
-    objects = render({"replicaCount": 2, "peering": {"enabled": False}})
+def test_peering_cannot_be_disabled_with_two_replicas_without_sharding() -> None:
+    objects = render({"replicaCount": 2, "peering": {"enabled": False}, "sharding": {"enabled": False}})
     assert "--peering=mlrollouts" in operator_container(objects)["args"]
 
 
 def test_namespaced_mode_passes_namespaces_and_peers_per_namespace() -> None:
-    objects = render(VALUE_SETS["namespaced"])
+    objects = render({**VALUE_SETS["namespaced"], "sharding": {"enabled": False}})
     args = operator_container(objects)["args"]
     assert "--all-namespaces" not in args
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=a", "--namespace=b"]

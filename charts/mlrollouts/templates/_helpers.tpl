@@ -50,9 +50,24 @@ app.kubernetes.io/component: gateway
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
 
-{{/* Peering is required as soon as two replicas could act on the same experiment. */}}
+{{/* Without sharding, peering is required as soon as two replicas could act on the same experiment. */}}
 {{- define "mlrollouts.peeringEnabled" -}}
-{{- if or .Values.peering.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
+{{- if and (not .Values.sharding.enabled) (or .Values.peering.enabled (gt (int .Values.replicaCount) 1)) }}true{{ end }}
+{{- end }}
+
+{{/* Sharding arguments, after checking what the operator would refuse anyway, with the value to change. */}}
+{{- define "mlrollouts.shardingArgs" -}}
+{{- $s := .Values.sharding }}
+{{- if lt (int $s.shards) (int .Values.replicaCount) }}
+{{- fail (printf "sharding.shards (%d) must be at least replicaCount (%d): a replica without a shard does nothing" (int $s.shards) (int .Values.replicaCount)) }}
+{{- end }}
+{{- if not (and (lt (float64 $s.retryPeriod) (float64 $s.renewDeadline)) (lt (float64 $s.renewDeadline) (float64 $s.leaseDuration))) }}
+{{- fail "sharding: retryPeriod < renewDeadline < leaseDuration is required (a holder must stop writing before others may take over)" }}
+{{- end }}
+- --shards={{ $s.shards }}
+- --lease-duration={{ $s.leaseDuration }}
+- --renew-deadline={{ $s.renewDeadline }}
+- --retry-period={{ $s.retryPeriod }}
 {{- end }}
 
 {{/*

@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pathlib
 import re
+import socket
 import sys
 
 import typer
 
 from mlrollouts.cli.hook_options import hook_policy
 from mlrollouts.cli.main import UsageFailure, app
+from mlrollouts.controller.leases import ShardingConfig
 from mlrollouts.metrics.policy import CredentialPolicy
 
 _SECRET_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
@@ -81,6 +84,21 @@ def run(
         help="Receiver notified for every experiment, as NAME:TYPE:ENV_VAR (TYPE webhook, slack or msteams; "
         "the URL in ENV_VAR) (repeat); env MLROLLOUTS_DEFAULT_NOTIFICATIONS (comma-separated).",
     ),
+    shards: int = typer.Option(
+        0,
+        envvar="MLROLLOUTS_SHARDS",
+        help="Active-active: split experiments into this many shards owned through Leases, every replica active "
+        "(replaces kopf peering; same value on every replica). 0 = off.",
+    ),
+    replica_id: str = typer.Option(
+        "", envvar="POD_NAME", help="This replica's Lease holder identity (default: host name and process id)."
+    ),
+    lease_namespace: str = typer.Option(
+        "", envvar="POD_NAMESPACE", help="Namespace of the shard Leases (default: the service account's, else default)."
+    ),
+    lease_duration: float = typer.Option(15.0, help="Seconds before another replica may take an unrenewed shard."),
+    renew_deadline: float = typer.Option(10.0, help="Seconds after its last renewal before a replica stops writing."),
+    retry_period: float = typer.Option(2.0, help="Seconds between Lease renewal rounds."),
     log_format: str = typer.Option("plain", help="plain or json."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -98,6 +116,7 @@ def run(
     hooks = hook_policy(
         webhook_allowed_address, notification_allowed_address, notification_secret_name, default_notification
     )
+    sharding = _sharding(shards, replica_id, lease_namespace, (lease_duration, renew_deadline, retry_period))
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
         handler.setFormatter(_JsonFormatter())
@@ -115,6 +134,7 @@ def run(
         readiness_port=readiness_port or None,
         credentials=credentials,
         hooks=hooks,
+        sharding=sharding,
     )
 
 
@@ -137,3 +157,23 @@ def _credential_policy(addresses: list[str], default: str, secret_names: list[st
         return CredentialPolicy(tuple(allowed), default.strip() or None, frozenset(names))
     except ValueError as error:
         raise UsageFailure("--prometheus-allowed-address", str(error)) from None
+
+
+_SERVICE_ACCOUNT_NAMESPACE = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _sharding(
+    shards: int, replica_id: str, namespace: str, timings: tuple[float, float, float]
+) -> ShardingConfig | None:
+    if shards == 0:
+        return None
+    if not 1 <= shards <= 1024:
+        raise UsageFailure("--shards", f"must be 0 (off) or 1-1024, got {shards}")
+    if not namespace and _SERVICE_ACCOUNT_NAMESPACE.exists():
+        namespace = _SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    identity = replica_id.strip() or f"{socket.gethostname()}-{os.getpid()}"
+    lease_duration, renew_deadline, retry_period = timings
+    try:
+        return ShardingConfig(identity, namespace or "default", shards, lease_duration, renew_deadline, retry_period)
+    except ValueError as error:
+        raise UsageFailure("--lease-duration/--renew-deadline/--retry-period", str(error)) from None

@@ -5,6 +5,7 @@ annotation changes; a finalizer that gives the champion its traffic back; an ind
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from mlrollouts import GROUP, PLURAL, VERSION
 from mlrollouts.api import TERMINAL_PHASES, SpecError
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.ports import Runtime
+from mlrollouts.controller.sharding import ShardManager
 from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile, routing_claim
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import routing_target
@@ -57,12 +59,25 @@ async def analysis_loop(
     runtime: Runtime = memo.runtime
     namespace, name = meta.namespace, meta.name
     wake = memo.setdefault("wake", asyncio.Event())
-    while not stopped:
-        interval = await _tick(runtime, namespace, name, routing_claims)
-        if interval is None:
-            return  # terminal: nothing left to decide
-        wake.clear()
-        await _sleep(stopped, wake, interval)
+    # Active-active: every replica runs this loop, only the holder of the experiment's shard ticks. The check is
+    # here, not in a `when=` filter: kopf re-evaluates filters only on the experiment's own watch events, and a
+    # shard changes hands without any.
+    shards: ShardManager | None = memo.get("shards")
+    try:
+        while not stopped:
+            if shards is not None and not shards.owns(namespace, name):
+                telemetry.forget_experiment(namespace, name)  # its series now come from the shard's holder
+                await shards.wait_owned(namespace, name, stopped)
+                continue
+            with shards.writing_for(namespace, name) if shards else contextlib.nullcontext():
+                interval = await _tick(runtime, namespace, name, routing_claims)
+            if interval is None:
+                return  # terminal: nothing left to decide
+            wake.clear()
+            await _sleep(stopped, wake, interval)
+    finally:
+        if shards is not None:
+            shards.forget(namespace, name)
 
 
 async def _tick(runtime: Runtime, namespace: str, name: str, claims: kopf.Index) -> float | None:
@@ -124,11 +139,20 @@ async def give_traffic_back(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     status = body.get("status") or {}
     if status.get("phase") in TERMINAL_PHASES or not status.get("weights"):
         return
+    shards: ShardManager | None = memo.get("shards")
+    if shards is not None and not shards.owns(body.meta.namespace, body.meta.name):
+        # the shard's holder restores traffic (the finalizer waits); a dead holder's successor does it
+        raise kopf.TemporaryError("another replica holds this experiment's shard", delay=shards.config.retry_period)
+    with shards.writing_for(body.meta.namespace, body.meta.name) if shards else contextlib.nullcontext():
+        await _give_traffic_back(body, memo.runtime)
+
+
+async def _give_traffic_back(body: kopf.Body, runtime: Runtime) -> None:
     try:
         experiment = load(body)
     except SpecError as error:
         raise kopf.PermanentError(f"cannot restore traffic, the spec is invalid: {error}") from error
-    await memo.runtime.router_for(experiment).restore()
+    await runtime.router_for(experiment).restore()
     kopf.event(
         body, type="Normal", reason="TrafficRestored", message=f"{experiment.spec.champion.name} restored to 100 %"
     )

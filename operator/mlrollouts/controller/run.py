@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -11,7 +13,10 @@ import kubernetes
 
 from mlrollouts import GROUP
 from mlrollouts.controller import readiness, telemetry
+from mlrollouts.controller.leases import LeaseApi, ShardingConfig
 from mlrollouts.controller.ports import Runtime
+from mlrollouts.controller.sharding import ShardManager
+from mlrollouts.controller.write_guard import GuardedObjects
 from mlrollouts.hooks.policy import HookPolicy
 from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.routing.kube import KubeObjects
@@ -63,6 +68,30 @@ async def drain_notifications(memo: kopf.Memo, **_: object) -> None:
     await memo.runtime.close()
 
 
+@kopf.on.startup()
+async def start_sharding(memo: kopf.Memo, **_: object) -> None:
+    """Active-active: the shard Lease loop runs on kopf's event loop, beside the experiments' analysis loops."""
+    shards: ShardManager | None = memo.get("shards")
+    if shards is not None:
+        memo.shards_task = asyncio.create_task(shards.run())
+
+
+@kopf.on.cleanup()
+async def stop_sharding(memo: kopf.Memo, **_: object) -> None:
+    """A graceful stop frees this replica's shards at once instead of making the others wait for expiry."""
+    shards: ShardManager | None = memo.get("shards")
+    task = memo.get("shards_task")
+    if shards is None or task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    try:
+        await asyncio.wait_for(shards.release_all(), timeout=shards.config.renew_deadline)
+    except Exception as error:  # the Leases lapse on their own
+        log.warning("could not release shards on shutdown: %s", error)
+
+
 def client_configuration() -> kubernetes.client.Configuration:
     """In-cluster service account when there is one, else $KUBECONFIG / ~/.kube/config (as kubectl)."""
     configuration = kubernetes.client.Configuration()
@@ -83,14 +112,30 @@ def run_operator(
     readiness_port: int | None = None,
     credentials: CredentialPolicy | None = None,
     hooks: HookPolicy | None = None,
+    sharding: ShardingConfig | None = None,
 ) -> None:
     import mlrollouts.controller.handlers  # noqa: F401 - registers the handlers with kopf
 
     if metrics_port:
         telemetry.serve(metrics_port)
-    runtime = Runtime(
-        KubeObjects(client_configuration()), credentials=credentials or CredentialPolicy(), hooks=hooks or HookPolicy()
-    )
+    configuration = client_configuration()
+    shards = ShardManager(sharding, LeaseApi(configuration, sharding.namespace)) if sharding else None
+    kube = KubeObjects(configuration)
+    if shards is not None:
+        kube.write_check = shards.check_write  # again in the worker thread: a queued write may outlive the Lease
+    objects = GuardedObjects(kube, shards)
+    runtime = Runtime(objects, credentials=credentials or CredentialPolicy(), hooks=hooks or HookPolicy())
+    if sharding is not None:
+        standalone = True  # the shard Leases replace kopf peering: every replica is active
+        log.info(
+            "active-active identity=%s shards=%s lease_namespace=%s lease=%ss renew_deadline=%ss retry=%ss",
+            sharding.identity,
+            sharding.shards,
+            sharding.namespace,
+            sharding.lease_duration,
+            sharding.renew_deadline,
+            sharding.retry_period,
+        )
     log.info(
         "operator starting namespaces=%s standalone=%s peering=%s prometheus_allowed=%s secret_names=%s",
         namespaces or "*",
@@ -112,5 +157,5 @@ def run_operator(
         namespaces=namespaces,
         clusterwide=not namespaces,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
-        memo=kopf.Memo(runtime=runtime, readiness_port=readiness_port, namespaces=namespaces),
+        memo=kopf.Memo(runtime=runtime, readiness_port=readiness_port, namespaces=namespaces, shards=shards),
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import kubernetes.client
@@ -105,6 +106,9 @@ class KubeObjects:
     def __init__(self, configuration: kubernetes.client.Configuration, timeout_seconds: float = 10.0) -> None:
         self._api = kubernetes.client.ApiClient(configuration)
         self._timeout = timeout_seconds
+        self.write_check: Callable[[], None] | None = None
+        """Called in the worker thread right before a write is sent (active-active: the shard Lease is still held
+        after any wait for a free thread); raising stops the write."""
 
     @classmethod
     def from_kubeconfig(cls, path: str, context: str | None = None) -> KubeObjects:
@@ -244,6 +248,8 @@ class KubeObjects:
     def _request(
         self, method: str, path: str, body: Any, content_type: str | None, query: list[tuple[str, str]]
     ) -> tuple[int, Any]:
+        if method != "GET" and self.write_check is not None:
+            self.write_check()
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
