@@ -55,6 +55,7 @@ def render_experiment(obj: dict[str, Any]) -> Panel:
     parts.extend(_analysis(status.get("analysis") or {}))
     parts.extend(_evidence(status))
     parts.extend(_guardrails(status.get("guardrails") or []))
+    parts.extend(_gates(status.get("webhooks") or []))
     parts.extend(_conditions(status.get("conditions") or []))
     parts.extend(_history(status.get("history") or []))
     return Panel(Group(*parts) if parts else Text("no status yet: is the operator running?"), title=title)
@@ -126,7 +127,8 @@ def _guardrail_state(g: dict[str, Any]) -> str:
         return str(g.get("consecutiveFailures", 0))
     counts = f"{_fmt(g.get('bad'))}/{_fmt(g.get('total'))} this step"
     evidence = f"share >= {_fmt(g.get('lowerBound'))}, p {_fmt(g.get('pValue'))}, alpha {_fmt(g.get('alpha'))}"
-    return f"{g['verdict']} ({counts}, {evidence})"
+    cleared = "" if g.get("cleared") is not False else f"; breach not yet ruled out: {g.get('uncleared')}"
+    return f"{g['verdict']} ({counts}, {evidence}{cleared})"
 
 
 def _guardrails(guardrails: list[dict[str, Any]]) -> list[Any]:
@@ -145,6 +147,27 @@ def _guardrails(guardrails: list[dict[str, Any]]) -> list[Any]:
             g.get("threshold") or "—",
             _guardrail_state(g),
             Text("yes" if healthy else "NO", style="green" if healthy else "bold red"),
+        )
+    return [table]
+
+
+def _gates(webhooks: list[dict[str, Any]]) -> list[Any]:
+    """The last answer of each spec.webhooks gate: why a preStart or confirmPromotion still holds."""
+    if not webhooks:
+        return []
+    table = Table(title="Gates (spec.webhooks)", title_justify="left")
+    for column in ("name", "type", "result", "code", "attempts", "last called", "message"):
+        table.add_column(column, overflow="fold")
+    for w in webhooks:
+        passed = w.get("phase") == "Passed"
+        table.add_row(
+            w.get("name", ""),
+            w.get("type", ""),
+            Text(w.get("phase", "—"), style="green" if passed else "bold red"),
+            str(w.get("code") or "—"),
+            str(w.get("attempts", 0)),
+            str(w.get("lastCalledAt") or "—"),
+            w.get("message") or "",
         )
     return [table]
 
