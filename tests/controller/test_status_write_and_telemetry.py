@@ -121,3 +121,23 @@ def test_guardrail_gauges_follow_the_status_and_go_with_the_experiment() -> None
     assert _guardrail_series("guardrail-gauges") == {"mlrollouts_guardrail_healthy/p95-latency": 1}
     telemetry.forget_experiment("default", "guardrail-gauges")
     assert _guardrail_series("guardrail-gauges") == {}
+
+
+def test_a_forgotten_experiment_leaves_no_series_behind() -> None:
+    """Deleted, or handed to another replica (active-active): a stale weight or p-value would mislead alerts."""
+    manifest = canary_manifest("handed-over", "http://p:9090")
+    manifest["status"] = {
+        "phase": "Progressing",
+        "step": 1,
+        "weights": {"churn-v2": 80, "churn-v3": 20},
+        "analysis": {"pValue": 0.3, "srmPValue": 0.5},
+    }
+    telemetry.record_experiment(parse_experiment(yaml.safe_load(yaml.safe_dump(manifest))), 1_700_000_000.0)
+
+    def series() -> set[str]:
+        families = text_string_to_metric_families(generate_latest(telemetry.REGISTRY).decode())
+        return {s.name for f in families for s in f.samples if s.labels.get("experiment") == "handed-over"}
+
+    assert {"mlrollouts_challenger_weight", "mlrollouts_p_value", "mlrollouts_experiment_step"} <= series()
+    telemetry.forget_experiment("default", "handed-over")
+    assert series() == set()

@@ -71,6 +71,7 @@ query_errors = Counter(
 _phase_of: dict[tuple[str, str], str] = {}
 _bounds_of: dict[tuple[str, str], set[tuple[str, str]]] = {}
 _guardrails_of: dict[tuple[str, str], set[str]] = {}
+_weights_of: dict[tuple[str, str], set[str]] = {}
 _strategy_of: dict[tuple[str, str], str] = {}
 
 
@@ -86,6 +87,7 @@ def record_experiment(experiment: ModelExperiment, transition_time: float | None
     for variant, weight in status.weights.items():
         if variant != experiment.spec.champion.name:  # the alerts find the champion by its missing series
             challenger_weight.labels(*key, variant).set(weight)
+            _weights_of.setdefault(key, set()).add(variant)
     experiment_step.labels(*key).set(status.step or 0)
     analysis_interval.labels(*key).set(experiment.spec.interval_seconds)
     if transition_time is not None:
@@ -139,9 +141,19 @@ def record_invalid(namespace: str, name: str, strategy: str | None) -> None:
     _refresh_phase_counts()
 
 
+_PER_EXPERIMENT = (experiment_step, last_transition, analysis_interval, p_value, probability_better, srm_p_value)
+
+
 def forget_experiment(namespace: str, name: str) -> None:
+    """Drop every gauge series of the experiment: deleted, or (active-active) now reported by another replica."""
     key = (namespace, name)
     _forget_guardrails(key)
+    for gauge in _PER_EXPERIMENT:
+        with contextlib.suppress(KeyError):  # a gauge the experiment never set (no p-value yet)
+            gauge.remove(*key)
+    for variant in _weights_of.pop(key, set()):
+        with contextlib.suppress(KeyError):
+            challenger_weight.remove(*key, variant)
     if key in _phase_of:
         experiment_info.remove(*key, _strategy_of.pop(key), _phase_of.pop(key))
     for stale in _bounds_of.pop(key, set()):
