@@ -108,6 +108,9 @@ class TrafficFollower(threading.Thread):
                 self.applied = dict(weights)
 
 
+MIN_WAIT_S = 60.0
+
+
 class Stack:
     def __init__(self, apiserver: SuiteApiServer, tmp: pathlib.Path, variants: list[str]) -> None:
         self.apiserver, self.tmp = apiserver, tmp
@@ -145,6 +148,9 @@ class Stack:
     def wait_for(
         self, name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
     ) -> dict[str, Any]:
+        """Poll the status until `predicate` holds. `timeout` is a failure budget, never a speed claim, and at
+        least MIN_WAIT_S: on a loaded 2-core CI machine an operator tick can take seconds (make bench times it)."""
+        timeout = max(timeout, MIN_WAIT_S)
         deadline = time.monotonic() + timeout
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:

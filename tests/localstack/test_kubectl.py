@@ -38,9 +38,10 @@ def test_apply_then_get_shows_printer_columns(apiserver: LocalApiServer, kubectl
     header, row = table.stdout.splitlines()
     assert header.split() == ["NAME", "STRATEGY", "PHASE", "AGE"]
     assert row.split()[:3] == ["ranker", "canary", "Running"]
-    wide = kubectl.run("get", "mlrollouts", "-o", "wide").stdout.splitlines()  # by category, priority-1 column
+    # By category (the metric template kinds share it, so kubectl names the kind), with the priority-1 column
+    wide = kubectl.run("get", "mlrollouts", "-o", "wide").stdout.splitlines()
     assert wide[0].split() == ["NAME", "STRATEGY", "PHASE", "READY", "AGE"]
-    assert wide[1].split()[:4] == ["ranker", "canary", "Running", "True"]
+    assert wide[1].split()[:4] == ["modelexperiment.mlrollouts.dev/ranker", "canary", "Running", "True"]
 
 
 def test_yaml_has_server_owned_metadata(apiserver: LocalApiServer, kubectl: Kubectl) -> None:
