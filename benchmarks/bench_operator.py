@@ -26,14 +26,14 @@ import httpx
 import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.harness import BenchTable, Progress
-from mlrollouts.localstack.exporter import ExporterProcess
+from benchmarks.harness import BenchTable, Progress, scraped_exporter
 from mlrollouts.localstack.prometheus import PrometheusServer, free_port
 from mlrollouts.localstack.server import LocalApiServer, run_apiserver
 
 GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
 ISTIO_CRD = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "schemas" / "istio-networking.crd.yaml"
 VARIANTS = ["churn-v2", "churn-v3"]
+LOAD = {"rate": 200, "success": 0.75, "latency": 0.05}  # each variant's requests/s, success share, latency s
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -294,18 +294,14 @@ def measure(config: Config, prometheus: PrometheusServer, tmp: pathlib.Path, pro
 def run(progress: Progress) -> BenchTable:
     started = time.monotonic()
     rows: list[dict[str, str]] = []
-    exporter = ExporterProcess(VARIANTS, seed=3, tick=0.1).start()
-    try:
-        for variant in VARIANTS:
-            exporter.control(variant, rate=200, success=0.75, latency=0.05)
-        progress("starting Prometheus (first scrape takes ~6 s)")
-        with PrometheusServer([exporter.target]) as prometheus, tempfile.TemporaryDirectory() as tmp:
-            for config in CONFIGS:
-                progress(f"{config.experiments} experiments, provider {config.provider}, interval {config.interval_s}s")
-                rows.append(measure(config, prometheus, pathlib.Path(tmp), progress))
-                progress(f"done: {rows[-1]}")
-    finally:
-        exporter.stop()
+    with (
+        scraped_exporter(VARIANTS, seed=3, progress=progress, **LOAD) as (_, prometheus),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        for config in CONFIGS:
+            progress(f"{config.experiments} experiments, provider {config.provider}, interval {config.interval_s}s")
+            rows.append(measure(config, prometheus, pathlib.Path(tmp), progress))
+            progress(f"done: {rows[-1]}")
     largest = rows[-1]
     cpu_ms = float(largest["operator CPU ms/tick"])
     capacity = 1000 / cpu_ms

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import kubernetes
 
 from benchmarks.bench_operator import (
+    LOAD,
     VARIANTS,
     Config,
     cpu_seconds,
@@ -30,9 +31,8 @@ from benchmarks.bench_operator import (
     rss_mb,
     survey,
 )
-from benchmarks.harness import BenchTable, Progress
+from benchmarks.harness import BenchTable, Progress, scraped_exporter
 from mlrollouts.localstack import binaries
-from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.realcluster import RealApiServer
 from mlrollouts.localstack.server import run_apiserver
@@ -115,17 +115,11 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
 def run(progress: Progress) -> BenchTable:
     started = time.monotonic()
     rows: list[dict[str, str]] = []
-    exporter = ExporterProcess(VARIANTS, seed=3, tick=0.1).start()
-    try:
-        for variant in VARIANTS:
-            exporter.control(variant, rate=200, success=0.75, latency=0.05)
-        with PrometheusServer([exporter.target]) as prometheus, tempfile.TemporaryDirectory() as tmp:
-            for point in POINTS:
-                progress(f"{point.experiments} experiments at {point.interval_s}s")
-                rows.append(measure(point, prometheus, pathlib.Path(tmp), progress))
-                progress(f"done: {rows[-1]}")
-    finally:
-        exporter.stop()
+    with scraped_exporter(VARIANTS, seed=3, **LOAD) as (_, prometheus), tempfile.TemporaryDirectory() as tmp:
+        for point in POINTS:
+            progress(f"{point.experiments} experiments at {point.interval_s}s")
+            rows.append(measure(point, prometheus, pathlib.Path(tmp), progress))
+            progress(f"done: {rows[-1]}")
     return BenchTable(
         title="Scaling of one operator replica (real API server, real Prometheus)",
         columns=list(rows[0]),
