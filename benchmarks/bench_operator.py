@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -27,10 +26,11 @@ import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.harness import BenchTable, Progress, scraped_exporter
-from mlrollouts.localstack.prometheus import PrometheusServer, free_port
+from mlrollouts.localstack.prometheus import PrometheusServer
+from mlrollouts.localstack.replicas import GROUP, PLURAL, VERSION, spawn_operator, stop_process
+from mlrollouts.localstack.replicas import experiment_manifest as replica_experiment
 from mlrollouts.localstack.server import LocalApiServer, run_apiserver
 
-GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
 ISTIO_CRD = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "schemas" / "istio-networking.crd.yaml"
 VARIANTS = ["churn-v2", "churn-v3"]
 LOAD = {"rate": 200, "success": 0.75, "latency": 0.05}  # each variant's requests/s, success share, latency s
@@ -55,44 +55,24 @@ CONFIGS = (
 
 
 def experiment_manifest(name: str, prometheus: str, provider: str, interval_s: int) -> dict[str, Any]:
-    """An A/B test between two equal models: it stays Progressing, so it ticks for the whole window."""
+    """The replicas' A/B test of two equal models (it stays Progressing, so it ticks for the whole window) on
+    `provider`, with a p95-latency guardrail: a tick runs 3 queries."""
+    manifest = replica_experiment(name, prometheus, interval_s)
     traffic: dict[str, Any] = {"provider": provider}
     if provider == "istio":
         traffic["istio"] = {"virtualService": name, "routes": ["predict"]}
     window = f"{max(10, 3 * interval_s)}s"
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelExperiment",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "strategy": "abTest",
-            "champion": {"name": "churn-v2", "service": "churn-v2"},
-            "challengers": [{"name": "churn-v3", "service": "churn-v3"}],
-            "traffic": traffic,
-            "abTest": {"maxDuration": "14d"},
-            "analysis": {
-                "interval": f"{interval_s}s",
-                "prometheus": {"address": prometheus, "timeout": "5s"},
-                "primaryMetric": {
-                    "name": "retention",
-                    "successes": 'sum(model_outcomes_total{variant="{{variant}}",outcome="success"})',
-                    "trials": 'sum(model_outcomes_total{variant="{{variant}}"})',
-                    "minimumDetectableEffect": 0.05,
-                },
-                "guardrails": [
-                    {
-                        "name": "p95-latency",
-                        "query": "histogram_quantile(0.95, sum by (le) "
-                        f'(rate(ab_test_latency_seconds_bucket{{variant="{{{{variant}}}}"}}[{window}])))',
-                        "max": 0.5,
-                        "failureLimit": 5,
-                    }
-                ],
-                "statistics": {"method": "sequential", "alpha": 0.05},
-            },
-            "metricsFailureLimit": 30,
-        },
-    }
+    manifest["spec"]["traffic"] = traffic
+    manifest["spec"]["analysis"]["guardrails"] = [
+        {
+            "name": "p95-latency",
+            "query": "histogram_quantile(0.95, sum by (le) "
+            f'(rate(ab_test_latency_seconds_bucket{{variant="{{{{variant}}}}"}}[{window}])))',
+            "max": 0.5,
+            "failureLimit": 5,
+        }
+    ]
+    return manifest
 
 
 def virtual_service(name: str) -> dict[str, Any]:
@@ -107,18 +87,8 @@ def virtual_service(name: str) -> dict[str, Any]:
 
 @contextmanager
 def operator_process(kubeconfig: pathlib.Path, log_path: pathlib.Path) -> Iterator[tuple[subprocess.Popen, int]]:
-    port = free_port()
     # 2 s intervals load the operator harder than the API's 5 s floor allows a tenant to.
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "MLROLLOUTS_WATCH_TIMEOUT": "60",
-        "MLROLLOUTS_MIN_INTERVAL": "1s",
-    }
-    command = [sys.executable, "-m", "mlrollouts.cli.main", "run", "--standalone", "--namespace", "default"]
-    command += ["--metrics-port", str(port), "--liveness-port", "0"]
-    with log_path.open("ab") as log:
-        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    child, port = spawn_operator(kubeconfig, log_path, ["--standalone"], interval_floor="1s")
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -132,12 +102,7 @@ def operator_process(kubeconfig: pathlib.Path, log_path: pathlib.Path) -> Iterat
         yield child, port
     finally:
         if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(10)
+            stop_process(child)
 
 
 def cpu_seconds(pid: int) -> float:
