@@ -173,6 +173,33 @@ def prometheus_queries(prometheus: PrometheusServer) -> float:
     )
 
 
+def warm_up(port: int, experiments: int, deadline: float) -> None:
+    """Until every experiment ticked twice on average (the operator's own count), or the monotonic `deadline`."""
+    while time.monotonic() < deadline and reconcile_histogram(port).count < 2 * experiments:
+        time.sleep(1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a measured window saw: the operator's ticks and CPU, this process's CPU (the emulator's when it runs
+    here) and the instant queries Prometheus answered."""
+
+    elapsed_s: float
+    ticks: Histogram
+    operator_cpu_s: float
+    process_cpu_s: float
+    queries: float
+
+
+def measure_window(pid: int, port: int, prometheus: PrometheusServer, seconds: float) -> Window:
+    before = (cpu_seconds(pid), reconcile_histogram(port), time.process_time(), time.monotonic())
+    queries_before = prometheus_queries(prometheus)
+    time.sleep(seconds)
+    after = (cpu_seconds(pid), reconcile_histogram(port), time.process_time(), time.monotonic())
+    queries = prometheus_queries(prometheus) - queries_before
+    return Window(after[3] - before[3], after[1].minus(before[1]), after[0] - before[0], after[2] - before[2], queries)
+
+
 def create_all(api: kubernetes.client.ApiClient, config: Config, prometheus: str) -> None:
     objects = kubernetes.client.CustomObjectsApi(api)
     names = [f"bench-{i:04d}" for i in range(config.experiments)]
@@ -214,27 +241,19 @@ def measure(config: Config, prometheus: PrometheusServer, tmp: pathlib.Path, pro
             started = time.monotonic()
             create_all(api, config, prometheus.address)
             progress(f"{config.experiments} {config.provider} experiments created in {time.monotonic() - started:.1f}s")
-            warm_deadline = started + config.max_warmup_s
-            while time.monotonic() < warm_deadline and reconcile_histogram(port).count < 2 * config.experiments:
-                time.sleep(1)
+            warm_up(port, config.experiments, started + config.max_warmup_s)
             warm = reconcile_histogram(port).count
             progress(f"warm-up {time.monotonic() - started:.0f}s, {warm:.0f} ticks; measuring {config.window_s:g}s")
-            before = (cpu_seconds(child.pid), reconcile_histogram(port), time.process_time(), time.monotonic())
-            queries_before = prometheus_queries(prometheus)
-            time.sleep(config.window_s)
-            after = (cpu_seconds(child.pid), reconcile_histogram(port), time.process_time(), time.monotonic())
-            queries = prometheus_queries(prometheus) - queries_before
+            window = measure_window(child.pid, port, prometheus, config.window_s)
             rss = rss_mb(child.pid)
             tally, ages = survey(api)
             progress(f"phases at window end: {tally}")
     finally:
         api.close()
         apiserver.stop()
-    elapsed = after[3] - before[3]
-    ticks = after[1].minus(before[1])
+    elapsed, ticks, operator_cpu = window.elapsed_s, window.ticks, window.operator_cpu_s
     ideal = config.experiments / config.interval_s
     per_tick = max(ticks.count, 1)
-    operator_cpu = after[0] - before[0]
     return {
         "experiments": str(config.experiments),
         "provider": config.provider,
@@ -248,8 +267,8 @@ def measure(config: Config, prometheus: PrometheusServer, tmp: pathlib.Path, pro
         "operator RSS MB": f"{rss:.0f}",
         "reconcile mean ms": f"{ticks.total * 1000 / per_tick:.0f}",
         "reconcile p95 ms": milliseconds(ticks.quantile(0.95), ticks.buckets),
-        "emulator CPU ms/tick": f"{(after[2] - before[2]) * 1000 / per_tick:.1f}",
-        "Prometheus queries/tick": f"{queries / per_tick:.1f}",
+        "emulator CPU ms/tick": f"{window.process_cpu_s * 1000 / per_tick:.1f}",
+        "Prometheus queries/tick": f"{window.queries / per_tick:.1f}",
         "since last analysis s, median / max": f"{ages[len(ages) // 2]:.1f} / {ages[-1]:.1f}",
         "never analysed": str(sum(age == float("inf") for age in ages)),
         "phase/reason at window end": ", ".join(f"{phase} {count}" for phase, count in sorted(tally.items())),
