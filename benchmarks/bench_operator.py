@@ -75,8 +75,9 @@ def experiment_manifest(name: str, prometheus: str, provider: str, interval_s: i
     return manifest
 
 
-def virtual_service(name: str) -> dict[str, Any]:
-    route = [{"destination": {"host": "churn-v2"}, "weight": 100}, {"destination": {"host": "churn-v3"}, "weight": 0}]
+def virtual_service(name: str, champion: str = "churn-v2", challenger: str = "churn-v3") -> dict[str, Any]:
+    """The mesh's route `predict` with every request on the champion (as before an experiment starts)."""
+    route = [{"destination": {"host": champion}, "weight": 100}, {"destination": {"host": challenger}, "weight": 0}]
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",

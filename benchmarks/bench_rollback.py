@@ -21,7 +21,7 @@ from typing import Any
 
 import kubernetes
 
-from benchmarks.bench_operator import GROUP, ISTIO_CRD, PLURAL, VERSION, operator_process
+from benchmarks.bench_operator import GROUP, ISTIO_CRD, PLURAL, VERSION, operator_process, virtual_service
 from benchmarks.harness import BenchTable, Progress, scraped_exporter
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.server import run_apiserver
@@ -80,16 +80,6 @@ def manifest(name: str, champion: str, challenger: str, prometheus: str, interva
             },
             "metricsFailureLimit": 30,
         },
-    }
-
-
-def virtual_service(name: str, champion: str, challenger: str) -> dict[str, Any]:
-    route = [{"destination": {"host": champion}, "weight": 100}, {"destination": {"host": challenger}, "weight": 0}]
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"hosts": [name], "http": [{"name": "predict", "route": route}]},
     }
 
 
