@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import pathlib
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,14 +25,15 @@ import httpx
 import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks.harness import BenchTable, Progress
-from mlrollouts.localstack.exporter import ExporterProcess
-from mlrollouts.localstack.prometheus import PrometheusServer, free_port
+from benchmarks.harness import BenchTable, Progress, scraped_exporter
+from mlrollouts.localstack.prometheus import PrometheusServer
+from mlrollouts.localstack.replicas import GROUP, PLURAL, VERSION, spawn_operator, stop_process
+from mlrollouts.localstack.replicas import experiment_manifest as replica_experiment
 from mlrollouts.localstack.server import LocalApiServer, run_apiserver
 
-GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
 ISTIO_CRD = pathlib.Path(__file__).resolve().parents[1] / "tests" / "data" / "schemas" / "istio-networking.crd.yaml"
 VARIANTS = ["churn-v2", "churn-v3"]
+LOAD = {"rate": 200, "success": 0.75, "latency": 0.05}  # each variant's requests/s, success share, latency s
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
@@ -55,48 +55,29 @@ CONFIGS = (
 
 
 def experiment_manifest(name: str, prometheus: str, provider: str, interval_s: int) -> dict[str, Any]:
-    """An A/B test between two equal models: it stays Progressing, so it ticks for the whole window."""
+    """The replicas' A/B test of two equal models (it stays Progressing, so it ticks for the whole window) on
+    `provider`, with a p95-latency guardrail: a tick runs 3 queries."""
+    manifest = replica_experiment(name, prometheus, interval_s)
     traffic: dict[str, Any] = {"provider": provider}
     if provider == "istio":
         traffic["istio"] = {"virtualService": name, "routes": ["predict"]}
     window = f"{max(10, 3 * interval_s)}s"
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelExperiment",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "strategy": "abTest",
-            "champion": {"name": "churn-v2", "service": "churn-v2"},
-            "challengers": [{"name": "churn-v3", "service": "churn-v3"}],
-            "traffic": traffic,
-            "abTest": {"maxDuration": "14d"},
-            "analysis": {
-                "interval": f"{interval_s}s",
-                "prometheus": {"address": prometheus, "timeout": "5s"},
-                "primaryMetric": {
-                    "name": "retention",
-                    "successes": 'sum(model_outcomes_total{variant="{{variant}}",outcome="success"})',
-                    "trials": 'sum(model_outcomes_total{variant="{{variant}}"})',
-                    "minimumDetectableEffect": 0.05,
-                },
-                "guardrails": [
-                    {
-                        "name": "p95-latency",
-                        "query": "histogram_quantile(0.95, sum by (le) "
-                        f'(rate(ab_test_latency_seconds_bucket{{variant="{{{{variant}}}}"}}[{window}])))',
-                        "max": 0.5,
-                        "failureLimit": 5,
-                    }
-                ],
-                "statistics": {"method": "sequential", "alpha": 0.05},
-            },
-            "metricsFailureLimit": 30,
-        },
-    }
+    manifest["spec"]["traffic"] = traffic
+    manifest["spec"]["analysis"]["guardrails"] = [
+        {
+            "name": "p95-latency",
+            "query": "histogram_quantile(0.95, sum by (le) "
+            f'(rate(ab_test_latency_seconds_bucket{{variant="{{{{variant}}}}"}}[{window}])))',
+            "max": 0.5,
+            "failureLimit": 5,
+        }
+    ]
+    return manifest
 
 
-def virtual_service(name: str) -> dict[str, Any]:
-    route = [{"destination": {"host": "churn-v2"}, "weight": 100}, {"destination": {"host": "churn-v3"}, "weight": 0}]
+def virtual_service(name: str, champion: str = "churn-v2", challenger: str = "churn-v3") -> dict[str, Any]:
+    """The mesh's route `predict` with every request on the champion (as before an experiment starts)."""
+    route = [{"destination": {"host": champion}, "weight": 100}, {"destination": {"host": challenger}, "weight": 0}]
     return {
         "apiVersion": "networking.istio.io/v1",
         "kind": "VirtualService",
@@ -107,18 +88,8 @@ def virtual_service(name: str) -> dict[str, Any]:
 
 @contextmanager
 def operator_process(kubeconfig: pathlib.Path, log_path: pathlib.Path) -> Iterator[tuple[subprocess.Popen, int]]:
-    port = free_port()
     # 2 s intervals load the operator harder than the API's 5 s floor allows a tenant to.
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "MLROLLOUTS_WATCH_TIMEOUT": "60",
-        "MLROLLOUTS_MIN_INTERVAL": "1s",
-    }
-    command = [sys.executable, "-m", "mlrollouts.cli.main", "run", "--standalone", "--namespace", "default"]
-    command += ["--metrics-port", str(port), "--liveness-port", "0"]
-    with log_path.open("ab") as log:
-        child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    child, port = spawn_operator(kubeconfig, log_path, ["--standalone"], interval_floor="1s")
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -132,12 +103,7 @@ def operator_process(kubeconfig: pathlib.Path, log_path: pathlib.Path) -> Iterat
         yield child, port
     finally:
         if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait(10)
+            stop_process(child)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -208,6 +174,33 @@ def prometheus_queries(prometheus: PrometheusServer) -> float:
     )
 
 
+def warm_up(port: int, experiments: int, deadline: float) -> None:
+    """Until every experiment ticked twice on average (the operator's own count), or the monotonic `deadline`."""
+    while time.monotonic() < deadline and reconcile_histogram(port).count < 2 * experiments:
+        time.sleep(1)
+
+
+@dataclass(frozen=True)
+class Window:
+    """What a measured window saw: the operator's ticks and CPU, this process's CPU (the emulator's when it runs
+    here) and the instant queries Prometheus answered."""
+
+    elapsed_s: float
+    ticks: Histogram
+    operator_cpu_s: float
+    process_cpu_s: float
+    queries: float
+
+
+def measure_window(pid: int, port: int, prometheus: PrometheusServer, seconds: float) -> Window:
+    before = (cpu_seconds(pid), reconcile_histogram(port), time.process_time(), time.monotonic())
+    queries_before = prometheus_queries(prometheus)
+    time.sleep(seconds)
+    after = (cpu_seconds(pid), reconcile_histogram(port), time.process_time(), time.monotonic())
+    queries = prometheus_queries(prometheus) - queries_before
+    return Window(after[3] - before[3], after[1].minus(before[1]), after[0] - before[0], after[2] - before[2], queries)
+
+
 def create_all(api: kubernetes.client.ApiClient, config: Config, prometheus: str) -> None:
     objects = kubernetes.client.CustomObjectsApi(api)
     names = [f"bench-{i:04d}" for i in range(config.experiments)]
@@ -249,27 +242,19 @@ def measure(config: Config, prometheus: PrometheusServer, tmp: pathlib.Path, pro
             started = time.monotonic()
             create_all(api, config, prometheus.address)
             progress(f"{config.experiments} {config.provider} experiments created in {time.monotonic() - started:.1f}s")
-            warm_deadline = started + config.max_warmup_s
-            while time.monotonic() < warm_deadline and reconcile_histogram(port).count < 2 * config.experiments:
-                time.sleep(1)
+            warm_up(port, config.experiments, started + config.max_warmup_s)
             warm = reconcile_histogram(port).count
             progress(f"warm-up {time.monotonic() - started:.0f}s, {warm:.0f} ticks; measuring {config.window_s:g}s")
-            before = (cpu_seconds(child.pid), reconcile_histogram(port), time.process_time(), time.monotonic())
-            queries_before = prometheus_queries(prometheus)
-            time.sleep(config.window_s)
-            after = (cpu_seconds(child.pid), reconcile_histogram(port), time.process_time(), time.monotonic())
-            queries = prometheus_queries(prometheus) - queries_before
+            window = measure_window(child.pid, port, prometheus, config.window_s)
             rss = rss_mb(child.pid)
             tally, ages = survey(api)
             progress(f"phases at window end: {tally}")
     finally:
         api.close()
         apiserver.stop()
-    elapsed = after[3] - before[3]
-    ticks = after[1].minus(before[1])
+    elapsed, ticks, operator_cpu = window.elapsed_s, window.ticks, window.operator_cpu_s
     ideal = config.experiments / config.interval_s
     per_tick = max(ticks.count, 1)
-    operator_cpu = after[0] - before[0]
     return {
         "experiments": str(config.experiments),
         "provider": config.provider,
@@ -283,8 +268,8 @@ def measure(config: Config, prometheus: PrometheusServer, tmp: pathlib.Path, pro
         "operator RSS MB": f"{rss:.0f}",
         "reconcile mean ms": f"{ticks.total * 1000 / per_tick:.0f}",
         "reconcile p95 ms": milliseconds(ticks.quantile(0.95), ticks.buckets),
-        "emulator CPU ms/tick": f"{(after[2] - before[2]) * 1000 / per_tick:.1f}",
-        "Prometheus queries/tick": f"{queries / per_tick:.1f}",
+        "emulator CPU ms/tick": f"{window.process_cpu_s * 1000 / per_tick:.1f}",
+        "Prometheus queries/tick": f"{window.queries / per_tick:.1f}",
         "since last analysis s, median / max": f"{ages[len(ages) // 2]:.1f} / {ages[-1]:.1f}",
         "never analysed": str(sum(age == float("inf") for age in ages)),
         "phase/reason at window end": ", ".join(f"{phase} {count}" for phase, count in sorted(tally.items())),
@@ -294,18 +279,14 @@ def measure(config: Config, prometheus: PrometheusServer, tmp: pathlib.Path, pro
 def run(progress: Progress) -> BenchTable:
     started = time.monotonic()
     rows: list[dict[str, str]] = []
-    exporter = ExporterProcess(VARIANTS, seed=3, tick=0.1).start()
-    try:
-        for variant in VARIANTS:
-            exporter.control(variant, rate=200, success=0.75, latency=0.05)
-        progress("starting Prometheus (first scrape takes ~6 s)")
-        with PrometheusServer([exporter.target]) as prometheus, tempfile.TemporaryDirectory() as tmp:
-            for config in CONFIGS:
-                progress(f"{config.experiments} experiments, provider {config.provider}, interval {config.interval_s}s")
-                rows.append(measure(config, prometheus, pathlib.Path(tmp), progress))
-                progress(f"done: {rows[-1]}")
-    finally:
-        exporter.stop()
+    with (
+        scraped_exporter(VARIANTS, seed=3, progress=progress, **LOAD) as (_, prometheus),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        for config in CONFIGS:
+            progress(f"{config.experiments} experiments, provider {config.provider}, interval {config.interval_s}s")
+            rows.append(measure(config, prometheus, pathlib.Path(tmp), progress))
+            progress(f"done: {rows[-1]}")
     largest = rows[-1]
     cpu_ms = float(largest["operator CPU ms/tick"])
     capacity = 1000 / cpu_ms

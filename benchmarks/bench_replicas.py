@@ -19,10 +19,8 @@ from typing import Any
 
 import kubernetes
 
-from benchmarks.harness import BenchTable, Progress
+from benchmarks.harness import BenchTable, Progress, scraped_exporter
 from mlrollouts.controller.leases import ShardingConfig
-from mlrollouts.localstack.exporter import ExporterProcess
-from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.replicas import GROUP, PLURAL, VERSION, Replica, experiment_manifest, kill_one_replica
 from mlrollouts.localstack.server import run_apiserver
 
@@ -46,40 +44,37 @@ def keep_logs(folder: pathlib.Path) -> pathlib.Path:
 
 def run(progress: Progress) -> BenchTable:
     started = time.monotonic()
-    exporter = ExporterProcess(["churn-v2", "churn-v3"], seed=3, tick=0.1).start()
-    try:
-        for variant in ("churn-v2", "churn-v3"):
-            exporter.control(variant, rate=200, success=0.75, latency=0.05)
-        with PrometheusServer([exporter.target]) as prometheus, tempfile.TemporaryDirectory() as tmp:
-            folder = pathlib.Path(tmp)
-            apiserver, backend = start_apiserver(folder / "kubeconfig")
-            progress(f"API server: {backend}")
-            assert apiserver.kubeconfig is not None
-            api = kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
-            objects = kubernetes.client.CustomObjectsApi(api)
-            replicas = [
-                Replica(f"replica-{i}", apiserver.kubeconfig, folder / f"replica-{i}.log", SHARDS).start()
-                for i in range(REPLICAS)
-            ]
-            names = [f"exp-{i:03d}" for i in range(EXPERIMENTS)]
-            kept = None
-            try:
-                manifests = [experiment_manifest(name, prometheus.address, INTERVAL_S) for name in names]
-                with ThreadPoolExecutor(4) as pool:
-                    create = lambda m: objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, m)  # noqa: E731
-                    list(pool.map(create, manifests))
-                progress(f"{EXPERIMENTS} experiments created")
-                report = kill_one_replica(
-                    objects, kubernetes.client.CoordinationV1Api(api), replicas, names, steady_s=20, progress=progress
-                )
-            finally:
-                for replica in replicas:
-                    replica.stop()
-                api.close()
-                apiserver.stop()
-                kept = keep_logs(folder)
-    finally:
-        exporter.stop()
+    with (
+        scraped_exporter(["churn-v2", "churn-v3"], seed=3, rate=200, success=0.75, latency=0.05) as (_, prometheus),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        folder = pathlib.Path(tmp)
+        apiserver, backend = start_apiserver(folder / "kubeconfig")
+        progress(f"API server: {backend}")
+        assert apiserver.kubeconfig is not None
+        api = kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
+        objects = kubernetes.client.CustomObjectsApi(api)
+        replicas = [
+            Replica(f"replica-{i}", apiserver.kubeconfig, folder / f"replica-{i}.log", SHARDS).start()
+            for i in range(REPLICAS)
+        ]
+        names = [f"exp-{i:03d}" for i in range(EXPERIMENTS)]
+        kept = None
+        try:
+            manifests = [experiment_manifest(name, prometheus.address, INTERVAL_S) for name in names]
+            with ThreadPoolExecutor(4) as pool:
+                create = lambda m: objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, m)  # noqa: E731
+                list(pool.map(create, manifests))
+            progress(f"{EXPERIMENTS} experiments created")
+            report = kill_one_replica(
+                objects, kubernetes.client.CoordinationV1Api(api), replicas, names, steady_s=20, progress=progress
+            )
+        finally:
+            for replica in replicas:
+                replica.stop()
+            api.close()
+            apiserver.stop()
+            kept = keep_logs(folder)
     progress(f"{report}\nreplica logs kept in {kept}")
     config = ShardingConfig("x", "default")
     name, worst = report.worst_staleness

@@ -21,10 +21,9 @@ from typing import Any
 
 import kubernetes
 
-from benchmarks.bench_operator import GROUP, ISTIO_CRD, PLURAL, VERSION, operator_process
-from benchmarks.harness import BenchTable, Progress
+from benchmarks.bench_operator import GROUP, ISTIO_CRD, PLURAL, VERSION, operator_process, virtual_service
+from benchmarks.harness import BenchTable, Progress, scraped_exporter
 from mlrollouts.localstack.exporter import ExporterProcess
-from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.server import run_apiserver
 from mlrollouts.stats.guardrail import bound_test
 
@@ -81,16 +80,6 @@ def manifest(name: str, champion: str, challenger: str, prometheus: str, interva
             },
             "metricsFailureLimit": 30,
         },
-    }
-
-
-def virtual_service(name: str, champion: str, challenger: str) -> dict[str, Any]:
-    route = [{"destination": {"host": champion}, "weight": 100}, {"destination": {"host": challenger}, "weight": 0}]
-    return {
-        "apiVersion": "networking.istio.io/v1",
-        "kind": "VirtualService",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"hosts": [name], "http": [{"name": "predict", "route": route}]},
     }
 
 
@@ -195,39 +184,36 @@ def quantile(values: list[float], q: float) -> float:
 def run(progress: Progress) -> BenchTable:
     started = time.monotonic()
     variants = [f"lane{i}-{role}" for i in range(LANES) for role in ("champion", "challenger")]
-    exporter = ExporterProcess(variants, seed=5, tick=0.1).start()
     trials: list[Trial] = []
     lock = threading.Lock()
-    try:
-        for variant in variants:
-            exporter.control(variant, rate=0, success=0.7, latency=0.05, error_rate=0.0)
-        with PrometheusServer([exporter.target]) as prometheus, tempfile.TemporaryDirectory() as tmp:
-            folder = pathlib.Path(tmp)
-            apiserver = run_apiserver(0, folder / "kubeconfig", crd_paths=[ISTIO_CRD])
-            api = kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
-            objects = kubernetes.client.CustomObjectsApi(api)
-            try:
-                with operator_process(folder / "kubeconfig", folder / "operator.log"):
-                    lanes = [Lane(i, objects, exporter, prometheus.address) for i in range(LANES)]
-                    for interval_s in INTERVALS_S:
+    with (
+        scraped_exporter(variants, seed=5, rate=0, success=0.7, latency=0.05, error_rate=0.0) as (exporter, prometheus),
+        tempfile.TemporaryDirectory() as tmp,
+    ):
+        folder = pathlib.Path(tmp)
+        apiserver = run_apiserver(0, folder / "kubeconfig", crd_paths=[ISTIO_CRD])
+        api = kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
+        objects = kubernetes.client.CustomObjectsApi(api)
+        try:
+            with operator_process(folder / "kubeconfig", folder / "operator.log"):
+                lanes = [Lane(i, objects, exporter, prometheus.address) for i in range(LANES)]
+                for interval_s in INTERVALS_S:
 
-                        def lane_trials(lane: Lane, interval_s: int = interval_s) -> None:
-                            for number in range(lane.index, TRIALS, LANES):
-                                trial = lane.trial(number, interval_s)
-                                with lock:
-                                    trials.append(trial)
-                                progress(
-                                    f"interval {interval_s}s trial {number}: route {trial.route_s:.2f}s, "
-                                    f"phase {trial.phase_s:.2f}s, {trial.challenger_requests} challenger requests"
-                                )
+                    def lane_trials(lane: Lane, interval_s: int = interval_s) -> None:
+                        for number in range(lane.index, TRIALS, LANES):
+                            trial = lane.trial(number, interval_s)
+                            with lock:
+                                trials.append(trial)
+                            progress(
+                                f"interval {interval_s}s trial {number}: route {trial.route_s:.2f}s, "
+                                f"phase {trial.phase_s:.2f}s, {trial.challenger_requests} challenger requests"
+                            )
 
-                        with ThreadPoolExecutor(LANES) as pool:
-                            list(pool.map(lane_trials, lanes))
-            finally:
-                api.close()
-                apiserver.stop()
-    finally:
-        exporter.stop()
+                    with ThreadPoolExecutor(LANES) as pool:
+                        list(pool.map(lane_trials, lanes))
+        finally:
+            api.close()
+            apiserver.stop()
     return table(trials, time.monotonic() - started)
 
 

@@ -19,20 +19,19 @@ from dataclasses import dataclass
 import kubernetes
 
 from benchmarks.bench_operator import (
+    LOAD,
     VARIANTS,
     Config,
-    cpu_seconds,
     create_all,
+    measure_window,
     milliseconds,
     operator_process,
-    prometheus_queries,
-    reconcile_histogram,
     rss_mb,
     survey,
+    warm_up,
 )
-from benchmarks.harness import BenchTable, Progress
+from benchmarks.harness import BenchTable, Progress, scraped_exporter
 from mlrollouts.localstack import binaries
-from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.realcluster import RealApiServer
 from mlrollouts.localstack.server import run_apiserver
@@ -76,23 +75,15 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
                 started = time.monotonic()
                 create_all(api, config, prometheus.address)
                 progress(f"{point.experiments} experiments created in {time.monotonic() - started:.1f}s ({backend})")
-                deadline = started + config.max_warmup_s
-                while time.monotonic() < deadline and reconcile_histogram(port).count < 2 * point.experiments:
-                    time.sleep(1)
-                before = (cpu_seconds(child.pid), reconcile_histogram(port), time.monotonic())
-                queries_before = prometheus_queries(prometheus)
-                time.sleep(point.window_s)
-                after = (cpu_seconds(child.pid), reconcile_histogram(port), time.monotonic())
-                queries = prometheus_queries(prometheus) - queries_before
+                warm_up(port, point.experiments, started + config.max_warmup_s)
+                window = measure_window(child.pid, port, prometheus, point.window_s)
                 rss = rss_mb(child.pid)
                 tally, ages = survey(api)
         finally:
             api.close()
-    elapsed = after[2] - before[2]
-    ticks = after[1].minus(before[1])
+    elapsed, ticks, cpu = window.elapsed_s, window.ticks, window.operator_cpu_s
     per_tick = max(ticks.count, 1)
     ideal = point.experiments / point.interval_s
-    cpu = after[0] - before[0]
     return {
         "experiments": str(point.experiments),
         "interval s": str(point.interval_s),
@@ -106,7 +97,7 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
         "RSS MB": f"{rss:.0f}",
         "RSS MB per 1,000 experiments": f"{(rss - idle_rss) * 1000 / point.experiments:.0f}",
         "reconcile p95 ms": milliseconds(ticks.quantile(0.95), ticks.buckets),
-        "queries/tick": f"{queries / per_tick:.1f}",
+        "queries/tick": f"{window.queries / per_tick:.1f}",
         "since last analysis s, median / max": f"{ages[len(ages) // 2]:.1f} / {ages[-1]:.1f}",
         "phases": ", ".join(f"{phase} {count}" for phase, count in sorted(tally.items())),
     }
@@ -115,17 +106,11 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
 def run(progress: Progress) -> BenchTable:
     started = time.monotonic()
     rows: list[dict[str, str]] = []
-    exporter = ExporterProcess(VARIANTS, seed=3, tick=0.1).start()
-    try:
-        for variant in VARIANTS:
-            exporter.control(variant, rate=200, success=0.75, latency=0.05)
-        with PrometheusServer([exporter.target]) as prometheus, tempfile.TemporaryDirectory() as tmp:
-            for point in POINTS:
-                progress(f"{point.experiments} experiments at {point.interval_s}s")
-                rows.append(measure(point, prometheus, pathlib.Path(tmp), progress))
-                progress(f"done: {rows[-1]}")
-    finally:
-        exporter.stop()
+    with scraped_exporter(VARIANTS, seed=3, **LOAD) as (_, prometheus), tempfile.TemporaryDirectory() as tmp:
+        for point in POINTS:
+            progress(f"{point.experiments} experiments at {point.interval_s}s")
+            rows.append(measure(point, prometheus, pathlib.Path(tmp), progress))
+            progress(f"done: {rows[-1]}")
     return BenchTable(
         title="Scaling of one operator replica (real API server, real Prometheus)",
         columns=list(rows[0]),

@@ -12,12 +12,16 @@ import os
 import pkgutil
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+
+from mlrollouts.localstack.exporter import ExporterProcess
+from mlrollouts.localstack.prometheus import PrometheusServer
 
 PACKAGE = "benchmarks"
 PREFIX = "bench_"
@@ -40,6 +44,24 @@ class BenchTable:
         for row in self.rows:
             if len(row) != len(self.columns):
                 raise ValueError(f"{self.title}: row {list(row)} has {len(row)} cells for {len(self.columns)} columns")
+
+
+@contextmanager
+def scraped_exporter(
+    variants: Sequence[str], *, seed: int, progress: Progress | None = None, **behaviour: float
+) -> Iterator[tuple[ExporterProcess, PrometheusServer]]:
+    """The real exporter serving `variants` (each set to `behaviour`) and a real Prometheus scraping it: the metrics
+    side every operator benchmark stands on, stopped in reverse order whatever happens."""
+    exporter = ExporterProcess(list(variants), seed=seed, tick=0.1).start()
+    try:
+        for variant in variants:
+            exporter.control(variant, **behaviour)
+        if progress is not None:
+            progress("starting Prometheus (first scrape takes ~6 s)")
+        with PrometheusServer([exporter.target]) as prometheus:
+            yield exporter, prometheus
+    finally:
+        exporter.stop()
 
 
 def available() -> list[str]:

@@ -29,11 +29,8 @@ T0 = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    try:
+    with Receiver() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def _post(url: str, **options: Any):

@@ -26,11 +26,8 @@ SECRET = "hook-urls"
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    server = Receiver().start()
-    try:
+    with Receiver() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
+from tick_support import fake_tick_ports
 
 from mlrollouts.api import ModelExperiment
-from mlrollouts.controller.tick import ACTION_ANNOTATION, TickPorts, reconcile
+from mlrollouts.controller.tick import ACTION_ANNOTATION, reconcile
 from mlrollouts.engine import Observations, VariantObservation
 from mlrollouts.engine.types import Event
-from mlrollouts.routing.factory import make_router
 from mlrollouts.routing.fake import FakeKubeObjects
 from mlrollouts.routing.kserve import API_VERSION, PLURAL
 from schema_validation import validate_custom_object
@@ -99,29 +99,10 @@ class _Cluster:
         return self.objects.stored(API_VERSION, PLURAL, "ml", "churn")["spec"]["predictor"]
 
     def tick(self, at: datetime) -> dict[str, Any]:
-        async def metrics_for(experiment: ModelExperiment) -> _Traffic:
-            return self.traffic
-
-        async def write_status(namespace: str, name: str, status: dict, version: str | None) -> None:
-            guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}]
-            patch = [*guard, {"op": "add", "path": "/status", "value": status}]
-            await self.objects.patch(API, "modelexperiments", namespace, name, patch, "json")
-
-        async def clear_annotation(namespace: str, name: str, key: str) -> None:
-            removal = {"metadata": {"annotations": {key: None}}}
-            await self.objects.patch(API, "modelexperiments", namespace, name, removal)
-
         async def post_event(event: Event) -> None:
             self.events.append(event)
 
-        ports = TickPorts(
-            metrics_for=metrics_for,
-            router_for=lambda experiment: make_router(experiment, self.objects),
-            write_status=write_status,
-            clear_annotation=clear_annotation,
-            post_event=post_event,
-            conflict_with=lambda experiment: None,
-        )
+        ports = fake_tick_ports(self.objects, self.traffic, post_event)
         asyncio.run(reconcile(self.body(), at, ports))
         return self.body()["status"]
 

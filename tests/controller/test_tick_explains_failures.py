@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from stack import canary_manifest, virtual_service_manifest
+from tick_support import fake_tick_ports
 
 from mlrollouts.api import ModelExperiment
 from mlrollouts.cli.experiment_view import render_experiment
@@ -19,7 +20,6 @@ from mlrollouts.controller.tick import TickPorts, reconcile
 from mlrollouts.engine import Observations, VariantObservation
 from mlrollouts.engine.types import Event
 from mlrollouts.routing.base import RoutingError
-from mlrollouts.routing.factory import make_router
 from mlrollouts.routing.fake import FakeKubeObjects
 from mlrollouts.routing.kube import ApiRequestFailed, ObjectConflict
 
@@ -54,28 +54,13 @@ class _Cluster:
         return next(k[3] for k in self.objects.objects if k[1] == "modelexperiments")
 
     def ports(self, body: dict[str, Any]) -> TickPorts:
-        async def metrics_for(experiment: ModelExperiment) -> _CompleteRead:
-            return _CompleteRead()
-
-        async def write_status(namespace: str, name: str, status: dict, version: str | None) -> None:
-            guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}]
-            patch = [*guard, {"op": "add", "path": "/status", "value": status}]
-            await self.objects.patch(API, "modelexperiments", namespace, name, patch, "json")
-
         async def clear_annotation(namespace: str, name: str, key: str) -> None:
             raise AssertionError("no annotation in these tests")
 
         async def post_event(event: Event) -> None:
             await self.recorder.post(body, event)
 
-        return TickPorts(
-            metrics_for=metrics_for,
-            router_for=lambda experiment: make_router(experiment, self.objects),
-            write_status=write_status,
-            clear_annotation=clear_annotation,
-            post_event=post_event,
-            conflict_with=lambda experiment: None,
-        )
+        return fake_tick_ports(self.objects, _CompleteRead(), post_event, clear_annotation)
 
     def tick(self, at: datetime) -> Exception | None:
         body = self.body()

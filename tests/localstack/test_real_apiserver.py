@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,8 +18,8 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
+from realcluster_support import REAL_CLUSTER_MARKS, real_cluster
 
-from mlrollouts.localstack import binaries
 from mlrollouts.localstack.kubectl import Kubectl
 from mlrollouts.localstack.realcluster import RealApiServer
 
@@ -28,19 +27,13 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 CRD = "modelexperiments.mlrollouts.dev"
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not binaries.available(), reason=binaries.unavailable_reason()),
-    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH"),
-]
+pytestmark = REAL_CLUSTER_MARKS
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealApiServer, Kubectl]]:
-    folder = tmp_path_factory.mktemp("real-apiserver")
-    with RealApiServer(kubeconfig_path=folder / "kubeconfig") as server:
-        assert server.kubeconfig is not None
-        yield server, Kubectl(server.kubeconfig, folder / "kubectl-cache")
+    with real_cluster(tmp_path_factory.mktemp("real-apiserver")) as started:
+        yield started
 
 
 def test_the_generated_crd_passes_the_real_cel_checker_and_cost_estimator(

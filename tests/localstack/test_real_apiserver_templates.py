@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 
 import pytest
 import yaml
+from realcluster_support import REAL_CLUSTER_MARKS, real_cluster
 
-from mlrollouts.localstack import binaries
 from mlrollouts.localstack.kubectl import Kubectl
 from mlrollouts.localstack.realcluster import RealApiServer
 
@@ -23,19 +22,12 @@ TEMPLATED = REPO / "examples" / "templates" / "canary-istio-templates.yaml"
 LOCAL_TEMPLATE = REPO / "examples" / "templates" / "latency-metrictemplate.yaml"
 BUILTIN = REPO / "charts" / "mlrollouts" / "files" / "metric-templates.yaml"
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not binaries.available(), reason=binaries.unavailable_reason()),
-    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH"),
-]
+pytestmark = REAL_CLUSTER_MARKS
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealApiServer, Kubectl]]:
-    folder = tmp_path_factory.mktemp("real-apiserver-templates")
-    with RealApiServer(kubeconfig_path=folder / "kubeconfig") as server:
-        assert server.kubeconfig is not None
-        kubectl = Kubectl(server.kubeconfig, folder / "kubectl-cache")
+    with real_cluster(tmp_path_factory.mktemp("real-apiserver-templates")) as (server, kubectl):
         assert kubectl.run("create", "namespace", "ml").returncode == 0
         yield server, kubectl
 

@@ -4,25 +4,20 @@ validates every InferenceService write against the CRD's structural schema, as i
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 
 import pytest
+from realcluster_support import REAL_CLUSTER_MARKS, real_cluster
 
 from mlrollouts.api.kserve import KServeTraffic
 from mlrollouts.api.traffic import Variant
 from mlrollouts.engine.types import Split
-from mlrollouts.localstack import binaries
 from mlrollouts.localstack.kubectl import Kubectl
 from mlrollouts.localstack.realcluster import KSERVE_CRD, PROJECT_CRD, RealApiServer
 from mlrollouts.routing.kserve import KServeRouter
 from mlrollouts.routing.kube import KubeObjects
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(not binaries.available(), reason=binaries.unavailable_reason()),
-    pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH"),
-]
+pytestmark = REAL_CLUSTER_MARKS
 ISVC = {
     "apiVersion": "serving.kserve.io/v1beta1",
     "kind": "InferenceService",
@@ -38,10 +33,8 @@ ISVC = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RealApiServer, Kubectl]]:
-    folder = tmp_path_factory.mktemp("real-kserve")
-    with RealApiServer(kubeconfig_path=folder / "kubeconfig", builtin_crds=(PROJECT_CRD, KSERVE_CRD)) as server:
-        assert server.kubeconfig is not None
-        yield server, Kubectl(server.kubeconfig, folder / "kubectl-cache")
+    with real_cluster(tmp_path_factory.mktemp("real-kserve"), builtin_crds=(PROJECT_CRD, KSERVE_CRD)) as started:
+        yield started
 
 
 async def test_canary_steps_rollback_and_promotion_on_the_real_server(cluster: tuple[RealApiServer, Kubectl]) -> None:

@@ -122,51 +122,70 @@ def _key_rank(key: str) -> tuple[int, str]:
     return (_KEY_ORDER.index(key), key) if key in _KEY_ORDER else (len(_KEY_ORDER), key)
 
 
+def custom_resource_definition(
+    *,
+    kind: str,
+    plural: str,
+    short_names: list[str],
+    namespaced: bool,
+    description: str,
+    properties: dict[str, Any],
+    printer_columns: list[dict[str, Any]],
+    status_subresource: bool,
+) -> dict[str, Any]:
+    """The CustomResourceDefinition around one kind's schema (`properties`: spec and, if written, status); shared by
+    ModelExperiment and the metric template kinds so that their names, version and category cannot drift apart."""
+    root = {
+        "type": "object",
+        "description": description,
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            **properties,
+        },
+    }
+    version: dict[str, Any] = {"name": VERSION, "served": True, "storage": True, "schema": {"openAPIV3Schema": root}}
+    if status_subresource:
+        version["subresources"] = {"status": {}}
+    version["additionalPrinterColumns"] = printer_columns
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{GROUP}"},
+        "spec": {
+            "group": GROUP,
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": short_names,
+                "categories": ["mlrollouts"],
+            },
+            "scope": "Namespaced" if namespaced else "Cluster",
+            "versions": [version],
+        },
+    }
+
+
 def generate_crd() -> dict[str, Any]:
     """The complete CustomResourceDefinition object."""
     spec = structural_schema(ModelExperimentSpec)
     spec["description"] = "The experiment: variants, strategy, traffic provider and analysis (DESIGN §2)."
     status = structural_schema(ModelExperimentStatus, for_status=True)
     status["description"] = "Written by the operator only; the durable state a restarted operator continues from."
-    root = {
-        "type": "object",
-        "description": "A controlled experiment between ML model versions: canary, A/B/n, shadow or bandit.",
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-            "status": status,
-        },
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["mexp"],
-                "categories": ["mlrollouts"],
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": root},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": copy.deepcopy(PRINTER_COLUMNS),
-                }
-            ],
-        },
-    }
+    return custom_resource_definition(
+        kind=KIND,
+        plural=PLURAL,
+        short_names=["mexp"],
+        namespaced=True,
+        description="A controlled experiment between ML model versions: canary, A/B/n, shadow or bandit.",
+        properties={"spec": spec, "status": status},
+        printer_columns=copy.deepcopy(PRINTER_COLUMNS),
+        status_subresource=True,
+    )
 
 
 def render_crd_yaml() -> str:

@@ -150,12 +150,7 @@ class Guardrail(ApiModel):
             raise FieldError("query", _NO_QUERY)
         if self.bad is None or self.total is None:
             raise ValueError(_RATIO_NEEDS_BOTH)
-        if self.min is not None:
-            raise FieldError("min", _NO_MIN)
-        if self.failure_limit is not None:
-            raise FieldError("failureLimit", _NO_FAILURE_LIMIT)
-        if self.max is not None and not 0.0 < self.max < 1.0:
-            raise FieldError("max", f"{_MAX_SHARE}, got {self.max}")
+        self._check_ratio_bounds()
         self._check_count_queries()
         return self
 
@@ -165,13 +160,17 @@ class Guardrail(ApiModel):
         if self.type == "threshold" and self.alpha is not None:
             raise FieldError("alpha", _NO_ALPHA)
         if self.type == "ratio":
-            if self.min is not None:
-                raise FieldError("min", _NO_MIN)
-            if self.failure_limit is not None:
-                raise FieldError("failureLimit", _NO_FAILURE_LIMIT)
-            if self.max is not None and not 0.0 < self.max < 1.0:
-                raise FieldError("max", f"{_MAX_SHARE}, got {self.max}")
+            self._check_ratio_bounds()
         return self
+
+    def _check_ratio_bounds(self) -> None:
+        """A ratio guardrail has a share to stay below (0 < max < 1), tested sequentially: no min, no failureLimit."""
+        if self.min is not None:
+            raise FieldError("min", _NO_MIN)
+        if self.failure_limit is not None:
+            raise FieldError("failureLimit", _NO_FAILURE_LIMIT)
+        if self.max is not None and not 0.0 < self.max < 1.0:
+            raise FieldError("max", f"{_MAX_SHARE}, got {self.max}")
 
     def _check_count_queries(self) -> None:
         """Both counts must be totals since a fixed point, read the same way, so bad <= total holds."""

@@ -6,8 +6,8 @@ from typing import Any
 
 import yaml
 
-from mlrollouts import GROUP, VERSION
-from mlrollouts.api.crd import structural_schema
+from mlrollouts import GROUP
+from mlrollouts.api.crd import custom_resource_definition, structural_schema
 from mlrollouts.api.templates import CLUSTER_TEMPLATE_KIND, TEMPLATE_KIND, TEMPLATE_PLURALS, MetricTemplateSpec
 
 TEMPLATE_CRD_FILES = {kind: f"crds/{plural}.{GROUP}.yaml" for kind, plural in TEMPLATE_PLURALS.items()}
@@ -24,46 +24,19 @@ def generate_template_crd(kind: str) -> dict[str, Any]:
     plural = TEMPLATE_PLURALS[kind]
     spec = structural_schema(MetricTemplateSpec)
     spec["description"] = "Queries as in an inline metric, with {{args.NAME}} placeholders for the arguments."
-    root = {
-        "type": "object",
-        "description": _DESCRIPTIONS[kind],
-        "required": ["spec"],
-        "properties": {
-            "apiVersion": {"type": "string"},
-            "kind": {"type": "string"},
-            "metadata": {"type": "object"},
-            "spec": spec,
-        },
-    }
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{GROUP}"},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": kind,
-                "listKind": f"{kind}List",
-                "plural": plural,
-                "singular": kind.lower(),
-                "shortNames": _SHORT_NAMES[kind],
-                "categories": ["mlrollouts"],
-            },
-            "scope": "Namespaced" if kind == TEMPLATE_KIND else "Cluster",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": root},
-                    "additionalPrinterColumns": [
-                        {"name": "Description", "type": "string", "jsonPath": ".spec.description"},
-                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                    ],
-                }
-            ],
-        },
-    }
+    return custom_resource_definition(
+        kind=kind,
+        plural=plural,
+        short_names=_SHORT_NAMES[kind],
+        namespaced=kind == TEMPLATE_KIND,
+        description=_DESCRIPTIONS[kind],
+        properties={"spec": spec},
+        printer_columns=[
+            {"name": "Description", "type": "string", "jsonPath": ".spec.description"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+        status_subresource=False,
+    )
 
 
 def render_template_crd_yaml(kind: str) -> str:

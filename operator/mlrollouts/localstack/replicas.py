@@ -1,6 +1,7 @@
 """Several active-active operator replicas on one local stack: start, scrape, kill, and survey the experiments.
 
-Shared by the active-active test (tests/controller/test_active_active.py) and benchmarks/bench_replicas.py.
+Shared by the active-active test (tests/controller/test_active_active.py), benchmarks/bench_replicas.py and
+benchmarks/bench_operator.py (spawn_operator, the experiment).
 """
 
 from __future__ import annotations
@@ -23,6 +24,35 @@ from mlrollouts.localstack.prometheus import free_port
 GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
 
 
+def spawn_operator(
+    kubeconfig: pathlib.Path, log_path: pathlib.Path, arguments: list[str], interval_floor: str = "1s"
+) -> tuple[subprocess.Popen[bytes], int]:
+    """`mlrollouts run --namespace default ARGUMENTS` as a child process logging to `log_path`, with its metrics on a
+    free port (returned) and no liveness port; `interval_floor` lowers the API's analysis-interval floor so that a
+    benchmark can load the operator harder than a tenant may."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "MLROLLOUTS_WATCH_TIMEOUT": "60",
+        "MLROLLOUTS_MIN_INTERVAL": interval_floor,
+    }
+    command = [sys.executable, "-m", "mlrollouts.cli.main", "run", "--namespace", "default", *arguments]
+    command += ["--metrics-port", str(port), "--liveness-port", "0"]
+    with log_path.open("ab") as log:
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), port
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the operator's clean shutdown), SIGKILL after 20 s."""
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 @dataclass
 class Replica:
     """`mlrollouts run --shards S` as a child process; SIGKILL is a crashed pod."""
@@ -36,18 +66,8 @@ class Replica:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Replica:
-        self.metrics_port = free_port()
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "MLROLLOUTS_WATCH_TIMEOUT": "60",
-            "MLROLLOUTS_MIN_INTERVAL": self.interval_floor,
-        }
-        command = [sys.executable, "-m", "mlrollouts.cli.main", "run", "--namespace", "default"]
-        command += ["--shards", str(self.shards), "--replica-id", self.identity, "--lease-namespace", "default"]
-        command += ["--metrics-port", str(self.metrics_port), "--liveness-port", "0"]
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        arguments = ["--shards", str(self.shards), "--replica-id", self.identity, "--lease-namespace", "default"]
+        self.process, self.metrics_port = spawn_operator(self.kubeconfig, self.log_path, arguments, self.interval_floor)
         return self
 
     @property
@@ -61,12 +81,7 @@ class Replica:
 
     def stop(self) -> None:
         if self.alive and self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_process(self.process)
 
     def metrics(self, strict: bool = False) -> dict[str, float]:
         """Every sample as `name{label=value,...}` -> value. Lenient: empty while the endpoint is not up (or too
