@@ -101,17 +101,37 @@ def operator_args(manifest: list[dict[str, Any]]) -> list[str]:
     return args
 
 
+# What the kubelet fills in from the downward API for the chart's pod, run here as a local process.
+DOWNWARD = {"metadata.namespace": RELEASE_NAMESPACE, "metadata.name": "local", "status.podIP": "127.0.0.1"}
+
+
+def operator_env(manifest: list[dict[str, Any]]) -> dict[str, str]:
+    """The operator container's literal and downward-API variables (POD_NAMESPACE: where its Leases live)."""
+    deployment = next(o for o in manifest if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("mlrollouts"))
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "operator"]
+    env = {}
+    for variable in container.get("env") or []:
+        if "value" in variable:
+            env[variable["name"]] = str(variable["value"])
+        elif "fieldRef" in (variable.get("valueFrom") or {}):
+            env[variable["name"]] = DOWNWARD[variable["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
+
+
 class ChartOperator(OperatorProcess):
     """`mlrollouts <the Deployment's args>` as the ServiceAccount: what the chart's pod would run."""
 
-    def __init__(self, kubeconfig: pathlib.Path, log_path: pathlib.Path, args: list[str]) -> None:
+    def __init__(
+        self, kubeconfig: pathlib.Path, log_path: pathlib.Path, args: list[str], env: dict[str, str] | None = None
+    ) -> None:
         super().__init__(kubeconfig, log_path)
-        self.args = args
+        self.args, self.pod_env = args, env or {}
 
     def start(self) -> ChartOperator:
         metrics = next(a for a in self.args if a.startswith("--metrics-port="))
         self.metrics_port = int(metrics.split("=", 1)[1])
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": "30", "POD_NAME": "local"}
+        env = {**os.environ, **self.pod_env, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": "30"}
+        env.setdefault("POD_NAME", "local")
         command = [sys.executable, "-m", "mlrollouts.cli.main", *self.args]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -49,7 +49,9 @@ def assert_within(granted: dict[tuple[str, str], set[str]], allowed: dict[tuple[
         assert verbs <= allowed[key], f"{key}: {sorted(verbs - allowed[key])} beyond the contract"
 
 
-@pytest.mark.parametrize(("values", "allowed"), [({}, EXPERIMENT_ALLOW), (PEERING_OFF, CLUSTER_ALLOW)])
+@pytest.mark.parametrize(
+    ("values", "allowed"), [({}, EXPERIMENT_ALLOW | CLUSTER_TEMPLATES_ALLOW), (PEERING_OFF, CLUSTER_ALLOW)]
+)
 def test_cluster_role_grants_only_the_allow_set(values: dict[str, Any], allowed: dict) -> None:
     objects = render(values)
     granted = grants(one(objects, "ClusterRole", "rel-mlrollouts"))

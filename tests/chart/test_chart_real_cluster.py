@@ -27,6 +27,7 @@ from cluster_support import (
     audit_events,
     describe,
     operator_args,
+    operator_env,
     service_account_kubeconfig,
 )
 
@@ -78,7 +79,8 @@ class Cluster:
     def operator(self, log: pathlib.Path) -> Iterator[ChartOperator]:
         """The chart's Deployment's command, run here with the ServiceAccount's token."""
         kubeconfig = service_account_kubeconfig(self.server, SERVICE_ACCOUNT, log.with_suffix(".kubeconfig"))
-        process = ChartOperator(kubeconfig, log, operator_args(self.helm.manifest(RELEASE))).start()
+        manifest = self.helm.manifest(RELEASE)
+        process = ChartOperator(kubeconfig, log, operator_args(manifest), operator_env(manifest)).start()
         stack = self.start_stack()
         stack.operator = process
         try:

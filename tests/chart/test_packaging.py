@@ -12,7 +12,11 @@ from packaging.utils import canonicalize_name
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 LOCK = (REPO / "requirements.lock").read_text()
 DOCKERFILE = (REPO / "Dockerfile").read_text()
-PINNED = {canonicalize_name(name): version for name, version in re.findall(r"^([A-Za-z0-9._-]+)==(\S+) \\", LOCK, re.M)}
+# "name==version \" or, with an environment marker, "uvloop==0.23.0 ; sys_platform != \"win32\" \"
+PINNED = {
+    canonicalize_name(name): version
+    for name, version in re.findall(r"^([A-Za-z0-9._-]+)==([^\s;]+)(?: ;[^\n]*)? \\$", LOCK, re.M)
+}
 LOCAL_ONLY = {"kmock", "pytest-asyncio", "matplotlib"}
 
 
