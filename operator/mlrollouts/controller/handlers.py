@@ -15,7 +15,7 @@ import kopf
 
 from mlrollouts import GROUP, PLURAL, VERSION
 from mlrollouts.api import TERMINAL_PHASES, SpecError
-from mlrollouts.controller import telemetry
+from mlrollouts.controller import abort, telemetry
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.sharding import ShardManager
 from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile, routing_claim
@@ -134,7 +134,8 @@ async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: floa
 
 @kopf.on.delete(*RESOURCE)
 async def give_traffic_back(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Deleting a running experiment restores the champion to 100 % and removes mirrors; a finished one is left."""
+    """Deleting a running experiment restores the champion to 100 % and removes mirrors, then fires what a
+    rollback fires (onRollback gates, notifications: controller/abort.py); a finished one is left."""
     telemetry.forget_experiment(body.meta.namespace, body.meta.name)
     status = body.get("status") or {}
     if status.get("phase") in TERMINAL_PHASES or not status.get("weights"):
@@ -156,3 +157,4 @@ async def _give_traffic_back(body: kopf.Body, runtime: Runtime) -> None:
     kopf.event(
         body, type="Normal", reason="TrafficRestored", message=f"{experiment.spec.champion.name} restored to 100 %"
     )
+    await abort.announce(body, experiment, runtime)
