@@ -19,6 +19,7 @@ from mlrollouts.controller import abort, telemetry
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.sharding import ShardManager
 from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile, routing_claim
+from mlrollouts.metrics.secrets import SecretMissing
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import routing_target
 from mlrollouts.routing.kube import ObjectConflict
@@ -92,7 +93,7 @@ async def _tick(runtime: Runtime, namespace: str, name: str, claims: kopf.Index)
         telemetry.reconcile_duration.labels("conflict").observe(time.perf_counter() - started)
         log.info("experiment=%s/%s changed during the tick, re-reading: %s", namespace, name, error)
         return MIN_INTERVAL_SECONDS
-    except (RoutingError, OSError) as error:
+    except (RoutingError, SecretMissing, OSError) as error:
         telemetry.reconcile_errors.labels(namespace, name).inc()
         telemetry.reconcile_duration.labels("error").observe(time.perf_counter() - started)
         log.warning("experiment=%s/%s tick failed: %s", namespace, name, error)
