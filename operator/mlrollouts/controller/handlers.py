@@ -30,17 +30,24 @@ MIN_INTERVAL_SECONDS = 0.2
 
 
 @kopf.index(*RESOURCE)
-async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]] | None:
+async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]]:
     """Which live experiment manages which routing object; the oldest claim wins a conflict.
 
     Async (a sync handler costs a worker-thread round trip) and cached by spec: it runs on every watch event,
-    each of our own status writes included.
+    each of our own status writes included. An Invalid experiment that never moved traffic claims nothing: a
+    broken spec must not block a valid one on the same object. One whose split is applied (it turned Invalid
+    mid-run) keeps its claim until it is fixed, finished or deleted, so two experiments never fight over it.
+    No claim is `{}`, never None: kopf keeps an object's previous index entry when the handler returns None, so
+    a claim made at creation would outlive the experiment's end.
     """
-    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES or body.meta.get("deletionTimestamp"):
-        return None
+    status = body.get("status") or {}
+    if status.get("phase") in TERMINAL_PHASES or body.meta.get("deletionTimestamp"):
+        return {}
+    if status.get("phase") == "Invalid" and not status.get("weights"):
+        return {}
     target = routing_claim(body)
     if target is None:
-        return None
+        return {}
     return {target: (body.meta.get("creationTimestamp") or "", body.meta.name or "")}
 
 
