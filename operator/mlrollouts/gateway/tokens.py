@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import logging
@@ -141,7 +140,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(key: bytes, payload: str) -> bytes:
-    return hmac.new(key, DOMAIN + payload.encode("ascii"), hashlib.sha256).digest()
+    return hmac.digest(key, DOMAIN + payload.encode("ascii"), "sha256")  # one-shot: no HMAC object per call
 
 
 class TokenSigner:
