@@ -41,6 +41,7 @@ WARMUP_SECONDS = 1
 PROFILES = tuple(MODEL_PROFILES)  # echo: what a proxy costs in full; mlp: a model with ~1 ms of CPU work
 DIRECT, GATEWAY, NGINX = "direct", "gateway", "nginx split_clients"
 CEILING = "nginx answering itself"
+NOISY_P99_MS = 5.0  # a direct call's p99 beyond this: the machine stalls, the p99 target cannot be judged
 COLUMNS = [
     "model",
     "target",
@@ -144,7 +145,8 @@ def table(
         added_p99 = [seq.p99_ms - base[0].p99_ms for (seq, _, _), base in paired]
         ratio = [run.rate / base[1].rate for (_, run, _), base in paired]
         cpu = [cpu for _, _, cpu in triples]
-        medians = [statistics.median(values) for values in (added_p50, added_p99, ratio, cpu)]
+        own_p99 = [seq.p99_ms for seq, _, _ in triples]
+        medians = [statistics.median(values) for values in (added_p50, added_p99, ratio, cpu, own_p99)]
         summary[profile, name] = medians
         baseline = name == DIRECT
         rows.append(
@@ -193,8 +195,11 @@ def verdict_of(profile: str, summary: dict[Target, list[float]]) -> str:
     """Which target the gateway meets for this model, and the same figures for nginx."""
     if (profile, GATEWAY) not in summary:
         return f"{profile}: not measured."
-    added_p50, added_p99, ratio, cpu = summary[profile, GATEWAY]
+    added_p50, added_p99, ratio, cpu, _ = summary[profile, GATEWAY]
+    direct_p99 = summary[profile, DIRECT][4]
     met_p99, met_rate = ("met" if ok else "NOT met" for ok in (added_p99 <= 1, ratio >= 0.8))
+    if direct_p99 > NOISY_P99_MS:  # the machine's own stalls dwarf 1 ms: a difference of two p99s says nothing
+        met_p99 = f"not measurable in this run, the direct call's own p99 is {direct_p99:.1f} ms"
     line = (
         f"{profile}: the gateway adds {added_p50:+.2f} ms p50 / {added_p99:+.2f} ms p99 over a direct call "
         f"(target p99 ≤ 1 ms: {met_p99}) and serves {ratio:.0%} of the direct throughput at {CONCURRENCY} in "
@@ -202,7 +207,7 @@ def verdict_of(profile: str, summary: dict[Target, list[float]]) -> str:
         f"{summary[profile, DIRECT][3]:,.0f}."
     )
     if (profile, NGINX) in summary:
-        n_p50, n_p99, n_ratio, n_cpu = summary[profile, NGINX]
+        n_p50, n_p99, n_ratio, n_cpu, _ = summary[profile, NGINX]
         line += (
             f" nginx: {n_p50:+.2f} ms p50 / {n_p99:+.2f} ms p99, {n_ratio:.0%} of direct, {n_cpu:,.0f} µs CPU/request "
             f"(the gateway: {cpu / max(n_cpu, 1):.1f}x nginx's CPU, {ratio / n_ratio:.0%} of its throughput)."

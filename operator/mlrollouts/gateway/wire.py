@@ -27,7 +27,9 @@ class WireError(Exception):
 
 
 class StaleConnection(WireError):
-    """A kept-alive connection closed before any byte of the answer: the model never saw the request."""
+    """A kept-alive connection closed before any byte of the answer: almost always the model's idle timeout
+    closing it as the request went out, so the request is sent once more on a new connection (as urllib3
+    and httpx do); a model that crashes mid-request may thus see it twice."""
 
 
 class _Connection(asyncio.Protocol):
