@@ -197,3 +197,16 @@ def test_error_and_outcome_series_exist_at_zero_before_the_first_error(start_gat
             assert series[("ab_test_errors_total", variant, kind)] == 0
         for outcome in ("success", "failure"):
             assert series[("model_outcomes_total", variant, outcome)] == 0
+
+
+def test_routes_outside_the_prediction_shortcut_answer_as_starlette_routes_them(start_gateway, models) -> None:
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0}, path_prefix="/v1")
+    wrong_method = gateway.client.get(f"{gateway.url}/predict")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert gateway.client.post(f"{gateway.url}/predictions", json={}).status_code == 404
+    assert gateway.client.post(f"{gateway.url}/v1beta/x", json={}).status_code == 404  # not under the prefix
+    head = gateway.client.head(f"{gateway.url}/v1/health")  # HEAD: Starlette's GET route, the same handler
+    assert head.status_code == 200 and head.headers["x-mlrollouts-variant"] == "churn-v2"
+    assert head.content == b"" and models["churn-v2"][0].received[-1]["path"] == "/v1/health"
+    after = gateway.client.post(f"{gateway.url}/v1/predict", json={"user_id": "u"})  # the pool still works
+    assert after.status_code == 200 and after.json()["model"] == "churn-v2"
