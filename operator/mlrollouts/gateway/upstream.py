@@ -54,7 +54,10 @@ class UpstreamResponse:
 
     def header(self, name: bytes) -> str:
         """The values of header `name` (lower case), repeats joined by ", " (RFC 9110 §5.3); "" if absent."""
-        return ", ".join(value.decode("latin-1") for key, value in self.raw_headers if key.lower() == name)
+        found = [value for key, value in self.raw_headers if key.lower() == name]
+        if len(found) == 1:  # the usual case, read twice per prediction
+            return found[0].decode("latin-1")
+        return ", ".join(value.decode("latin-1") for value in found)
 
 
 def text_headers(headers: RawHeaders) -> CIMultiDict[str] | None:
