@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from mlrollouts.gateway import serve_in_thread
+
 pytestmark = pytest.mark.integration
 
 
@@ -210,3 +212,18 @@ def test_routes_outside_the_prediction_shortcut_answer_as_starlette_routes_them(
     assert head.content == b"" and models["churn-v2"][0].received[-1]["path"] == "/v1/health"
     after = gateway.client.post(f"{gateway.url}/v1/predict", json={"user_id": "u"})  # the pool still works
     assert after.status_code == 200 and after.json()["model"] == "churn-v2"
+
+
+def test_a_204_from_the_model_goes_back_without_a_body_or_a_content_length(start_gateway, models) -> None:
+    async def no_content(scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 204, "headers": [(b"x-model-version", b"nc-1")]})
+            await send({"type": "http.response.body", "body": b""})
+
+    with serve_in_thread(no_content) as url:
+        gateway = start_gateway(
+            {"churn-v2": 100, "churn-v3": 0}, upstreams={"churn-v2": url, "churn-v3": models["churn-v3"][1]}
+        )
+        response = gateway.predict("alice")
+    assert response.status_code == 204 and response.content == b""
+    assert "content-length" not in response.headers and response.headers["x-mlrollouts-variant"] == "churn-v2"

@@ -33,6 +33,9 @@ class Reply:
 
 
 def reply(status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()) -> Reply:
+    """Framed by Content-Length, except where HTTP forbids one (1xx, 204; 304 as Starlette does)."""
+    if status < 200 or status in (204, 304):
+        return Reply(status, list(headers), b"")
     return Reply(status, [(b"content-length", str(len(body)).encode()), *headers], body)
 
 
