@@ -12,7 +12,6 @@ status.lastAnalysisAt.
 
 from __future__ import annotations
 
-import math
 import pathlib
 import tempfile
 import time
@@ -66,6 +65,8 @@ class Row:
     cpu_s: list[float]
     rss_mb: list[float]
     idle_rss_mb: float
+    idle_cpu: float
+    """CPU seconds per second of one replica before any experiment existed (Lease renewals, kopf's idle loop)."""
     owned: list[float]
     reconcile: Histogram
     worst_age_s: float
@@ -91,6 +92,12 @@ class Row:
         """RSS growth over idle per 1,000 experiments, all replicas together."""
         return (sum(self.rss_mb) - self.idle_rss_mb * self.replicas) * 1000 / self.experiments
 
+    @property
+    def rss_per_1000_each(self) -> float:
+        """A replica's RSS growth over idle per 1,000 experiments in the cluster (not only in its shards): every
+        replica watches every experiment and parks a daemon for each it does not own."""
+        return self.rss_per_1000 / self.replicas
+
     def cells(self) -> dict[str, str]:
         each = lambda values: " / ".join(values)  # noqa: E731
         return {
@@ -100,6 +107,7 @@ class Row:
             "ticks/s": f"{self.ticks_per_s:.1f}",
             "ideal ticks/s": f"{self.ideal:.0f}",
             "achieved / ideal": f"{self.ticks_per_s / self.ideal:.2f}",
+            "experiments per replica": each(f"{n:.0f}" for n in self.owned),
             "ticks/s per replica": each(f"{t / self.elapsed_s:.1f}" for t in self.ticks),
             "CPU ms/tick per replica": each(
                 f"{c * 1000 / max(t, 1):.1f}" for c, t in zip(self.cpu_s, self.ticks, strict=True)
@@ -107,7 +115,8 @@ class Row:
             "CPU ms/tick all": f"{self.cpu_ms_per_tick:.2f}",
             "CPU % of a core per replica": each(f"{c / self.elapsed_s * 100:.0f}" for c in self.cpu_s),
             "RSS MB per replica": each(f"{r:.0f}" for r in self.rss_mb),
-            "RSS MB per 1,000 experiments": f"{self.rss_per_1000:.0f}",
+            "RSS MB per 1,000 experiments: all / per replica": f"{self.rss_per_1000:.0f} / "
+            f"{self.rss_per_1000_each:.0f}",
             "reconcile p95 ms": milliseconds(self.reconcile.quantile(0.95), self.reconcile.buckets),
             "max since last analysis s": "never analysed: " + str(self.never_analysed)
             if self.never_analysed
@@ -169,7 +178,7 @@ def measure(
     replicas: list[Replica],
     backend: ApiBackend,
     objects: kubernetes.client.CustomObjectsApi,
-    idle_rss: float,
+    idle: tuple[float, float],
     progress: Progress,
 ) -> Row:
     started = time.monotonic()
@@ -200,7 +209,8 @@ def measure(
         ticks=[h.count for h in histograms],
         cpu_s=[a - b for a, b in zip(after[0], before[0], strict=True)],
         rss_mb=[rss_mb(p) for p in pids],
-        idle_rss_mb=idle_rss,
+        idle_rss_mb=idle[0],
+        idle_cpu=idle[1],
         owned=[total(r.metrics(strict=True), "mlrollouts_experiments_owned") for r in replicas],
         reconcile=histogram_sum(histograms),
         worst_age_s=worst,
@@ -210,9 +220,22 @@ def measure(
     )
 
 
-def run_group(group: Group, prometheus: PrometheusServer, folder: pathlib.Path, progress: Progress) -> list[Row]:
+def idle_figures(replica: Replica, seconds: float = 6.0) -> tuple[float, float]:
+    """RSS MB and CPU s/s of a replica with no experiment, once it holds every shard (its Lease rounds running)."""
+    assert replica.process is not None
+    wait_until(lambda: spread([replica]), 60, "the idle replica holding every shard", 0.5)
+    cpu, started = cpu_seconds(replica.process.pid), time.monotonic()
+    time.sleep(seconds)
+    return rss_mb(replica.process.pid), (cpu_seconds(replica.process.pid) - cpu) / (time.monotonic() - started)
+
+
+def run_group(
+    group: Group, prometheus: PrometheusServer, folder: pathlib.Path, progress: Progress, stopped: list[str]
+) -> list[Row]:
+    """The group's rows; a replica count whose replicas never spread the shards is named in `stopped` instead (a
+    finding for the notes, not a crash of the whole benchmark)."""
     rows: list[Row] = []
-    idle_rss = 0.0
+    idle = (0.0, 0.0)  # RSS MB, CPU s/s
     with api_server(folder) as backend:
         progress(f"{group.experiments} experiments at {group.interval_s}s; API server: {backend.label}")
         api = kubernetes.config.new_client_from_config(config_file=str(backend.kubeconfig))
@@ -221,11 +244,17 @@ def run_group(group: Group, prometheus: PrometheusServer, folder: pathlib.Path, 
             for count in group.replicas:
                 with replicas_running(count, backend, folder) as replicas:
                     if not rows:  # the first set starts before the experiments exist: its idle RSS is the baseline
-                        time.sleep(2)
-                        idle_rss = rss_mb(replicas[0].process.pid) if replicas[0].process else 0.0
+                        idle = idle_figures(replicas[0])
                         create(objects, group, prometheus.address)
                         progress(f"{group.experiments} experiments created")
-                    rows.append(measure(group, replicas, backend, objects, idle_rss, progress))
+                    try:
+                        rows.append(measure(group, replicas, backend, objects, idle, progress))
+                    except AssertionError as error:
+                        stopped.append(
+                            f"{group.experiments} experiments at {group.interval_s} s, {count} replicas: {error}"
+                        )
+                        progress(f"stopped: {stopped[-1]}")
+                        continue
                     progress(f"done: {rows[-1].cells()}")
         finally:
             api.close()
@@ -243,6 +272,7 @@ def create(objects: kubernetes.client.CustomObjectsApi, group: Group, prometheus
 def run(progress: Progress) -> BenchTable:
     started, load_before = time.monotonic(), load_average()
     rows: list[Row] = []
+    stopped: list[str] = []
     with (
         scraped_exporter(VARIANTS, seed=3, progress=progress, **LOAD) as (_, prometheus),
         tempfile.TemporaryDirectory() as tmp,
@@ -250,67 +280,114 @@ def run(progress: Progress) -> BenchTable:
         for group in GROUPS:
             folder = pathlib.Path(tmp) / f"{group.experiments}-{group.interval_s}"
             folder.mkdir()
-            rows.extend(run_group(group, prometheus, folder, progress))
+            rows.extend(run_group(group, prometheus, folder, progress, stopped))
+    if not rows:
+        return BenchTable("Scaling: nothing measured", ["stopped"], [[entry] for entry in stopped])
     backends = sorted({row.backend for row in rows})
     cells = [row.cells() for row in rows]
     return BenchTable(
         title=f"Scaling: experiments × replicas × interval (API server: {', '.join(backends)}; real Prometheus)",
         columns=list(cells[0]),
         rows=[list(c.values()) for c in cells],
-        notes=notes(rows, time.monotonic() - started, load_before),
+        notes=notes(rows, time.monotonic() - started, load_before, stopped),
     )
 
 
-def notes(rows: list[Row], elapsed_s: float, load_before: str) -> tuple[str, ...]:
-    keeping_up = [row for row in rows if row.ticks_per_s >= 0.9 * row.ideal]
-    basis = keeping_up or rows
-    cpu_ms = max(row.cpu_ms_per_tick for row in basis)  # the dearest tick among rows not inflated by queueing
-    rss_k = max(row.rss_per_1000 for row in rows)
+def pair(rows: list[Row]) -> tuple[Row, Row] | None:
+    """The 1-replica and largest-replica-count rows of one group: those that both kept up (ticks ≥ 0.9 × ideal,
+    so queueing does not inflate the CPU per tick) with the most experiments, else any group with both."""
+    groups: dict[tuple[int, int], list[Row]] = {}
+    for row in rows:
+        groups.setdefault((row.experiments, row.interval_s), []).append(row)
+    pairs = []
+    for members in groups.values():
+        one = [row for row in members if row.replicas == 1]
+        most = max(members, key=lambda row: row.replicas)
+        if one and most.replicas > 1:
+            kept_up = all(row.ticks_per_s >= 0.9 * row.ideal for row in (one[0], most))
+            pairs.append((kept_up, one[0].experiments, one[0], most))
+    if not pairs:
+        return None
+    _, _, one, most = max(pairs, key=lambda entry: (entry[0], entry[1]))
+    return one, most
+
+
+def projection(rows: list[Row]) -> list[str]:
+    """The 10,000-experiment arithmetic from the measured CPU per tick, its growth per replica, and RSS."""
+    found = pair(rows)
+    if found is None:
+        return ["No group has both 1 and several replicas measured: no projection."]
+    one, most = found
+    f, r = one.idle_cpu, most.replicas
+    # Per tick, net of each replica's idle CPU (f s/s, paid whatever the ticks): c(R) = c1 + (R - 1) × e, where e is
+    # what each added replica costs per cluster tick (it decodes every other replica's status-write events).
+    c1 = (sum(one.cpu_s) - f * one.elapsed_s) * 1000 / max(sum(one.ticks), 1)
+    cr = (sum(most.cpu_s) - r * f * most.elapsed_s) * 1000 / max(sum(most.ticks), 1)
+    extra = max(0.0, (cr - c1) / (r - 1))
+    idle, each_k = one.idle_rss_mb, most.rss_per_1000_each
+    kept_up = one.ticks_per_s >= 0.9 * one.ideal and most.ticks_per_s >= 0.9 * most.ideal
+    basis = "both rows kept up" if kept_up else "not both kept up: queueing inflates the CPU per tick"
+    lines = [
+        f"Projection for {PROJECTED:,} experiments, from {one.experiments} experiments at {one.interval_s} s "
+        f"({basis}). An idle replica (no experiment, every shard held) uses f = {f * 1000:.0f} ms of CPU per s. "
+        f"Net of that, a tick costs c1 = {c1:.2f} ms with 1 replica and {cr:.2f} ms with {r}; every replica watches "
+        f"every experiment, so each added replica costs e = ({cr:.2f} - {c1:.2f}) / {r - 1} = {extra:.2f} ms more "
+        f"per tick; with R replicas the operators need ticks/s × (c1 + (R - 1) × e) + R × f cores."
+    ]
+    for interval in (60, 10):
+        need = PROJECTED / interval
+        for replicas in range(1, 201):
+            per_tick = c1 + (replicas - 1) * extra
+            cores = need * per_tick / 1000 + replicas * f
+            if cores <= HEADROOM * replicas:
+                memory = replicas * (idle + PROJECTED / 1000 * each_k)
+                lines.append(
+                    f"At a {interval} s interval: {PROJECTED:,} / {interval} = {need:.0f} ticks/s; with R = "
+                    f"{replicas}: {need:.0f}/s × ({c1:.2f} + {replicas - 1} × {extra:.2f}) ms + {replicas} × "
+                    f"{f * 1000:.0f} ms/s = {cores * 1000:.0f} ms/s = {cores:.2f} cores ≤ {HEADROOM:.1f} × {replicas} "
+                    "(each replica at ≤ "
+                    f"{HEADROOM:.0%} of its own core): {replicas} replicas, {PROJECTED / replicas:,.0f} experiments "
+                    f"each. Memory: each replica {idle:.0f} MB idle + {PROJECTED // 1000} × {each_k:.0f} MB (a "
+                    f"replica's growth per 1,000 experiments in the cluster, measured with {r} replicas) = "
+                    f"{idle + PROJECTED / 1000 * each_k:.0f} MB; {replicas} × that = {memory / 1024:.1f} GB in all "
+                    "(an upper bound with more replicas, each owning a smaller share)."
+                )
+                break
+        else:
+            lines.append(
+                f"At a {interval} s interval no replica count up to 200 keeps each replica under {HEADROOM:.0%} "
+                f"of a core: {need:.0f} ticks/s × e = {extra:.2f} ms per added replica grows as fast as the cores."
+            )
+    return lines
+
+
+def notes(rows: list[Row], elapsed_s: float, load_before: str, stopped: list[str]) -> tuple[str, ...]:
     idle = max(row.idle_rss_mb for row in rows)
+    basis = [row for row in rows if row.ticks_per_s >= 0.9 * row.ideal] or rows
     api_rows = [row for row in basis if row.api_cpu_s >= 0]
-    per_core = 1000 / cpu_ms
-    per_replica_60 = HEADROOM * per_core * 60
     need_60 = PROJECTED / 60
-    cores_60 = need_60 * cpu_ms / 1000
-    replicas_60 = math.ceil(cores_60 / HEADROOM)
-    single = [row for row in rows if row.replicas == 1]
-    triple = [row for row in rows if row.replicas == 3]
     lines = [
         "Each experiment: an A/B test of two equal models that stays Progressing (the replicas' benchmark "
         "experiment); ideal ticks/s = experiments / interval; ticks = mlrollouts_reconcile_duration_seconds_count "
-        "over the window, summed over the replicas; reconcile p95 over the replicas' summed histograms.",
+        "over the window, summed over the replicas (a replica counts only the ticks of experiments it owns); "
+        "reconcile p95 over the replicas' summed histograms.",
         "CPU from /proc/PID/stat (utime+stime) of each replica; 'CPU ms/tick all' = all replicas' CPU / all their "
-        "ticks. RSS per 1,000 experiments = (sum of the replicas' RSS - replicas × the idle RSS of a replica "
-        f"started before any experiment existed, {idle:.0f} MB) × 1,000 / experiments. 'max since last analysis' "
-        "= the largest now - status.lastAnalysisAt over polls every 2 s in the window.",
-        f"Projection for {PROJECTED:,} experiments, from the measured figures: the dearest tick among the rows that "
-        f"kept up (achieved ≥ 0.9 × ideal; all rows if none did) costs {cpu_ms:.2f} ms of operator CPU, so one core "
-        f"runs 1000 / {cpu_ms:.2f} = {per_core:.0f} ticks/s. At a 60 s interval {PROJECTED:,} experiments need "
-        f"{PROJECTED:,} / 60 = {need_60:.0f} ticks/s × {cpu_ms:.2f} ms = {cores_60:.2f} cores; planning each "
-        f"replica at ≤ {HEADROOM:.0%} of its core ({HEADROOM:.1f} × {per_core:.0f} × 60 = {per_replica_60:,.0f} "
-        f"experiments per replica), that is ⌈{cores_60:.2f} / {HEADROOM:.1f}⌉ = {replicas_60} replica(s) with a "
-        f"core each. At a 10 s interval: {PROJECTED:,} / 10 = {PROJECTED / 10:.0f} ticks/s = "
-        f"{PROJECTED / 10 * cpu_ms / 1000:.1f} cores → {math.ceil(PROJECTED / 10 * cpu_ms / 1000 / HEADROOM)} "
-        f"replicas. Memory: {PROJECTED // 1000} × {rss_k:.0f} MB (the largest per-1,000 figure measured) = "
-        f"{PROJECTED / 1000 * rss_k / 1024:.1f} GB over all replicas, plus {idle:.0f} MB idle per replica "
-        f"({replicas_60} × {idle:.0f} MB = {replicas_60 * idle / 1024:.1f} GB at 60 s).",
+        "ticks. RSS per 1,000 experiments: all = (sum of the replicas' RSS - replicas × the idle RSS of a replica "
+        f"started before any experiment existed, {idle:.0f} MB) × 1,000 / experiments; per replica = all / "
+        "replicas. 'max since last analysis' = the largest now - status.lastAnalysisAt over polls every 2 s in "
+        "the window.",
+        *projection(rows),
     ]
     if api_rows:
         api_ms = max(row.api_cpu_s * 1000 / max(sum(row.ticks), 1) for row in api_rows)
         lines.append(
-            f"The API server pays too: kube-apiserver + etcd used up to {api_ms:.2f} ms of CPU per tick here (the "
-            f"status write, its watch events to every replica, the poller's LISTs), i.e. {need_60:.0f} × "
-            f"{api_ms:.2f} ms = {need_60 * api_ms / 1000:.2f} cores of the control plane at 60 s for "
-            f"{PROJECTED:,} experiments."
+            f"The API server pays too: kube-apiserver + etcd used up to {api_ms:.2f} ms of CPU per tick in the rows "
+            f"that kept up (the read and status write, their watch events to every replica, Lease renewals, this "
+            f"poller's LISTs), i.e. {need_60:.0f} × {api_ms:.2f} ms = {need_60 * api_ms / 1000:.2f} cores of the "
+            f"control plane at 60 s for {PROJECTED:,} experiments."
         )
-    if single and triple:
-        one, three = single[-1], triple[-1]
-        lines.append(
-            f"Replicas and per-tick cost ({one.experiments} experiments at {one.interval_s} s): "
-            f"{one.cpu_ms_per_tick:.2f} ms/tick with 1 replica, {three.cpu_ms_per_tick:.2f} with 3; each replica "
-            "still receives every experiment's watch events (a shard filters what it reconciles, not what it "
-            "watches), so that fixed share is paid once per replica."
-        )
+    if stopped:
+        lines.append("Not measured (timed out): " + "; ".join(stopped))
     lines += [
         "What limits this machine, unlike a cluster: its 2 cores are shared by every replica, the API server and "
         "etcd, Prometheus, the exporter, this poller and other engineers' work, so adding a replica here adds "
