@@ -187,10 +187,11 @@ def measure(
     wait_until(lambda: spread(replicas), 90, "every shard held, each replica holding some", 1.0)
     deadline = started + 2 * group.interval_s + 20
     ticks_at_start = sum(reconcile_histogram(r.metrics_port).count for r in replicas)
-    while time.monotonic() < deadline:  # warm-up: each experiment ticked once, on average, since these started
-        if sum(reconcile_histogram(r.metrics_port).count for r in replicas) - ticks_at_start >= group.experiments:
+    while time.monotonic() < deadline:  # warm-up: every experiment analysed, and one round of ticks since the start
+        ticked = sum(reconcile_histogram(r.metrics_port).count for r in replicas) - ticks_at_start
+        if ticked >= group.experiments and oldest_analysis(objects)[1] == 0:
             break
-        time.sleep(1)
+        time.sleep(2)
     progress(f"{len(replicas)} replica(s) warm after {time.monotonic() - started:.0f}s; measuring {group.window_s:g}s")
     pids = [r.process.pid for r in replicas if r.process is not None]
     before = ([cpu_seconds(p) for p in pids], [reconcile_histogram(r.metrics_port) for r in replicas], api_cpu(backend))
