@@ -338,8 +338,9 @@ def projection(rows: list[Row]) -> list[str]:
         f"Projection for {PROJECTED:,} experiments, from {one.experiments} experiments at {one.interval_s} s "
         f"({basis}). An idle replica (no experiment, every shard held) uses f = {f * 1000:.0f} ms of CPU per s. "
         f"Net of that, a tick costs c1 = {c1:.2f} ms with 1 replica and {cr:.2f} ms with {r}; every replica watches "
-        f"every experiment, so each added replica costs e = ({cr:.2f} - {c1:.2f}) / {r - 1} = {extra:.2f} ms more "
-        f"per tick; with R replicas the operators need ticks/s × (c1 + (R - 1) × e) + R × f cores."
+        f"every experiment, so each added replica costs e = max(0, ({cr:.2f} - {c1:.2f}) / {r - 1}) = {extra:.2f} ms "
+        f"more per tick{' (measured negative: within the noise)' if cr < c1 else ''}; with R replicas the operators "
+        "need ticks/s × (c1 + (R - 1) × e) + R × f cores."
     ]
     for interval in (60, 10):
         need = PROJECTED / interval
@@ -383,7 +384,7 @@ def notes(rows: list[Row], elapsed_s: float, load_before: str, stopped: list[str
         "ticks. RSS per 1,000 experiments: all = (sum of the replicas' RSS - replicas × the idle RSS of a replica "
         f"started before any experiment existed, {idle:.0f} MB) × 1,000 / experiments; per replica = all / "
         "replicas. 'max since last analysis' = the largest now - status.lastAnalysisAt over polls every 2 s in "
-        "the window.",
+        "the window; 'never analysed: N' = N experiments had no analysis yet at the window's end.",
         *projection(rows),
     ]
     if api_rows:
@@ -400,6 +401,15 @@ def notes(rows: list[Row], elapsed_s: float, load_before: str, stopped: list[str
             f"{need_60:.0f}/s × {api_ms:.2f} ms = {need_60 * api_ms / 1000:.2f} cores of the control plane at 60 s "
             f"for {PROJECTED:,} experiments."
         )
+    starved = [row for row in rows if row.ticks_per_s < 0.9 * row.ideal]
+    if starved and api_rows:
+        busiest = max(max(row.cpu_s) / row.elapsed_s for row in starved)
+        if busiest < 0.5:
+            lines.append(
+                f"Where achieved / ideal < 0.9 no replica used more than {busiest:.0%} of a core: the replicas were "
+                "not CPU-bound but waited on each tick's API round trips (a read and a status write) to an API "
+                "server that spends more CPU per tick than the operator does, on the same shared cores."
+            )
     if stopped:
         lines.append("Not measured (timed out): " + "; ".join(stopped))
     lines += [
