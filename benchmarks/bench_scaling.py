@@ -404,11 +404,14 @@ def notes(rows: list[Row], elapsed_s: float, load_before: str, stopped: list[str
     starved = [row for row in rows if row.ticks_per_s < 0.9 * row.ideal]
     if starved and api_rows:
         busiest = max(max(row.cpu_s) / row.elapsed_s for row in starved)
-        if busiest < 0.5:
+        operator_ms = sum(row.cpu_ms_per_tick for row in starved) / len(starved)
+        api_starved = [row.api_cpu_s * 1000 / max(sum(row.ticks), 1) for row in starved if row.api_cpu_s >= 0]
+        if busiest < 0.5 and api_starved:
             lines.append(
                 f"Where achieved / ideal < 0.9 no replica used more than {busiest:.0%} of a core: the replicas were "
-                "not CPU-bound but waited on each tick's API round trips (a read and a status write) to an API "
-                "server that spends more CPU per tick than the operator does, on the same shared cores."
+                "not CPU-bound but waited on each tick's API round trips, to an API server that spent "
+                f"{sum(api_starved) / len(api_starved):.1f} ms of CPU per tick in those rows (the operators "
+                f"{operator_ms:.1f}), on the same shared cores."
             )
     if stopped:
         lines.append("Not measured (timed out): " + "; ".join(stopped))
