@@ -143,14 +143,15 @@ def api_cpu(backend: ApiBackend) -> float:
     return sum(cpu_seconds(pid) for pid in backend.pids) if backend.pids else -1.0
 
 
-def oldest_analysis(objects: kubernetes.client.CustomObjectsApi) -> tuple[float, int]:
-    """Seconds since the least recently analysed experiment's last analysis, and how many were never analysed."""
+def oldest_analysis(objects: kubernetes.client.CustomObjectsApi, since: datetime | None = None) -> tuple[float, int]:
+    """Seconds since the least recently analysed experiment's last analysis, and how many were never analysed (or,
+    given `since`, not analysed since then)."""
     now, worst, never = datetime.now(UTC), 0.0, 0
     for item in survey_items(objects):
         stamp = (item.get("status") or {}).get("lastAnalysisAt")
-        if stamp is None:
+        if stamp is None or (since is not None and datetime.fromisoformat(stamp) < since):
             never += 1
-        else:
+        if stamp is not None:
             worst = max(worst, (now - datetime.fromisoformat(stamp)).total_seconds())
     return worst, never
 
@@ -183,13 +184,13 @@ def measure(
     idle: tuple[float, float, float],
     progress: Progress,
 ) -> Row:
-    started = time.monotonic()
+    started, started_at = time.monotonic(), datetime.now(UTC)
     wait_until(lambda: spread(replicas), 90, "every shard held, each replica holding some", 1.0)
     deadline = started + 2 * group.interval_s + 20
     ticks_at_start = sum(reconcile_histogram(r.metrics_port).count for r in replicas)
-    while time.monotonic() < deadline:  # warm-up: every experiment analysed, and one round of ticks since the start
+    while time.monotonic() < deadline:  # warm-up: every experiment analysed by these replicas (not only before)
         ticked = sum(reconcile_histogram(r.metrics_port).count for r in replicas) - ticks_at_start
-        if ticked >= group.experiments and oldest_analysis(objects)[1] == 0:
+        if ticked >= group.experiments and oldest_analysis(objects, since=started_at)[1] == 0:
             break
         time.sleep(2)
     progress(f"{len(replicas)} replica(s) warm after {time.monotonic() - started:.0f}s; measuring {group.window_s:g}s")
