@@ -111,10 +111,10 @@ class Row:
             "achieved / ideal": f"{self.ticks_per_s / self.ideal:.2f}",
             "experiments per replica": each(f"{n:.0f}" for n in self.owned),
             "ticks/s per replica": each(f"{t / self.elapsed_s:.1f}" for t in self.ticks),
-            "CPU ms/tick per replica": each(
-                f"{c * 1000 / max(t, 1):.1f}" for c, t in zip(self.cpu_s, self.ticks, strict=True)
-            ),
-            "CPU ms/tick all": f"{self.cpu_ms_per_tick:.2f}",
+            "CPU ms/tick per replica": "no ticks"
+            if not sum(self.ticks)
+            else each(f"{c * 1000 / max(t, 1):.1f}" for c, t in zip(self.cpu_s, self.ticks, strict=True)),
+            "CPU ms/tick all": f"{self.cpu_ms_per_tick:.2f}" if sum(self.ticks) else "no ticks",
             "CPU % of a core per replica": each(f"{c / self.elapsed_s * 100:.0f}" for c in self.cpu_s),
             "RSS MB per replica": each(f"{r:.0f}" for r in self.rss_mb),
             "RSS MB per 1,000 experiments: all / per replica": f"{self.rss_per_1000:.0f} / "
@@ -123,9 +123,11 @@ class Row:
             "max since last analysis s": "never analysed: " + str(self.never_analysed)
             if self.never_analysed
             else f"{self.worst_age_s:.1f}",
-            "API server + etcd CPU ms/tick": f"{self.api_cpu_s * 1000 / max(sum(self.ticks), 1):.2f}"
-            if self.api_cpu_s >= 0
-            else "in-process",
+            "API server + etcd CPU ms/tick": "in-process"
+            if self.api_cpu_s < 0
+            else f"{self.api_cpu_s * 1000 / sum(self.ticks):.2f}"
+            if sum(self.ticks)
+            else "no ticks",
             "load avg 1 min": self.load,
         }
 
@@ -303,7 +305,7 @@ def run(progress: Progress) -> BenchTable:
 
 def pair(rows: list[Row]) -> tuple[Row, Row] | None:
     """The 1-replica and largest-replica-count rows of one group: those that both kept up (ticks ≥ 0.9 × ideal,
-    so queueing does not inflate the CPU per tick) with the most experiments, else any group with both."""
+    so queueing does not inflate the CPU per tick) with the most experiments, else the pair that came closest."""
     groups: dict[tuple[int, int], list[Row]] = {}
     for row in rows:
         groups.setdefault((row.experiments, row.interval_s), []).append(row)
@@ -311,9 +313,10 @@ def pair(rows: list[Row]) -> tuple[Row, Row] | None:
     for members in groups.values():
         one = [row for row in members if row.replicas == 1]
         most = max(members, key=lambda row: row.replicas)
-        if one and most.replicas > 1:
-            kept_up = all(row.ticks_per_s >= 0.9 * row.ideal for row in (one[0], most))
-            pairs.append((kept_up, one[0].experiments, one[0], most))
+        if one and most.replicas > 1 and sum(one[0].ticks) > 0 and sum(most.ticks) > 0:
+            closest = min(row.ticks_per_s / row.ideal for row in (one[0], most))
+            kept_up = closest >= 0.9
+            pairs.append((kept_up, one[0].experiments if kept_up else closest, one[0], most))
     if not pairs:
         return None
     _, _, one, most = max(pairs, key=lambda entry: (entry[0], entry[1]))
@@ -373,7 +376,7 @@ def projection(rows: list[Row]) -> list[str]:
 def notes(rows: list[Row], elapsed_s: float, load_before: str, stopped: list[str]) -> tuple[str, ...]:
     idle = max(row.idle_rss_mb for row in rows)
     kept_up = [row for row in rows if row.ticks_per_s >= 0.9 * row.ideal]
-    basis = kept_up or rows
+    basis = kept_up or [row for row in rows if sum(row.ticks)] or rows  # a window without a tick has no per-tick cost
     api_rows = [row for row in basis if row.api_cpu_s >= 0]
     need_60 = PROJECTED / 60
     lines = [
@@ -402,7 +405,7 @@ def notes(rows: list[Row], elapsed_s: float, load_before: str, stopped: list[str
             f"{need_60:.0f}/s × {api_ms:.2f} ms = {need_60 * api_ms / 1000:.2f} cores of the control plane at 60 s "
             f"for {PROJECTED:,} experiments."
         )
-    starved = [row for row in rows if row.ticks_per_s < 0.9 * row.ideal]
+    starved = [row for row in rows if 0 < row.ticks_per_s < 0.9 * row.ideal]
     if starved and api_rows:
         busiest = max(max(row.cpu_s) / row.elapsed_s for row in starved)
         operator_ms = sum(row.cpu_ms_per_tick for row in starved) / len(starved)
