@@ -20,10 +20,14 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from mlrollouts.localstack import binaries
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
+from mlrollouts.localstack.realcluster import RealApiServer
+from mlrollouts.localstack.server import run_apiserver
 
 PACKAGE = "benchmarks"
+BACKEND_ENV = "MLROLLOUTS_BENCH_BACKEND"  # real | emulated | auto (default: real when its binaries are built)
 PREFIX = "bench_"
 RESULTS = Path(__file__).resolve().parent / "results"
 log = logging.getLogger(__name__)
@@ -62,6 +66,50 @@ def scraped_exporter(
             yield exporter, prometheus
     finally:
         exporter.stop()
+
+
+@dataclass(frozen=True)
+class ApiBackend:
+    """Which API server a benchmark ran against, for its table."""
+
+    kubeconfig: Path
+    name: str
+    """"real kube-apiserver + etcd" or "emulated"."""
+    why: str = ""
+    """Why the emulator stood in for the real server (empty on the real one)."""
+    pids: tuple[int, ...] = ()
+    """kube-apiserver's and etcd's processes (their CPU is the API's cost); none for the in-process emulator."""
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.why})" if self.why else self.name
+
+
+@contextmanager
+def api_server(folder: Path) -> Iterator[ApiBackend]:
+    """The real kube-apiserver + etcd (`make controlplane`) when built, else the in-process emulator, whose CPU is
+    then this process's rather than the operators'; MLROLLOUTS_BENCH_BACKEND=real|emulated forces one (real: an
+    error when the binaries are missing)."""
+    wanted = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
+    if wanted not in ("auto", "real", "emulated"):
+        raise SystemExit(f"benchmarks: error: {BACKEND_ENV}={wanted!r}; choose real, emulated or auto")
+    kubeconfig = folder / "kubeconfig"
+    if wanted == "real" or (wanted == "auto" and binaries.available()):
+        with RealApiServer(kubeconfig_path=kubeconfig) as real:
+            pids = tuple(process.pid for process in real.processes.values())
+            yield ApiBackend(kubeconfig, "real kube-apiserver + etcd", pids=pids)
+        return
+    why = f"{BACKEND_ENV}=emulated" if wanted == "emulated" else binaries.unavailable_reason()
+    server = run_apiserver(0, kubeconfig)
+    try:
+        yield ApiBackend(kubeconfig, "emulated", why)
+    finally:
+        server.stop()
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages: on a shared machine they say how much of it the figures had."""
+    return " / ".join(f"{load:.2f}" for load in os.getloadavg())
 
 
 def available() -> list[str]:
