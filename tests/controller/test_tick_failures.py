@@ -19,7 +19,7 @@ class _Runtime:
     def __init__(self, read_error: Exception | None = None, ports_error: Exception | None = None) -> None:
         self.read_error, self.ports_error = read_error, ports_error
 
-    async def read(self, namespace: str, name: str) -> dict[str, Any]:
+    async def read(self, namespace: str, name: str, live: Any = None) -> dict[str, Any]:
         if self.read_error:
             raise self.read_error
         return {"metadata": {"namespace": namespace, "name": name}, "spec": {}}
