@@ -11,6 +11,7 @@ largest value seen is the "max since last analysis". Takes about eight minutes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import tempfile
@@ -18,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 import kubernetes
+import yaml
 
 from benchmarks.bench_operator import (
     LOAD,
@@ -52,6 +54,22 @@ class Point:
         return self.interval_s * 1.1
 
 
+def control_plane_pids(kubeconfig: pathlib.Path) -> list[int]:
+    """The kube-apiserver serving `kubeconfig` and its etcd (found by port in /proc), to show their CPU beside the
+    operator's: at this scale the API server's writes, not the operator, can be the limit."""
+    server = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
+    port = server.rsplit(":", 1)[1].strip("/")
+    commands = {}
+    for proc in pathlib.Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                commands[int(proc.name)] = (proc / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    apiserver = [pid for pid, args in commands.items() if f"--secure-port={port}" in args]
+    etcd_urls = [a.split("=", 1)[1] for pid in apiserver for a in commands[pid] if a.startswith("--etcd-servers=")]
+    etcd = [pid for pid, args in commands.items() if any(f"--listen-client-urls={url}" in args for url in etcd_urls)]
+    return apiserver + etcd
+
+
 POINTS = (Point(int(os.environ.get("MLROLLOUTS_BENCH_CAPACITY", "3000")), 60),)
 
 
@@ -71,6 +89,8 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
                 warm_up(port, point.experiments, time.monotonic() + 2 * point.interval_s + 30)
                 progress(f"warm-up done after {time.monotonic() - started:.0f}s; measuring {config.window_s}s")
                 load_before = os.getloadavg()
+                plane = control_plane_pids(folder / "kubeconfig")
+                plane0 = sum(cpu_seconds(pid) for pid in plane)
                 cpu0, ticks0, queries0, t0 = cpu_seconds(child.pid), reconcile_histogram(port), 0.0, time.monotonic()
                 queries0 = prometheus_queries(prometheus)
                 worst, late, median = 0.0, 0, 0.0
@@ -84,6 +104,7 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
                     progress(f"sample {sample + 1}: max since last analysis {ages[-1]:.1f}s, {late} late, {tally}")
                 elapsed = time.monotonic() - t0
                 cpu = cpu_seconds(child.pid) - cpu0
+                plane_cpu = sum(cpu_seconds(pid) for pid in plane) - plane0
                 ticks = reconcile_histogram(port).minus(ticks0)
                 queries = prometheus_queries(prometheus) - queries0
                 rss = rss_mb(child.pid)
@@ -102,6 +123,7 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
         "achieved / ideal": f"{ticks.count / elapsed / ideal:.2f}",
         "CPU ms/tick": f"{cpu * 1000 / per_tick:.2f}",
         "CPU % of a core": f"{cpu / elapsed * 100:.0f}",
+        "API server + etcd CPU % of a core": f"{plane_cpu / elapsed * 100:.0f}" if plane else "-",
         "RSS MB": f"{rss:.0f}",
         "RSS MB per 1,000 experiments": f"{(rss - idle_rss) * 1000 / point.experiments:.0f}",
         "reconcile p95 ms": milliseconds(ticks.quantile(0.95), ticks.buckets),

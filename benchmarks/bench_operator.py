@@ -295,9 +295,10 @@ def run(progress: Progress) -> BenchTable:
         columns=list(rows[0]),
         rows=[list(row.values()) for row in rows],
         notes=(
-            "Each experiment: an A/B test of two equal models (stays Progressing); a tick reads the object, runs "
+            "Each experiment: an A/B test of two equal models (stays Progressing); a tick decides on the watch's "
+            "copy of the object (a GET only when the watch has not yet shown the tick's last status write), runs "
             "its 3 queries (successes, trials, p95 latency) once for both variants as `sum by (variant)`, "
-            "concurrently on one aiohttp session, decides, and writes status once.",
+            "concurrently on one aiohttp session, decides, and writes status once (kubernetes.aio: no threads).",
             "ticks: the operator's mlrollouts_reconcile_duration_seconds_count (all results) over the window after "
             "warm-up; ideal = experiments / interval; operator CPU from /proc/PID/stat utime+stime.",
             "emulator CPU: this process's CPU in the window, i.e. the in-process emulated API server (kmock) "
@@ -305,8 +306,8 @@ def run(progress: Progress) -> BenchTable:
             f"Capacity: at {cpu_ms:g} ms of CPU per tick, one operator process (one core: Python's GIL) tops out "
             f"near {capacity:.0f} ticks/s, so {largest['experiments']} experiments need an analysis interval of at "
             f"least {int(largest['experiments']) / capacity:.0f} s per replica (peering keeps one replica active); "
-            "below that, ticks queue (the 2 Kubernetes API calls per tick still run on the default thread pool), "
-            "as the reconcile durations and the time since each experiment's last analysis show.",
+            "below that, ticks queue, as the reconcile durations and the time since each experiment's last "
+            "analysis show.",
             "Before issue 14 item 2 (2026-11-25, same configurations): 12.4 / 13.4 / 12.6 operator CPU ms per tick "
             "and 6.0 / 5.8 / 6.2 Prometheus queries per tick (one thread-pooled `requests` call per query and "
             "variant, the spec parsed and its templates checked on every tick).",
