@@ -310,10 +310,13 @@ def run(progress: Progress) -> BenchTable:
             "analysis show.",
             "Before issue 14 item 2 (2026-11-25, same configurations): 12.4 / 13.4 / 12.6 operator CPU ms per tick "
             "and 6.0 / 5.8 / 6.2 Prometheus queries per tick (one thread-pooled `requests` call per query and "
-            "variant, the spec parsed and its templates checked on every tick).",
+            "variant, the spec parsed and its templates checked on every tick). Before the async Kubernetes "
+            "transport and the watch-body tick (2026-12-02, earlier run, load not recorded): 7.4 / 8.5 / 8.5 ms "
+            "and 28.0 / 41.7 / 79.5 ticks/s (a GET and a status PATCH per tick on the default thread pool, kopf's "
+            "own deep copies of each watch event's body).",
             "Prometheus queries per tick: prometheus_http_requests_total{handler=/api/v1/query} on its own /metrics.",
-            f"Whole run {time.monotonic() - started:.0f}s; the operator, Prometheus, the exporter and the emulator "
-            "share the machine's CPUs, so ratios below 1 at high counts mean the machine, not only the operator, "
-            "is saturated.",
+            f"Whole run {time.monotonic() - started:.0f}s, load average (1 min) {os.getloadavg()[0]:.1f} at the "
+            "end; the operator, Prometheus, the exporter and the emulator share the machine's CPUs, so ratios "
+            "below 1 at high counts mean the machine, not only the operator, is saturated.",
         ),
     )
