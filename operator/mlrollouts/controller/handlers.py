@@ -27,6 +27,10 @@ from mlrollouts.routing.kube import ObjectConflict
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
 MIN_INTERVAL_SECONDS = 0.2
+SETTLE_SECONDS = 10.0
+SETTLE_POLL_SECONDS = 0.5
+KOPF_FINALIZER = kopf.OperatorSettings().persistence.finalizer  # the default, which run.configure keeps
+DIFFBASE_ANNOTATION = f"{GROUP}/last-handled-configuration"  # run.configure's diff-base key
 
 
 @kopf.index(*RESOURCE)
@@ -87,6 +91,7 @@ async def analysis_loop(
     # shard changes hands without any.
     shards: ShardManager | None = memo.get("shards")
     try:
+        await _kopf_settled(body, stopped)
         while not stopped:
             if shards is not None and not shards.owns(namespace, name):
                 telemetry.forget_experiment(namespace, name)  # its series now come from the shard's holder
@@ -102,6 +107,19 @@ async def analysis_loop(
         runtime.forget(namespace, name)
         if shards is not None:
             shards.forget(namespace, name)
+
+
+async def _kopf_settled(body: kopf.Body, stopped: kopf.DaemonStopped, limit: float = SETTLE_SECONDS) -> None:
+    """A new experiment's first tick waits (at most `limit` seconds) for kopf's own first writes to it: its
+    finalizer and its last-handled-configuration annotation. Otherwise they land between the tick's read and its
+    status write, which the resourceVersion guard then refuses, and the tick (Prometheus queries included) runs
+    again: with 3,000 experiments created at once most first status writes were refused that way."""
+    deadline = time.monotonic() + limit
+    while not stopped and time.monotonic() < deadline:
+        meta = body.get("metadata") or {}
+        if KOPF_FINALIZER in (meta.get("finalizers") or ()) and DIFFBASE_ANNOTATION in (meta.get("annotations") or {}):
+            return
+        await asyncio.sleep(SETTLE_POLL_SECONDS)
 
 
 async def _tick(
