@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import httpx
 import kubernetes
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.bench_operator import (
     LOAD,
@@ -71,6 +72,28 @@ def control_plane_pids(kubeconfig: pathlib.Path) -> list[int]:
     return apiserver + etcd
 
 
+def experiment_requests(api: kubernetes.client.ApiClient) -> dict[str, float]:
+    """kube-apiserver's own count of requests on ModelExperiments (apiserver_request_total): GETs, status
+    writes, and status writes refused by the resourceVersion guard (409/422)."""
+    response = api.rest_client.pool_manager.request(
+        "GET", api.configuration.host + "/metrics", headers=api.default_headers
+    )
+    counts = {"get": 0.0, "status": 0.0, "refused": 0.0}
+    for family in text_string_to_metric_families(response.data.decode()):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if not sample.name.endswith("_total") or labels.get("resource") != "modelexperiments":
+                continue
+            if labels.get("verb") == "GET":
+                counts["get"] += sample.value
+            elif labels.get("verb") == "PATCH" and labels.get("subresource") == "status":
+                counts["status"] += sample.value
+                counts["refused"] += sample.value if labels.get("code") in ("409", "422") else 0.0
+    return counts
+
+
 def histogram(port: int) -> Histogram:
     """The operator's reconcile histogram; a saturated operator answers /metrics (a thread of its own, behind the
     GIL) slowly, so a timed-out scrape is tried again rather than ending the run."""
@@ -109,6 +132,7 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
                 progress(f"warm-up done after {time.monotonic() - started:.0f}s; measuring {config.window_s}s")
                 load_before = os.getloadavg()
                 plane = control_plane_pids(folder / "kubeconfig")
+                requests0 = experiment_requests(api)
                 plane0 = sum(cpu_seconds(pid) for pid in plane)
                 cpu0, ticks0, queries0, t0 = cpu_seconds(child.pid), histogram(port), 0.0, time.monotonic()
                 queries0 = prometheus_queries(prometheus)
@@ -124,6 +148,7 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
                 elapsed = time.monotonic() - t0
                 cpu = cpu_seconds(child.pid) - cpu0
                 plane_cpu = sum(cpu_seconds(pid) for pid in plane) - plane0
+                requests = {k: v - requests0[k] for k, v in experiment_requests(api).items()}
                 ticks = histogram(port).minus(ticks0)
                 queries = prometheus_queries(prometheus) - queries0
                 rss = rss_mb(child.pid)
@@ -147,6 +172,9 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
         "RSS MB per 1,000 experiments": f"{(rss - idle_rss) * 1000 / point.experiments:.0f}",
         "reconcile p95 ms": milliseconds(ticks.quantile(0.95), ticks.buckets),
         "queries/tick": f"{queries / per_tick:.1f}",
+        "GETs / status writes / refused, per tick": "{get:.2f} / {status:.2f} / {refused:.2f}".format(
+            **{k: v / per_tick for k, v in requests.items()}
+        ),
         "since last analysis s, median / max": f"{median:.1f} / {worst:.1f}",
         f"analysed within {point.deadline_s:.0f} s": "yes" if worst <= point.deadline_s else f"no ({late} late)",
         "load average, window start / end": f"{load_before[0]:.1f} / {load_after[0]:.1f}",
@@ -171,6 +199,9 @@ def run(progress: Progress) -> BenchTable:
             "Target (issue 14): every experiment analysed within interval + 10 %. 'since last analysis' is now "
             "minus status.lastAnalysisAt over all experiments, sampled "
             f"{POINTS[0].samples_per_interval} times per interval in the window; the max is the largest seen.",
+            "GETs / status writes / refused: kube-apiserver's apiserver_request_total for ModelExperiments over "
+            "the window, per tick; a tick decides on the watch's copy of its experiment (a GET only when the watch "
+            "has not yet shown its last status write), refused = status writes the resourceVersion guard refused.",
             "CPU from /proc/PID/stat of the operator alone; RSS per 1,000 experiments = (RSS with the experiments "
             "- RSS idle) × 1,000 / experiments.",
             "The machine (2 cores) is shared with other work: the load average (1 min) at the window's start and "
