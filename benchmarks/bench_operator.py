@@ -305,7 +305,7 @@ def run(progress: Progress) -> BenchTable:
             "serving the operator's GETs, status patches and watch events; it is not in the operator's figure.",
             f"Capacity: at {cpu_ms:g} ms of CPU per tick, one operator process (one core: Python's GIL) tops out "
             f"near {capacity:.0f} ticks/s, so {largest['experiments']} experiments need an analysis interval of at "
-            f"least {int(largest['experiments']) / capacity:.0f} s per replica (peering keeps one replica active); "
+            f"least {int(largest['experiments']) / capacity:.0f} s per replica; "
             "below that, ticks queue, as the reconcile durations and the time since each experiment's last "
             "analysis show.",
             "Before issue 14 item 2 (2026-11-25, same configurations): 12.4 / 13.4 / 12.6 operator CPU ms per tick "
