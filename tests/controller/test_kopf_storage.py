@@ -13,6 +13,7 @@ from stack import canary_manifest
 
 from mlrollouts import GROUP
 from mlrollouts.controller.storage import SlimDiffBaseStorage, SlimProgressStorage
+from mlrollouts.controller.tick import ACTION_ANNOTATION
 
 KEY = "last-handled-configuration"
 
@@ -44,18 +45,27 @@ BODIES = {
 }
 
 
-def essences(body: dict[str, Any], slim: bool) -> tuple[Any, Any]:
+EXTRA_FIELDS = (
+    (),
+    (("metadata", "annotations", ACTION_ANNOTATION),),  # the operator's on.field handler
+    (("status", "phase"), ("metadata", "labels", "team")),
+)
+
+
+def essences(body: dict[str, Any], slim: bool, extra: tuple = ()) -> tuple[Any, Any]:
     diffbase = (SlimDiffBaseStorage if slim else kopf.AnnotationsDiffBaseStorage)(prefix=GROUP, key=KEY)
     progress = (SlimProgressStorage if slim else kopf.AnnotationsProgressStorage)(prefix=GROUP)
-    built = diffbase.build(body=bodies.Body(body))
+    built = diffbase.build(body=bodies.Body(body), extra_fields=extra)
     return built, progress.clear(essence=built)
 
 
+@pytest.mark.parametrize("extra", EXTRA_FIELDS)
 @pytest.mark.parametrize("name", list(BODIES))
-def test_the_slim_storages_build_and_clear_what_kopf_does(name: str) -> None:
-    body = BODIES[name]
+def test_the_slim_storages_build_and_clear_what_kopf_does(name: str, extra: tuple) -> None:
+    body = copy.deepcopy(BODIES[name])
+    body["metadata"].setdefault("annotations", {})[ACTION_ANNOTATION] = "promote"
     before = copy.deepcopy(body)
-    assert essences(body, slim=True) == essences(body, slim=False)
+    assert essences(body, slim=True, extra=extra) == essences(body, slim=False, extra=extra)
     assert body == before  # the watch's body is left as it came
 
 

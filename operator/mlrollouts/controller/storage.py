@@ -10,6 +10,7 @@ experiment-tick's CPU once the tick itself was cheap (benchmarks/results/operato
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable
 from typing import Any
@@ -25,11 +26,11 @@ KUBECTL_LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 class SlimDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
     """kopf's annotation diff-base with the same `build` result, copying only what the essence keeps: the spec
     (by a JSON round trip, several times faster than deepcopy: a body is JSON) and the labels and annotations
-    (flat string maps). Handlers that watch other fields (`extra_fields`) get kopf's own build."""
+    (flat string maps); the fields handlers watch outside those (`extra_fields`) are added as kopf adds them."""
 
     def build(self, *, body: bodies.Body, extra_fields: Iterable[dicts.FieldSpec] | None = None) -> Any:
         extra = list(extra_fields or ())
-        if extra or self.ignored_fields:
+        if self.ignored_fields:
             return super().build(body=body, extra_fields=extra)
         essence: dict[str, Any] = json.loads(
             json.dumps({key: value for key, value in body.items() if key not in DROPPED})
@@ -43,6 +44,7 @@ class SlimDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         for key in list(annotations):
             if any(key.startswith(f"{prefix}/") for prefix in ignored) or key == KUBECTL_LAST_APPLIED:
                 del annotations[key]
+        dicts.cherrypick(src=body, dst=essence, fields=extra, picker=copy.deepcopy)  # e.g. an on.field handler's
         self.remove_empty_stanzas(essence)
         self.remove_annotations(essence, set(self.make_keys(self.key, body=body)))
         self.remove_empty_stanzas(essence)
