@@ -66,10 +66,10 @@ crds: install
 	$(VENV)/bin/mlrollouts crd --kind ClusterMetricTemplate --output crds/clustermetrictemplates.mlrollouts.dev.yaml
 	cp crds/metrictemplates.mlrollouts.dev.yaml crds/clustermetrictemplates.mlrollouts.dev.yaml charts/mlrollouts/crds/
 
-# The krew plugin archive (dist/kubectl-mlrollouts_vVERSION.tar.gz, reproducible) and krew/mlrollouts.yaml with its
-# sha256; a test fails if the committed manifest no longer matches the archive the code builds.
+# The krew plugin archive (dist/kubectl-mlrollouts_vVERSION.tar.gz, reproducible); for a release, also
+# dist/mlrollouts.yaml rendered from krew/mlrollouts.yaml.tmpl: make krew RELEASE_URL=https://... HOMEPAGE=https://...
 krew: install
-	$(PY) -m mlrollouts.cli.krew dist
+	$(PY) -m mlrollouts.cli.krew dist $(if $(RELEASE_URL),--release-url $(RELEASE_URL) --homepage $(HOMEPAGE))
 
 # The image's pinned, hashed runtime dependencies (Python 3.11, as the Dockerfile's base). Re-run after editing
 # the dependencies in pyproject.toml; the test suite fails while the lock and pyproject disagree.

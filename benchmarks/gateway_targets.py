@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import shutil
 import socket
@@ -36,16 +37,46 @@ end
 """
 
 
-def model_app():  # runs in the model-server subprocess
+# The two models the gateway fronts. "echo" answers at once: what any proxy costs shows in full. "mlp" does
+# ~1 ms of CPU per prediction, as a small real model does: a 3-layer tanh MLP, 384 wide, float64, scoring
+# 32 candidate rows per request with numpy on one BLAS thread (inline, so one request at a time, as a
+# CPU-bound model in one uvicorn worker serves).
+MODEL_PROFILES = {
+    "echo": "answers {prediction: 0.42} at once",
+    "mlp": "3-layer tanh MLP (384 wide, 32 rows per request, numpy on one BLAS thread), ~1 ms of CPU",
+}
+MLP_WIDTH, MLP_ROWS, MLP_LAYERS = 384, 32, 3
+
+
+def model_app(profile: str = "echo"):  # runs in the model-server subprocess
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    score = mlp_scorer() if profile == "mlp" else (lambda _document: 0.42)
+
     async def predict(request):
-        await request.body()
-        return JSONResponse({"prediction": 0.42}, headers={"x-model-version": "bench-1"})
+        document = json.loads(await request.body() or b"{}")
+        return JSONResponse({"prediction": score(document)}, headers={"x-model-version": f"bench-{profile}-1"})
 
     return Starlette(routes=[Route("/predict", predict, methods=["POST"])])
+
+
+def mlp_scorer():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    layers = [rng.standard_normal((MLP_WIDTH, MLP_WIDTH)) / np.sqrt(MLP_WIDTH) for _ in range(MLP_LAYERS)]
+    rows = rng.standard_normal((MLP_ROWS, MLP_WIDTH))
+
+    def score(document) -> float:
+        x = document.get("x", 0) if isinstance(document, dict) else 0
+        hidden = rows + float(x) * 1e-6  # the input moves the answer: nothing to cache
+        for weights in layers:
+            hidden = np.tanh(hidden @ weights)
+        return float(1 / (1 + np.exp(-hidden.mean())))
+
+    return score
 
 
 def free_port() -> int:
@@ -75,7 +106,8 @@ def cpu_seconds(pid: int) -> float:
 
 @contextlib.contextmanager
 def process(command: list[str], ready_url: str) -> Iterator[int]:
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    environment = os.environ | ONE_THREAD  # a model's CPU is its process's: no BLAS threads on the side
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -97,8 +129,11 @@ def process(command: list[str], ready_url: str) -> Iterator[int]:
             child.wait()
 
 
-def model_command(port: int) -> list[str]:
-    return [sys.executable, "-m", "benchmarks.gateway_targets", str(port)]
+def model_command(port: int, profile: str = "echo") -> list[str]:
+    return [sys.executable, "-m", "benchmarks.gateway_targets", str(port), profile]
+
+
+ONE_THREAD = {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 def gateway_command(port: int, metrics_port: int, model: str, split_file: Path) -> list[str]:
@@ -109,13 +144,30 @@ def gateway_command(port: int, metrics_port: int, model: str, split_file: Path) 
     return command
 
 
-def nginx_conf(prefix: Path, port: int, model_port: int, ceiling_port: int) -> str:
+def nginx_conf(prefix: Path, splits: dict[str, tuple[int, int]], ceiling_port: int) -> str:
     """One worker (the gateway is one process), keep-alive pools to the model, and the same 50/50 sticky
-    split on x-user-id; `ceiling_port` answers from nginx itself: what wrk can drive at most."""
+    split on x-user-id; `splits` maps a name to (listen port, model port), one split per model profile.
+    `ceiling_port` answers from nginx itself: what wrk can drive at most."""
     user = f"user {getpass.getuser()};" if os.geteuid() == 0 else ""  # as root, workers would become nobody
     temps = "\n".join(
         f"    {kind}_temp_path {prefix}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
+    blocks = []
+    for name, (port, model_port) in splits.items():
+        blocks.append(f"""
+    split_clients "${{http_x_user_id}}" ${name}_variant {{ 50% {name}_a; * {name}_b; }}
+    upstream {name}_a {{ server 127.0.0.1:{model_port}; keepalive 64; }}
+    upstream {name}_b {{ server 127.0.0.1:{model_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location = /ready {{ return 200 "ok"; }}
+        location /predict {{
+            proxy_pass http://${name}_variant;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            add_header x-mlrollouts-variant ${name}_variant;
+        }}
+    }}""")
     return f"""{user}
 worker_processes 1;
 daemon off;
@@ -125,19 +177,7 @@ events {{ worker_connections 1024; }}
 http {{
     access_log off;
 {temps}
-    split_clients "${{http_x_user_id}}" $variant {{ 50% a; * b; }}
-    upstream a {{ server 127.0.0.1:{model_port}; keepalive 64; }}
-    upstream b {{ server 127.0.0.1:{model_port}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location = /ready {{ return 200 "ok"; }}
-        location /predict {{
-            proxy_pass http://$variant;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            add_header x-mlrollouts-variant $variant;
-        }}
-    }}
+{"".join(blocks)}
     server {{
         listen 127.0.0.1:{ceiling_port};
         location / {{ default_type application/json; return 200 '{{"prediction":0.42}}'; }}
@@ -175,4 +215,5 @@ def wrk(wrk_binary: str, script: Path, url: str, connections: int, seconds: floa
 if __name__ == "__main__":
     import uvicorn
 
-    uvicorn.run(model_app(), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+    profile = sys.argv[2] if len(sys.argv) > 2 else "echo"
+    uvicorn.run(model_app(profile), host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)

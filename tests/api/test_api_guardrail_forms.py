@@ -13,7 +13,7 @@ from api_support import load_example, python_problems
 from mlrollouts.api import parse_experiment
 from mlrollouts.cli.main import main
 
-ERRORS = "spec.analysis.guardrails.1"
+ERRORS = "spec.analysis.guardrails[1]"
 
 
 def test_a_bare_query_is_a_threshold_guardrail_with_the_old_defaults() -> None:

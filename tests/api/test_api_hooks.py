@@ -26,19 +26,23 @@ def _with(mutate: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
 
 
 BAD: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
-    "timeout over 60s": (lambda s: s["webhooks"][0].__setitem__("timeout", "61s"), "spec.webhooks.0.timeout", "60s"),
+    "timeout over 60s": (lambda s: s["webhooks"][0].__setitem__("timeout", "61s"), "spec.webhooks[0].timeout", "60s"),
     "timeout not a duration": (
         lambda s: s["webhooks"][0].__setitem__("timeout", "soon"),
-        "spec.webhooks.0.timeout",
+        "spec.webhooks[0].timeout",
         "",
     ),
-    "too many retries": (lambda s: s["webhooks"][0].__setitem__("retries", 6), "spec.webhooks.0.retries", "5"),
+    "too many retries": (lambda s: s["webhooks"][0].__setitem__("retries", 6), "spec.webhooks[0].retries", "5"),
     "unknown gate type": (
         lambda s: s["webhooks"][0].__setitem__("type", "pre-rollout"),
-        "spec.webhooks.0.type",
+        "spec.webhooks[0].type",
         "preStart",
     ),
-    "not an http url": (lambda s: s["webhooks"][0].__setitem__("url", "file:///etc/passwd"), "spec.webhooks.0.url", ""),
+    "not an http url": (
+        lambda s: s["webhooks"][0].__setitem__("url", "file:///etc/passwd"),
+        "spec.webhooks[0].url",
+        "",
+    ),
     "21 gates": (
         lambda s: s.__setitem__("webhooks", [{**GATE, "name": f"g{i}"} for i in range(21)]),
         "spec.webhooks",
@@ -47,12 +51,12 @@ BAD: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
     "two gates, one name": (lambda s: s["webhooks"].append(dict(GATE)), "spec.webhooks", "unique"),
     "unknown receiver type": (
         lambda s: s["notifications"][0].__setitem__("type", "discord"),
-        "spec.notifications.0.type",
+        "spec.notifications[0].type",
         "msteams",
     ),
     "receiver without a Secret": (
         lambda s: s["notifications"][0].pop("urlSecretRef"),
-        "spec.notifications.0.urlSecretRef",
+        "spec.notifications[0].urlSecretRef",
         "",
     ),
     "11 receivers": (
@@ -68,7 +72,7 @@ BAD: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
 def test_bad_gates_and_receivers_name_the_field(case: str) -> None:
     mutate, path, words = BAD[case]
     problems = python_problems(_with(mutate))
-    assert [p.path.replace("[", ".").replace("]", "") for p in problems] == [path], problems
+    assert [p.path for p in problems] == [path], problems
     assert words in problems[0].message
 
 
@@ -78,7 +82,7 @@ def test_validate_agrees_with_the_operator(case: str, tmp_path, capsys: pytest.C
     path.write_text(yaml.safe_dump(_with(BAD[case][0])))
     assert main(["validate", "-f", str(path)]) == 1
     out = capsys.readouterr()
-    assert "Traceback" not in out.out + out.err and "spec." in out.out
+    assert "Traceback" not in out.out + out.err and BAD[case][1] in out.out
 
 
 def test_a_valid_manifest_with_gates_and_receivers_passes_both_layers(tmp_path) -> None:

@@ -242,3 +242,41 @@ def test_addresses_and_secrets_the_platform_did_not_allow_make_the_experiment_in
         assert not receiver.calls
     finally:
         _cleanup(stack, "gate-elsewhere", "secret-elsewhere")
+
+
+def test_deleting_a_running_experiment_calls_on_rollback_and_notifies_and_a_hung_hook_does_not_hold_it(
+    hooked: Stack, receiver: Receiver
+) -> None:
+    """Flagger users expect an aborted canary to fire its rollback hook and notification, as a rollback does."""
+    stack = hooked
+    name = "aborted"
+    _secret(stack, {"audit": f"{receiver.address}/audit"})
+    receiver.held.add("/hung")
+    hooks = [
+        _hook("onRollback", receiver),
+        {**_hook("onRollback", receiver), "name": "hung", "url": f"{receiver.address}/hung"},
+    ]
+    _setup(stack, name)
+    notifications = [{"name": "audit", "urlSecretRef": {"name": SECRET, "key": "audit"}}]
+    stack.create(
+        canary_manifest(name, stack.prometheus.address, steps=[30, 100], webhooks=hooks, notifications=notifications)
+    )
+    try:
+        stack.wait_for(name, lambda s: s.get("weights", {}).get("churn-v3") == 30, 30, "first step")
+        _cleanup(stack, name, vs="keep")
+        items = stack.objects.list_namespaced_custom_object("mlrollouts.dev", "v1alpha1", "default", "modelexperiments")
+        assert name not in [i["metadata"]["name"] for i in items["items"]], "a hung onRollback hook held the delete"
+        assert _route_weights(stack) == {"churn-v2": 100, "churn-v3": 0}
+        rollback = receiver.to("/onRollback")
+        assert len(rollback) == 1, "onRollback is called once, after traffic is back on the champion"
+        body = rollback[0].body
+        assert (body["phase"], body["reason"]) == ("RolledBack", "Deleted")
+        assert body["weights"] == {"churn-v2": 100, "churn-v3": 0} and body["decision"] == "rollback"
+        _until(lambda: any(c.body["phase"] == "RolledBack" for c in receiver.to("/audit")), 10, "the notification")
+        audit = next(c.body for c in receiver.to("/audit") if c.body["phase"] == "RolledBack")
+        assert (audit["previousPhase"], audit["reason"]) == ("Progressing", "Deleted")
+        assert "deleted while Progressing" in audit["message"]
+        _wait_for_event(stack, name, "WebhookFailed", "Warning", "onRollback webhook hung")
+    finally:
+        receiver.release.set()
+        _cleanup(stack, name)

@@ -243,3 +243,23 @@ def test_second_experiment_on_the_same_route_is_a_conflict(stack: Stack) -> None
         assert status["reason"] == "Conflict" and "first" in status["message"]
     finally:
         _cleanup(stack, "first", "second")
+
+
+def test_an_invalid_experiment_does_not_block_a_valid_one_on_the_same_route(stack: Stack) -> None:
+    _setup(stack, "broken-first")
+    # Parses, but the platform allows no webhook address: Invalid before it ever moved traffic.
+    broken = canary_manifest(
+        "broken-first", stack.prometheus.address, webhooks=[{"name": "x", "type": "preStart", "url": "http://x:1/"}]
+    )
+    stack.create(broken)
+    try:
+        stack.wait_for("broken-first", lambda s: s.get("phase") == "Invalid", 20, "first Invalid")
+        stack.create(canary_manifest("valid-second", stack.prometheus.address, steps=[30, 100]))
+        status = stack.wait_for(
+            "valid-second", lambda s: s.get("phase") in ("Progressing", "Invalid"), 20, "Progressing or Invalid"
+        )
+        assert status["phase"] == "Progressing", f"an Invalid experiment held the route: {status.get('message')}"
+        assert _route_weights(stack)["churn-v3"] == 30
+        assert stack.status("broken-first")["phase"] == "Invalid"
+    finally:
+        _cleanup(stack, "broken-first", "valid-second")

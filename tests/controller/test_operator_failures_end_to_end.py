@@ -98,3 +98,35 @@ def test_a_missing_virtual_service_is_pending_with_a_reason_and_one_counted_even
         assert main(["status", "no-route"]) == 0
         out = capsys.readouterr().out
         assert "Pending" in out and "RoutingFailed" in out and "is the operator running" not in out
+
+
+def test_a_missing_secret_waits_pending_and_the_experiment_starts_once_it_is_created(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a Pod waits for a Secret it mounts: Pending, Ready=False SecretNotFound, no traffic; not Invalid."""
+    monkeypatch.setenv("MLROLLOUTS_PROMETHEUS_ALLOWED_ADDRESSES", stack.prometheus.address)
+    monkeypatch.setenv("MLROLLOUTS_PROMETHEUS_SECRET_NAMES", "prom-token")
+    stack.operator.stop()
+    stack.operator.start().wait_serving()
+    manifest = canary_manifest("awaits-secret", stack.prometheus.address)
+    manifest["spec"]["analysis"]["prometheus"]["bearerTokenSecretRef"] = {"name": "prom-token", "key": "token"}
+    core = kubernetes.client.CoreV1Api(stack.api)
+    with _experiment(stack, "awaits-secret", manifest, with_route=True):
+        try:
+            status = stack.wait_for("awaits-secret", lambda s: s.get("phase") is not None, 15, "a phase")
+            assert (status["phase"], status["reason"]) == ("Pending", "SecretNotFound"), status
+            assert "spec.analysis.prometheus.bearerTokenSecretRef" in status["message"]
+            assert "secret default/prom-token not found" in status["message"]
+            assert (_ready(status)["status"], _ready(status)["reason"]) == ("False", "SecretNotFound")
+            assert _route_weights(stack) == {"churn-v2": 100}, "no traffic moved while waiting"
+
+            core.create_namespaced_secret(
+                "default", {"metadata": {"name": "prom-token"}, "stringData": {"token": "t0ken"}}
+            )
+            status = stack.wait_for(
+                "awaits-secret", lambda s: s.get("phase") == "Progressing", 30, "started once the Secret exists"
+            )
+            assert _ready(status).get("reason") != "SecretNotFound"
+        finally:
+            with contextlib.suppress(kubernetes.client.ApiException):
+                core.delete_namespaced_secret("prom-token", "default")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from typing import Any
 
+import kopf
 import pytest
+from kopf._core.engines.indexing import OperatorIndexer
 from stack import canary_manifest
 
 from mlrollouts.api import SpecError
+from mlrollouts.controller.handlers import routing_claims
 from mlrollouts.controller.tick import load, routing_claim
 
 
@@ -58,3 +62,25 @@ def test_the_routing_claim_follows_an_edit_of_the_route_and_an_invalid_spec_clai
     broken = _body(3, uid="u-4")
     broken["spec"]["strategy"] = "bogus"
     assert routing_claim(broken) is None
+
+
+def test_the_claim_in_kopfs_real_index_is_withdrawn_when_the_experiment_turns_invalid_or_finishes() -> None:
+    """kopf keeps an object's last index entry when the handler returns None: the claim must be withdrawn."""
+    indexer = OperatorIndexer()
+    body = _body(1, uid="u-5")
+    body["status"] = {}
+    key = ("default", "churn", "u-5")
+    target = ("VirtualService", "default", "churn")
+
+    def index(status: dict[str, Any]) -> None:
+        body["status"] = status
+        indexer.replace(key, asyncio.run(routing_claims(body=kopf.Body(copy.deepcopy(body)))))
+
+    index({})
+    assert target in indexer.index, "a new experiment claims its route"
+    index({"phase": "Invalid", "reason": "InvalidSpec"})
+    assert target not in indexer.index, "an Invalid experiment that moved no traffic blocks nobody"
+    index({"phase": "Invalid", "reason": "InvalidSpec", "weights": {"churn-v2": 70, "churn-v3": 30}})
+    assert target in indexer.index, "its split is applied: it keeps the route until fixed, finished or deleted"
+    index({"phase": "Promoted", "weights": {"churn-v2": 0, "churn-v3": 100}})
+    assert target not in indexer.index, "a finished experiment frees its route"

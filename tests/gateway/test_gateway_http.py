@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from mlrollouts.gateway import serve_in_thread
+
 pytestmark = pytest.mark.integration
 
 
@@ -197,3 +199,31 @@ def test_error_and_outcome_series_exist_at_zero_before_the_first_error(start_gat
             assert series[("ab_test_errors_total", variant, kind)] == 0
         for outcome in ("success", "failure"):
             assert series[("model_outcomes_total", variant, outcome)] == 0
+
+
+def test_routes_outside_the_prediction_shortcut_answer_as_starlette_routes_them(start_gateway, models) -> None:
+    gateway = start_gateway({"churn-v2": 100, "churn-v3": 0}, path_prefix="/v1")
+    wrong_method = gateway.client.get(f"{gateway.url}/predict")
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert gateway.client.post(f"{gateway.url}/predictions", json={}).status_code == 404
+    assert gateway.client.post(f"{gateway.url}/v1beta/x", json={}).status_code == 404  # not under the prefix
+    head = gateway.client.head(f"{gateway.url}/v1/health")  # HEAD: Starlette's GET route, the same handler
+    assert head.status_code == 200 and head.headers["x-mlrollouts-variant"] == "churn-v2"
+    assert head.content == b"" and models["churn-v2"][0].received[-1]["path"] == "/v1/health"
+    after = gateway.client.post(f"{gateway.url}/v1/predict", json={"user_id": "u"})  # the pool still works
+    assert after.status_code == 200 and after.json()["model"] == "churn-v2"
+
+
+def test_a_204_from_the_model_goes_back_without_a_body_or_a_content_length(start_gateway, models) -> None:
+    async def no_content(scope, receive, send) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 204, "headers": [(b"x-model-version", b"nc-1")]})
+            await send({"type": "http.response.body", "body": b""})
+
+    with serve_in_thread(no_content) as url:
+        gateway = start_gateway(
+            {"churn-v2": 100, "churn-v3": 0}, upstreams={"churn-v2": url, "churn-v3": models["churn-v3"][1]}
+        )
+        response = gateway.predict("alice")
+    assert response.status_code == 204 and response.content == b""
+    assert "content-length" not in response.headers and response.headers["x-mlrollouts-variant"] == "churn-v2"

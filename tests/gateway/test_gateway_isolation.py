@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import socket
+import string
 import time
 from urllib.parse import urlsplit
 
@@ -181,15 +182,20 @@ def test_random_garbage_in_path_query_headers_and_body_is_never_a_5xx(start_gate
     rng = random.Random(11)
     alphabet = [bytes([b]) for b in range(0x21, 0x100) if b not in (0x7F,)]
     pieces = [b"%2e", b"%2f", b"%00", b"%ff", b"..", b"/", b"%", b"?", b"&", b"=", b"\xc3\xa9", b"{", b"["]
+    # The request target's garbage is made of what a target may carry (RFC 3986 pchar, "?" and "/", any byte
+    # percent-encoded, a stray "%"): raw bytes outside that are refused by uvicorn's HTTP parser before the
+    # gateway sees them (a 400 and an "Invalid HTTP request received." warning each), so 119 of the 150
+    # requests used to test uvicorn, not the gateway.
+    url_alphabet = [c.encode() for c in string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@/?"]
+    url_pieces = [b"%2e", b"%2f", b"%00", b"%ff", b"%C3%A9", b"%7B", b"%5B", b"..", b"/", b"%", b"?", b"&", b"="]
 
-    def garbage(size: int) -> bytes:
-        return b"".join(rng.choice(pieces if rng.random() < 0.3 else alphabet) for _ in range(size))
+    def garbage(size: int, safe_in_url: bool = False) -> bytes:
+        chars, extra = (url_alphabet, url_pieces) if safe_in_url else (alphabet, pieces)
+        return b"".join(rng.choice(extra if rng.random() < 0.3 else chars) for _ in range(size))
 
     statuses = []
     for _ in range(150):
-        target = rng.choice(["/predict", "/feedback", "/api/", "/api"]) + garbage(rng.randrange(0, 12)).decode(
-            "latin-1"
-        )
+        target = rng.choice(["/predict", "/feedback", "/api/", "/api"]) + garbage(rng.randrange(0, 12), True).decode()
         headers = [
             (b"x-user-id", garbage(rng.randrange(1, 20))),
             (b"x-request-id", garbage(rng.randrange(1, 40))),

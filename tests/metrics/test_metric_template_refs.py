@@ -91,7 +91,7 @@ def test_a_wrong_argument_is_named(args: dict, says: str) -> None:
 def test_an_argument_value_that_could_break_out_of_a_label_value_is_refused_by_the_schema() -> None:
     with pytest.raises(SpecError) as raised:
         parse_experiment(experiment(None, {"name": "errors", "args": {"code": '5.."} or vector(1) #'}}, max=0.1))
-    assert "spec.analysis.guardrails.0.templateRef.args.code" in str(raised.value)
+    assert "spec.analysis.guardrails[0].templateRef.args.code" in str(raised.value)
 
 
 def test_missing_template_names_every_place_looked() -> None:

@@ -21,7 +21,7 @@ import jsonschema
 from celpy import celtypes
 
 from mlrollouts.api.crd import openapi_schema
-from mlrollouts.api.errors import SpecProblem
+from mlrollouts.api.errors import SpecProblem, field_path
 from mlrollouts.api.experiment import PATTERN_HINTS
 
 Path = tuple[str | int, ...]
@@ -44,8 +44,8 @@ def validate_manifest(obj: dict[str, Any]) -> list[SpecProblem]:
 
 
 def render_path(path: Path) -> str:
-    """`spec.challengers.1.name`: the same dotted form the Python layer uses."""
-    return ".".join(str(part) for part in path)
+    """`spec.challengers[1].name`: the kubectl / CEL form the Python layer uses too (errors.field_path)."""
+    return field_path(path)
 
 
 @functools.cache
@@ -131,7 +131,8 @@ def _cel_problems(value: Any, schema: dict[str, Any], path: Path, broken: set[st
             ok = evaluate_rule(rule["rule"], value)
         except celpy.CELEvalError as error:
             # A node the schema layer already rejected (wrong type, missing field) cannot be judged by CEL.
-            if not any(b == render_path(path) or b.startswith(render_path(path) + ".") for b in broken):
+            here = render_path(path)
+            if not any(b == here or b.startswith((here + ".", here + "[")) for b in broken):
                 yield SpecProblem(where, f"rule could not be evaluated ({error.args[0]}): {rule['rule']}")
             continue
         if not ok:

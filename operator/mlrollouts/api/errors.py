@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+def field_path(parts: Iterable[str | int]) -> str:
+    """The kubectl / CEL form of a field path: `spec.challengers[0].weight` (an index in brackets, a name after
+    a dot), as the API server's own messages and `kubectl explain` write it; every message uses this one form."""
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
 
 
 @dataclass(frozen=True)
 class SpecProblem:
-    path: str  # e.g. "spec.canary.steps"
+    path: str  # e.g. "spec.canary.steps", "spec.challengers[0].weight" (field_path)
     message: str  # what is wrong and how to fix it
 
     def __str__(self) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mlrollouts import GROUP, KIND, VERSION
 from mlrollouts.api.base import NAME_PATTERN
 from mlrollouts.api.durations import DURATION_PATTERN
-from mlrollouts.api.errors import FieldError, SpecError, SpecProblem
+from mlrollouts.api.errors import FieldError, SpecError, SpecProblem, field_path
 from mlrollouts.api.spec import ModelExperimentSpec
 from mlrollouts.api.status import ModelExperimentStatus
 
@@ -71,11 +71,12 @@ def parse_experiment(obj: dict[str, Any]) -> ModelExperiment:
 def _problems(error: ValidationError, root: type[BaseModel], path: str) -> list[SpecProblem]:
     problems = []
     for item in error.errors():
-        loc = [str(part) for part in item["loc"]]
+        parts = list(item["loc"])
         blamed = item.get("ctx", {}).get("error")
         if isinstance(blamed, FieldError):
-            loc.append(blamed.field)
-        field_path = ".".join([path, *loc]) if loc else path
+            parts.append(blamed.field)
+        loc = [str(part) for part in parts]
+        where = field_path([path, *parts])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             known = _known_fields(root, loc[:-1])
@@ -88,7 +89,7 @@ def _problems(error: ValidationError, root: type[BaseModel], path: str) -> list[
             message = f"{message}, got {item.get('input')!r}"
         elif item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") in PATTERN_HINTS:
             message = f"{item.get('input')!r} {PATTERN_HINTS[item['ctx']['pattern']]}"
-        problems.append(SpecProblem(field_path, message))
+        problems.append(SpecProblem(where, message))
     return problems
 
 

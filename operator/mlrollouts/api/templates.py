@@ -198,7 +198,7 @@ class MetricTemplate(BaseModel):
 
 
 def parse_template(obj: dict[str, Any]) -> MetricTemplate:
-    """Validate a whole template manifest; SpecError names each field (as `spec.args.0.default`) and the fix."""
+    """Validate a whole template manifest; SpecError names each field (as `spec.args[0].default`) and the fix."""
     from mlrollouts.api.experiment import _problems  # one error formatter for every kind
 
     problems: list[SpecProblem] = []

@@ -102,30 +102,73 @@ def _lift_text(lift: float, low: float, high: float, alpha: float) -> str:
     return f"{lift:+.1%}, {1 - alpha:.0%} CI {low:+.1%} to {high:+.1%}"
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What `mlrollouts analyze` takes from its options, the same for every metric."""
+
+    split: tuple[float, float]
+    alpha: float
+    mde: float
+    increase: bool
+    method: str
+    srm_threshold: float
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """What both metrics derive alike from their tests: the decision, the lift text and the shared JSON fields."""
+
+    decision: str
+    lift: str
+    srm_row: tuple[str, str]
+    sequential: dict[str, Any]
+    tail: dict[str, Any]
+    """srm, method, decision and reason, in the report's order."""
+
+
+def _outcome(
+    settings: Settings,
+    seq: Any,
+    frequentist: tuple[float, float, float],
+    difference: tuple[float, float],
+    relative_lift: tuple[float, float, float],
+    srm: float,
+    arms: str,
+    split: str,
+) -> _Outcome:
+    """The verdict of `method` on one metric's tests (frequentist: p, CI low, high; difference: estimate,
+    variance), its decision after the SRM check, and the report fields every metric shares."""
+    method, alpha, srm_threshold = settings.method, settings.alpha, settings.srm_threshold
+    verdict = _verdict(method, alpha, seq, frequentist, spike_slab_better(*difference, seq.tau))
+    decision = _decide(verdict, srm, srm_threshold, settings.increase)
+    srm_json, srm_row = _srm_rows(srm, srm_threshold)
+    lift = _lift_text(*relative_lift, alpha)
+    sequential = {"p_value": seq.p_value, "ci_low": _finite(seq.ci_low), "ci_high": _finite(seq.ci_high)}
+    reason = _reason(decision, arms, lift, verdict, srm, srm_threshold, split)
+    tail = {"srm": srm_json, "method": method, "decision": decision, "reason": reason}
+    return _Outcome(decision, lift, srm_row, sequential, tail)
+
+
 def analyze_proportions(
-    a: tuple[int, int],
-    b: tuple[int, int],
-    split: tuple[float, float],
-    alpha: float,
-    mde: float,
-    increase: bool,
-    method: str,
-    srm_threshold: float,
+    a: tuple[int, int], b: tuple[int, int], settings: Settings
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    alpha, mde, method = settings.alpha, settings.mde, settings.method
     z = stats.two_proportion_ztest(*a, *b, alpha=alpha)
     tau = stats.default_tau(z.rate_a, mde) if z.rate_a > 0 else None
     seq = stats.msprt_pvalue(*a, *b, tau=tau, alpha=alpha)
     p_better = stats.prob_b_beats_a(*a, *b)
     loss = stats.expected_loss(*a, *b)
-    srm = stats.srm_pvalue([a[1], b[1]], split)
-    estimate, variance = proportion_difference(*a, *b)
-    verdict = _verdict(
-        method, alpha, seq, (z.p_value, z.ci_low, z.ci_high), spike_slab_better(estimate, variance, seq.tau)
+    srm = stats.srm_pvalue([a[1], b[1]], settings.split)
+    outcome = _outcome(
+        settings,
+        seq,
+        (z.p_value, z.ci_low, z.ci_high),
+        proportion_difference(*a, *b),
+        (z.relative_lift, z.relative_lift_ci_low, z.relative_lift_ci_high),
+        srm,
+        f"converts at {z.rate_b:.2%} vs {z.rate_a:.2%} for control",
+        f"{a[1]}/{b[1]}",
     )
-    decision = _decide(verdict, srm, srm_threshold, increase)
-    srm_json, srm_row = _srm_rows(srm, srm_threshold)
-    arms = f"converts at {z.rate_b:.2%} vs {z.rate_a:.2%} for control"
-    lift = _lift_text(z.relative_lift, z.relative_lift_ci_low, z.relative_lift_ci_high, alpha)
     result = {
         "metric": "proportion",
         "frequentist": {
@@ -139,57 +182,50 @@ def analyze_proportions(
             "cohens_h": z.cohens_h,
             "effect": z.effect_label,
         },
-        "sequential": {"p_value": seq.p_value, "ci_low": _finite(seq.ci_low), "ci_high": _finite(seq.ci_high)},
+        "sequential": outcome.sequential,
         "bayesian": {
             "prob_treatment_better": p_better,
             "expected_loss_control": loss.choose_a,
             "expected_loss_treatment": loss.choose_b,
         },
-        "srm": srm_json,
-        "method": method,
-        "decision": decision,
-        "reason": _reason(decision, arms, lift, verdict, srm, srm_threshold, f"{a[1]}/{b[1]}"),
+        **outcome.tail,
     }
     rows = [
         ("control", f"{a[0]:,}/{a[1]:,} = {z.rate_a:.2%}"),
         ("treatment", f"{b[0]:,}/{b[1]:,} = {z.rate_b:.2%}"),
         ("difference", f"{z.difference:+.4f} [{z.ci_low:+.4f}, {z.ci_high:+.4f}]"),
-        ("relative lift", lift),
+        ("relative lift", outcome.lift),
         ("z / p-value", f"{z.z:.3f} / {z.p_value:.3g}"),
         ("Cohen's h", f"{z.cohens_h:.3f} ({z.effect_label})"),
         ("sequential p (always valid)", f"{seq.p_value:.3g}"),
         ("P(treatment better)", f"{p_better:.4f}"),
         ("expected loss control / treatment", f"{loss.choose_a:.2e} / {loss.choose_b:.2e}"),
-        srm_row,
-        (f"decision ({method})", decision),
+        outcome.srm_row,
+        (f"decision ({method})", outcome.decision),
     ]
     return result, rows
 
 
 def analyze_means(
-    a: stats.MeanStats,
-    b: stats.MeanStats,
-    split: tuple[float, float],
-    alpha: float,
-    mde: float,
-    increase: bool,
-    method: str,
-    srm_threshold: float,
+    a: stats.MeanStats, b: stats.MeanStats, settings: Settings
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    alpha, mde, method = settings.alpha, settings.mde, settings.method
     t = stats.welch_ttest_from_sums(a, b, alpha=alpha)
     tau = stats.default_tau(a.mean, mde) if a.mean != 0 else None
     seq = stats.msprt_pvalue_means(a.n, a.mean, a.var, b.n, b.mean, b.var, tau=tau, alpha=alpha)
-    srm = stats.srm_pvalue([a.n, b.n], split)
+    srm = stats.srm_pvalue([a.n, b.n], settings.split)
     # Flat-prior view of a mean for the table; the bayesian verdict is the operator's spike-and-slab one.
     p_better = float(special.ndtr(t.difference / math.sqrt(a.var / a.n + b.var / b.n))) if a.var + b.var > 0 else 0.5
-    estimate, variance = mean_difference(a, b)
-    verdict = _verdict(
-        method, alpha, seq, (t.p_value, t.ci_low, t.ci_high), spike_slab_better(estimate, variance, seq.tau)
+    outcome = _outcome(
+        settings,
+        seq,
+        (t.p_value, t.ci_low, t.ci_high),
+        mean_difference(a, b),
+        (t.relative_lift, t.relative_lift_ci_low, t.relative_lift_ci_high),
+        srm,
+        f"mean {b.mean:.4g} vs {a.mean:.4g} for control",
+        f"{a.n}/{b.n}",
     )
-    decision = _decide(verdict, srm, srm_threshold, increase)
-    srm_json, srm_row = _srm_rows(srm, srm_threshold)
-    arms = f"mean {b.mean:.4g} vs {a.mean:.4g} for control"
-    lift = _lift_text(t.relative_lift, t.relative_lift_ci_low, t.relative_lift_ci_high, alpha)
     result = {
         "metric": "mean",
         "frequentist": {
@@ -204,23 +240,20 @@ def analyze_means(
             "cohens_d": t.cohens_d,
             "effect": t.effect_label,
         },
-        "sequential": {"p_value": seq.p_value, "ci_low": _finite(seq.ci_low), "ci_high": _finite(seq.ci_high)},
+        "sequential": outcome.sequential,
         "bayesian": {"prob_treatment_better": p_better},
-        "srm": srm_json,
-        "method": method,
-        "decision": decision,
-        "reason": _reason(decision, arms, lift, verdict, srm, srm_threshold, f"{a.n}/{b.n}"),
+        **outcome.tail,
     }
     rows = [
         ("control", f"n={a.n:,} mean={a.mean:.4g} sd={math.sqrt(a.var):.4g}"),
         ("treatment", f"n={b.n:,} mean={b.mean:.4g} sd={math.sqrt(b.var):.4g}"),
         ("difference", f"{t.difference:+.4g} [{t.ci_low:+.4g}, {t.ci_high:+.4g}]"),
-        ("relative lift", lift),
+        ("relative lift", outcome.lift),
         ("t / df / p-value", f"{t.t:.3f} / {t.df:.1f} / {t.p_value:.3g}"),
         ("Cohen's d", f"{t.cohens_d:.3f} ({t.effect_label})"),
         ("sequential p (always valid)", f"{seq.p_value:.3g}"),
         ("P(treatment higher)", f"{p_better:.4f}"),
-        srm_row,
-        (f"decision ({method})", decision),
+        outcome.srm_row,
+        (f"decision ({method})", outcome.decision),
     ]
     return result, rows

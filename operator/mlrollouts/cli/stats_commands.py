@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mlrollouts import stats
-from mlrollouts.cli.analyze_report import METHODS, analyze_means, analyze_proportions
+from mlrollouts.cli.analyze_report import METHODS, Settings, analyze_means, analyze_proportions
 from mlrollouts.cli.main import UsageFailure, app
 from mlrollouts.stats.planning import sequential_sample_size
 
@@ -189,27 +189,13 @@ def analyze_command(
         raise UsageFailure("--method", f"must be one of {', '.join(METHODS)}, got {method!r}")
     if mde == 0 or not math.isfinite(mde):
         raise UsageFailure("--mde", f"must be a non-zero relative effect, e.g. 0.05, got {mde:g}")
-    split = parse_weights(weights)
+    settings = Settings(parse_weights(weights), alpha, mde, direction == "increase", method, srm_threshold)
     if metric == "proportion":
         result, rows = analyze_proportions(
-            parse_counts("--control", control),
-            parse_counts("--treatment", treatment),
-            split,
-            alpha,
-            mde,
-            direction == "increase",
-            method,
-            srm_threshold,
+            parse_counts("--control", control), parse_counts("--treatment", treatment), settings
         )
     else:
         result, rows = analyze_means(
-            parse_mean_stats("--control", control),
-            parse_mean_stats("--treatment", treatment),
-            split,
-            alpha,
-            mde,
-            direction == "increase",
-            method,
-            srm_threshold,
+            parse_mean_stats("--control", control), parse_mean_stats("--treatment", treatment), settings
         )
     _emit(result, rows, f"Treatment vs control ({metric})", as_json)

@@ -16,10 +16,11 @@ import kopf
 
 from mlrollouts import GROUP, PLURAL, VERSION
 from mlrollouts.api import TERMINAL_PHASES, SpecError
-from mlrollouts.controller import telemetry
+from mlrollouts.controller import abort, telemetry
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.sharding import ShardManager
 from mlrollouts.controller.tick import ACTION_ANNOTATION, SPEC_CACHE_SIZE, load, reconcile, routing_claim
+from mlrollouts.metrics.secrets import SecretMissing
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import routing_target
 from mlrollouts.routing.kube import ObjectConflict
@@ -34,17 +35,24 @@ DIFFBASE_ANNOTATION = f"{GROUP}/last-handled-configuration"  # run.configure's d
 
 
 @kopf.index(*RESOURCE)
-async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]] | None:
+async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]]:
     """Which live experiment manages which routing object; the oldest claim wins a conflict.
 
     Async (a sync handler costs a worker-thread round trip) and cached by spec: it runs on every watch event,
-    each of our own status writes included.
+    each of our own status writes included. An Invalid experiment that never moved traffic claims nothing: a
+    broken spec must not block a valid one on the same object. One whose split is applied (it turned Invalid
+    mid-run) keeps its claim until it is fixed, finished or deleted, so two experiments never fight over it.
+    No claim is `{}`, never None: kopf keeps an object's previous index entry when the handler returns None, so
+    a claim made at creation would outlive the experiment's end.
     """
-    if (body.get("status") or {}).get("phase") in TERMINAL_PHASES or body.meta.get("deletionTimestamp"):
-        return None
+    status = body.get("status") or {}
+    if status.get("phase") in TERMINAL_PHASES or body.meta.get("deletionTimestamp"):
+        return {}
+    if status.get("phase") == "Invalid" and not status.get("weights"):
+        return {}
     target = _claim(body)
     if target is None:
-        return None
+        return {}
     return {target: (body.meta.get("creationTimestamp") or "", body.meta.name or "")}
 
 
@@ -137,7 +145,7 @@ async def _tick(
         telemetry.reconcile_duration.labels("conflict").observe(time.perf_counter() - started)
         log.info("experiment=%s/%s changed during the tick, re-reading: %s", namespace, name, error)
         return MIN_INTERVAL_SECONDS
-    except (RoutingError, OSError) as error:
+    except (RoutingError, SecretMissing, OSError) as error:
         telemetry.reconcile_errors.labels(namespace, name).inc()
         telemetry.reconcile_duration.labels("error").observe(time.perf_counter() - started)
         log.warning("experiment=%s/%s tick failed: %s", namespace, name, error)
@@ -179,7 +187,8 @@ async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: floa
 
 @kopf.on.delete(*RESOURCE)
 async def give_traffic_back(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Deleting a running experiment restores the champion to 100 % and removes mirrors; a finished one is left."""
+    """Deleting a running experiment restores the champion to 100 % and removes mirrors, then fires what a
+    rollback fires (onRollback gates, notifications: controller/abort.py); a finished one is left."""
     telemetry.forget_experiment(body.meta.namespace, body.meta.name)
     status = body.get("status") or {}
     if status.get("phase") in TERMINAL_PHASES or not status.get("weights"):
@@ -201,3 +210,4 @@ async def _give_traffic_back(body: kopf.Body, runtime: Runtime) -> None:
     kopf.event(
         body, type="Normal", reason="TrafficRestored", message=f"{experiment.spec.champion.name} restored to 100 %"
     )
+    await abort.announce(body, experiment, runtime)

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from mlrollouts.api import API_VERSION, ModelExperiment
-from mlrollouts.api.errors import SpecError, SpecProblem
+from mlrollouts.api.errors import SpecError
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.events import EventRecorder
 from mlrollouts.controller.templates import TemplateResolver, no_templates
@@ -26,6 +26,7 @@ from mlrollouts.hooks.policy import HookPolicy
 from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.metrics.prometheus import provider_for
+from mlrollouts.metrics.secrets import SecretMissing
 from mlrollouts.routing.base import TrafficRouter
 from mlrollouts.routing.factory import make_router
 from mlrollouts.routing.kube import ObjectClient, ObjectNotFound
@@ -116,7 +117,8 @@ class Runtime:
         return make_router(experiment, self.objects)
 
     async def metrics_for(self, experiment: ModelExperiment) -> MetricsProvider:
-        """The experiment's provider; SpecError (Invalid) before any Secret is read if the policy forbids it."""
+        """The experiment's provider; SpecError (Invalid) before any Secret is read if the policy forbids it,
+        SecretMissing (the experiment waits) if a Secret it names does not exist yet."""
         problems = self.credentials.problems(experiment)
         if problems:
             raise SpecError(problems)
@@ -143,10 +145,12 @@ class Runtime:
             try:
                 secret = await self.objects.get("v1", "secrets", namespace, ref.name)
             except ObjectNotFound:
-                raise SpecError([SpecProblem(field_path, f"secret {namespace}/{ref.name} not found")]) from None
+                message = f"secret {namespace}/{ref.name} not found: create it (the experiment waits) or fix the name"
+                raise SecretMissing(field_path, message) from None
             data = (secret.get("data") or {}).get(ref.key)
             if data is None:
-                raise SpecError([SpecProblem(field_path, f"secret {namespace}/{ref.name} has no key {ref.key!r}")])
+                message = f"secret {namespace}/{ref.name} has no key {ref.key!r}: add it (the experiment waits)"
+                raise SecretMissing(field_path, message, "SecretKeyNotFound")
             found[(namespace, ref.name, ref.key)] = base64.b64decode(data)
         return found
 

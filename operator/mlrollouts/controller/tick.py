@@ -35,6 +35,7 @@ from mlrollouts.controller.templates import no_templates
 from mlrollouts.engine import decide, expected_traffic, gates
 from mlrollouts.engine.types import Action, CallWebhooks, Event, GateResult, ManualAction, Observations, SetTraffic
 from mlrollouts.metrics.base import MetricsProvider
+from mlrollouts.metrics.secrets import SecretMissing
 from mlrollouts.metrics.template_refs import queries_fingerprint, template_refs
 from mlrollouts.metrics.templates import validate_templates
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
@@ -157,6 +158,9 @@ async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) ->
         reason, message = _routing_failure(error)
         await _mark_not_ready(body, now, reason, message, ports)
         raise
+    except SecretMissing as error:  # waits like a Pod for its Secret: Pending / Ready=False, not Invalid
+        await _mark_not_ready(body, now, error.reason, str(error), ports)
+        raise
     except Exception as error:
         message = f"{type(error).__name__}: {str(error)[:300]} (the operator log has the traceback)"
         await _mark_not_ready(body, now, "ReconcileError", message, ports)
@@ -220,7 +224,7 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
         return await _mark_invalid(body, namespace, name, problems, now, "InvalidSpec", ports)
     try:
         observations = await _observe(experiment, now, ports)
-    except SpecError as error:  # e.g. the bearer-token Secret it names does not exist
+    except SpecError as error:  # e.g. a Secret the platform does not allow
         return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
     observations = await _ask_gates(experiment, observations, now, ports)
     decision = decide(

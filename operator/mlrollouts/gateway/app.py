@@ -8,7 +8,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -16,17 +16,27 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope
 
 from mlrollouts.gateway.assignment import BUCKETS, Assignment, bucket_of, weight_to_buckets
 from mlrollouts.gateway.config import GatewayConfig
 from mlrollouts.gateway.feedback import ReplayCache
 from mlrollouts.gateway.feedback_route import FeedbackDesk
 from mlrollouts.gateway.headers import REQUEST_DROP, RESPONSE_DROP, RawHeaders, end_to_end
-from mlrollouts.gateway.inbound import BadRequest, error, read_json_body, request_id
+from mlrollouts.gateway.inbound import (
+    BadRequest,
+    asgi_chunks,
+    collect_body,
+    error,
+    header_map,
+    parse_json,
+    request_id,
+)
 from mlrollouts.gateway.kube_source import WatchSplitSource, client_configuration
 from mlrollouts.gateway.metrics import GatewayMetrics
 from mlrollouts.gateway.ownership import FeedbackRelay, Ownership
 from mlrollouts.gateway.paths import PathRefused, upstream_path
+from mlrollouts.gateway.predict import PREFIX_METHODS, Predict, PublicApp, Reply, error_reply, reply
 from mlrollouts.gateway.proxy import Forwarder, Outcome
 from mlrollouts.gateway.shadow import MirrorJob, ShadowMirror
 from mlrollouts.gateway.split import SplitState
@@ -71,6 +81,11 @@ class Gateway:
         ownership = Ownership(config.advertise_address, instance, config.metrics_port)
         self.feedback = FeedbackDesk(config, self.metrics, self.signer, self.replays, ownership)
         self.semaphore = asyncio.Semaphore(config.max_concurrency)
+        # per-request constants, computed once
+        self.user_header = config.user_header.lower() if config.user_header else None
+        self.override_header = config.override_header.lower()
+        self.request_drop = REQUEST_DROP | {self.override_header.encode()}
+        self.max_body = config.max_body_bytes
 
     def apply_split(self, state: SplitState) -> None:
         self.assignment = Assignment.build(
@@ -111,9 +126,9 @@ class Gateway:
             for client in clients.values():
                 await client.aclose()
 
-    def user_id(self, request: Request, document: Any) -> str | None:
-        if self.config.user_header and request.headers.get(self.config.user_header):
-            return request.headers[self.config.user_header]
+    def user_id(self, headers: Mapping[str, str], document: Any) -> str | None:
+        if self.user_header and headers.get(self.user_header):
+            return headers[self.user_header]
         if self.config.user_field and isinstance(document, dict):
             value = document.get(self.config.user_field)
             if isinstance(value, str) and value != "":
@@ -122,11 +137,11 @@ class Gateway:
                 return str(value)
         return None
 
-    def choose(self, request: Request, user_id: str | None) -> tuple[str, int, bool]:
+    def choose(self, headers: Mapping[str, str], user_id: str | None) -> tuple[str, int, bool]:
         """(variant, bucket, forced). The override header counts only with --allow-override-header."""
         assert self.assignment is not None and self.split is not None
         bucket = bucket_of(self.config.experiment, user_id) if user_id else self.random.randrange(BUCKETS)
-        forced = request.headers.get(self.config.override_header) if self.config.allow_override_header else None
+        forced = headers.get(self.override_header) if self.config.allow_override_header else None
         if forced:
             if forced not in self.config.upstreams:
                 known = ", ".join(self.config.upstreams)
@@ -137,40 +152,41 @@ class Gateway:
             self.metrics.unassigned.labels(self.config.experiment, variant).inc()
         return variant, bucket, False
 
-    async def forward(self, request: Request) -> Response:
+    async def forward(self, scope: Scope, receive: Receive) -> Reply:
+        """One prediction request (an ASGI scope and its body) to the reply the client gets."""
         if self.assignment is None or self.split is None:
-            return error(503, "no traffic split loaded yet; check --split-file or the experiment's status")
-        prefix = self.config.path_prefix if request.url.path != "/predict" else None
+            return error_reply(503, "no traffic split loaded yet; check --split-file or the experiment's status")
+        method, raw = scope["method"], scope["headers"]
+        headers = header_map(raw)
+        prefix = self.config.path_prefix if scope["path"] != "/predict" else None
         try:
-            path = upstream_path(request.scope.get("raw_path") or request.url.path.encode(), prefix)
-            if request.method in BODY_METHODS:
-                body, document = await read_json_body(request, self.config.max_body_bytes)
+            path = upstream_path(scope.get("raw_path") or scope["path"].encode(), prefix)
+            if method in BODY_METHODS:
+                body = await collect_body(asgi_chunks(receive), headers.get("content-length"), self.max_body)
+                document = parse_json(body)
             else:
                 body, document = b"", None
-            user_id = self.user_id(request, document)
-            variant, bucket, forced = self.choose(request, user_id)
+            user_id = self.user_id(headers, document)
+            variant, bucket, forced = self.choose(headers, user_id)
         except PathRefused as problem:
-            return error(400, f"path refused: {problem}")
+            return error_reply(400, f"path refused: {problem}")
         except BadRequest as problem:
-            return error(problem.status, str(problem))
-        target = request_target(path, request.scope.get("query_string", b""))
-        rid = request_id(request)
-        drop = REQUEST_DROP | {self.config.override_header.lower().encode()}
-        headers = [*end_to_end(request.headers.raw, drop), (b"x-request-id", rid.encode())]
-        outcome, fallback = await self.call_with_fallback(variant, forced, request.method, target, headers, body)
+            return error_reply(problem.status, str(problem))
+        target = request_target(path, scope.get("query_string", b""))
+        rid = request_id(headers)
+        outbound = [*end_to_end(raw, self.request_drop), (b"x-request-id", rid.encode())]
+        outcome, fallback = await self.call_with_fallback(variant, forced, method, target, outbound, body)
         extra = {"x-mlrollouts-variant": outcome.variant, "x-request-id": rid}
         if fallback:
             extra["x-mlrollouts-fallback"] = "true"
         extra[TOKEN_HEADER] = self.signer.issue(outcome.variant, outcome.model_version, rid, forced)
         if outcome.response is None:
-            return error(504 if outcome.error_kind == "timeout" else 502, outcome.error_message or "", extra)
+            return error_reply(504 if outcome.error_kind == "timeout" else 502, outcome.error_message or "", extra)
         if self.split.shadow and outcome.variant == self.champion and not outcome.failed and not forced:
-            self.mirror_to_challengers(request.method, target, headers, body, outcome, bucket)
+            self.mirror_to_challengers(method, target, outbound, body, outcome, bucket)
         upstream = outcome.response
-        response = Response(upstream.content, upstream.status_code)
-        response.raw_headers += end_to_end(upstream.raw_headers, RESPONSE_DROP)
-        response.raw_headers += [(name.encode(), value.encode()) for name, value in extra.items()]
-        return response
+        own = [(name.encode(), value.encode()) for name, value in extra.items()]
+        return reply(upstream.status_code, upstream.content, [*end_to_end(upstream.raw_headers, RESPONSE_DROP), *own])
 
     async def call_with_fallback(
         self, variant: str, forced: bool, method: str, target: str, headers: RawHeaders, body: bytes
@@ -219,22 +235,23 @@ class Gateway:
         return JSONResponse({"ready": True, "weights": dict(self.split.weights), "shadow": self.split.shadow})
 
 
-def create_app(config: GatewayConfig, source: SplitSource | None = None, keys: KeyRing | None = None) -> Starlette:
+def create_app(config: GatewayConfig, source: SplitSource | None = None, keys: KeyRing | None = None) -> PublicApp:
     """The public app; `source` defaults to the file or API source the config names.
 
-    No /metrics here: server.metrics_app serves it on its own port, out of the internet's reach."""
+    Predictions take predict.PublicApp's shortcut; the Starlette app behind it routes the same paths to
+    the same handler, and answers the rest. No /metrics here: server.metrics_app serves it on its own
+    port, out of the internet's reach."""
     gateway = Gateway(config, source if source is not None else default_source(config), keys)
+    predict: ASGIApp = Predict(gateway)
     routes = [
-        Route("/predict", gateway.forward, methods=["POST"]),
+        Route("/predict", predict, methods=["POST"]),
         Route("/feedback", gateway.feedback.public, methods=["POST"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
     ]
     if config.path_prefix:
         prefix = config.path_prefix.rstrip("/")
-        methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-        routes.append(Route(prefix, gateway.forward, methods=methods))
-        routes.append(Route(prefix + "/{rest:path}", gateway.forward, methods=methods))
-    app = Starlette(routes=routes, lifespan=gateway.lifespan)
-    app.state.gateway = gateway
-    return app
+        methods = sorted(PREFIX_METHODS)
+        routes.append(Route(prefix, predict, methods=methods))
+        routes.append(Route(prefix + "/{rest:path}", predict, methods=methods))
+    return PublicApp(gateway, Starlette(routes=routes, lifespan=gateway.lifespan), config.path_prefix)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import Receive
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -19,14 +21,23 @@ class BadRequest(Exception):
         self.status = status
 
 
+class ClientGone(Exception):
+    """The client disconnected before its request body arrived: nobody is left to answer."""
+
+
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def request_id(request: Request) -> str:
+def request_id(headers: Mapping[str, str]) -> str:
     """The client's x-request-id when it is 1-128 of [A-Za-z0-9._:-], else a fresh one."""
-    given = request.headers.get("x-request-id", "")
+    given = headers.get("x-request-id", "")
     return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
+def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """ASGI header pairs (names lower case) as a dict; the first of repeated names wins, as in Starlette."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in reversed(raw)}
 
 
 def parse_json(body: bytes) -> Any:
@@ -40,15 +51,30 @@ def parse_json(body: bytes) -> Any:
         raise BadRequest(400, f"request body is not valid JSON: {str(problem)[:200]}") from None
 
 
-async def read_json_body(request: Request, limit: int) -> tuple[bytes, Any]:
-    declared = request.headers.get("content-length")
+async def collect_body(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
+    """The whole body, refused (413) as soon as it declares or grows beyond `limit` bytes."""
     if declared and declared.isdigit() and int(declared) > limit:
         raise BadRequest(413, f"request body is {declared} bytes; the limit is {limit} (--max-body-bytes)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    parts, size = [], 0
+    async for chunk in chunks:
         size += len(chunk)
         if size > limit:
             raise BadRequest(413, f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def read_json_body(request: Request, limit: int) -> tuple[bytes, Any]:
+    body = await collect_body(request.stream(), request.headers.get("content-length"), limit)
     return body, parse_json(body)
+
+
+async def asgi_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body straight from the ASGI server, without a Starlette Request around it."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        yield message.get("body", b"")
+        if not message.get("more_body", False):
+            return

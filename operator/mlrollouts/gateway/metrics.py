@@ -35,6 +35,8 @@ class ServedSeries:
 
     def __init__(self, registry: CollectorRegistry, prefix: str, what: str) -> None:
         r, p = registry, prefix
+        self._served: dict[tuple[str, str, str], tuple[Counter, Histogram]] = {}
+        self._predictions: dict[tuple[str, str, str, str], Counter] = {}
         self.requests = Counter(f"{p}ab_test_requests", f"{what} sent to a variant.", SERVED, registry=r)
         self.latency = Histogram(
             f"{p}ab_test_latency_seconds",
@@ -71,6 +73,23 @@ class ServedSeries:
             SERVED,
             registry=r,
         )
+
+    def served(self, labels: tuple[str, str, str]) -> tuple[Counter, Histogram]:
+        """The request counter and latency histogram of `labels`, looked up once per label set.
+
+        `labels()` validates and locks on every call; a prediction needs these on each request. The label
+        sets are few (variants x at most ModelVersions.MAX_VERSIONS), so the cache stays small."""
+        children = self._served.get(labels)
+        if children is None:
+            children = self._served[labels] = (self.requests.labels(*labels), self.latency.labels(*labels))
+        return children
+
+    def prediction(self, labels: tuple[str, str, str], bucket: str) -> Counter:
+        key = (*labels, bucket)
+        child = self._predictions.get(key)
+        if child is None:
+            child = self._predictions[key] = self.predictions.labels(*key)
+        return child
 
     def record_outcome(self, labels: tuple[str, str, str], reward: int | None, value: float | None) -> None:
         """Count, sum and sum of squares together: the square is computed before anything is recorded."""

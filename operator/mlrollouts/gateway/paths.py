@@ -7,11 +7,14 @@ outright: decoding them would change which segments the path has, and servers di
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote_to_bytes
 
 # RFC 3986 pchar minus "%": a decoded "%" goes out as "%25", so the model decodes exactly once.
 PATH_SAFE = "/:@!$&'()*+,;=-._~"
 MAX_PATH_BYTES = 8 * 1024
+# Segments of unreserved characters without dots: nothing to decode, resolve or encode (the usual /predict).
+PLAIN_PATH = re.compile(rb"(?:/[A-Za-z0-9_~-]+)+/?")
 
 
 class PathRefused(ValueError):
@@ -22,6 +25,8 @@ def upstream_path(raw_path: bytes, prefix: str | None) -> str:
     """The normalised, re-encoded path to send upstream, or PathRefused."""
     if len(raw_path) > MAX_PATH_BYTES:
         raise PathRefused(f"path is longer than {MAX_PATH_BYTES} bytes")
+    if PLAIN_PATH.fullmatch(raw_path):
+        return _under_prefix(raw_path.decode("ascii"), prefix)
     lowered = raw_path.lower()
     if b"%2f" in lowered or b"%5c" in lowered or b"\\" in raw_path:
         raise PathRefused("path contains an encoded slash or a backslash")
@@ -42,8 +47,12 @@ def upstream_path(raw_path: bytes, prefix: str | None) -> str:
             segments.append(segment)
     trailing = parts[-1] in ("", ".", "..") and bool(segments)
     normalised = "/" + "/".join(segments) + ("/" if trailing else "")
+    return quote(_under_prefix(normalised, prefix), safe=PATH_SAFE)
+
+
+def _under_prefix(normalised: str, prefix: str | None) -> str:
     if prefix is not None:
         base = prefix.rstrip("/")
         if normalised != base and not normalised.startswith(base + "/"):
             raise PathRefused(f"path leaves {base}")
-    return quote(normalised, safe=PATH_SAFE)
+    return normalised

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -54,8 +53,7 @@ class Forwarder:
         if budget_seconds <= 0:
             return self._failed(series, variant, started, "timeout", f"variant {variant} had no time left")
         try:
-            async with asyncio.timeout(budget_seconds):
-                response = await self.clients[variant].request(method, path, headers, body, budget_seconds)
+            response = await self.clients[variant].request(method, path, headers, body, budget_seconds)
         except TimeoutError:
             return self._failed(series, variant, started, "timeout", f"variant {variant} timed out")
         except UpstreamError as error:
@@ -64,8 +62,9 @@ class Forwarder:
             return self._failed(series, variant, started, "connect", f"variant {variant} unreachable")
         model_version = self.versions.label(response, variant)
         labels = (self.experiment, variant, model_version)
-        series.requests.labels(*labels).inc()
-        series.latency.labels(*labels).observe(time.perf_counter() - started)
+        requests, latency = series.served(labels)
+        requests.inc()
+        latency.observe(time.perf_counter() - started)
         if response.status_code >= 500:
             series.errors.labels(*labels, "status_5xx").inc()
             return Outcome(variant, model_version, response, "status_5xx", f"variant {variant} answered 5xx")
@@ -87,7 +86,7 @@ class Forwarder:
         except (ValueError, RecursionError):
             return
         if score is not None:
-            series.predictions.labels(*labels, prediction_bucket(score)).inc()
+            series.prediction(labels, prediction_bucket(score)).inc()
 
 
 class ModelVersions:

@@ -18,9 +18,10 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mlrollouts.gateway.app import Gateway, create_app
+from mlrollouts.gateway.app import create_app
 from mlrollouts.gateway.config import GatewayConfig
 from mlrollouts.gateway.ownership import INTERNAL_FEEDBACK_PATH
+from mlrollouts.gateway.predict import PublicApp
 from mlrollouts.gateway.split_source import SplitSource
 from mlrollouts.gateway.tokens import KeyRing
 
@@ -33,10 +34,10 @@ def uvicorn_config(app: ASGIApp, host: str, port: int, log_level: str = "warning
     )
 
 
-def metrics_app(public: Starlette) -> Starlette:
+def metrics_app(public: PublicApp) -> Starlette:
     """The internal side of the gateway behind `public`, for the metrics port only: /metrics, /healthz,
     /readyz with the applied split, and /internal/feedback, where other replicas forward feedback."""
-    gateway: Gateway = public.state.gateway
+    gateway = public.gateway
     routes = [
         Route("/metrics", gateway.metrics_endpoint, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import logging
@@ -132,6 +131,13 @@ class Claims:
     """Random id of the issuing gateway process; None in tokens of the format before it existed."""
 
 
+def _json_string(text: str) -> str:
+    """`text` as a JSON string: quoted as it is when nothing needs escaping (ids, versions), else json.dumps."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return json.dumps(text)
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -141,7 +147,7 @@ def _unb64(text: str) -> bytes:
 
 
 def _mac(key: bytes, payload: str) -> bytes:
-    return hmac.new(key, DOMAIN + payload.encode("ascii"), hashlib.sha256).digest()
+    return hmac.digest(key, DOMAIN + payload.encode("ascii"), "sha256")  # one-shot: no HMAC object per call
 
 
 class TokenSigner:
@@ -160,21 +166,22 @@ class TokenSigner:
         self.clock = clock
         self.issuer = issuer
         self.instance = instance if instance is not None else secrets.token_hex(8)
+        # the claims this process puts in every token, as JSON text once (one token per prediction)
+        self._head = '{"x":' + json.dumps(experiment)
+        self._tail = (
+            ',"p":' + json.dumps(self.instance) + ("" if issuer is None else ',"a":' + json.dumps(issuer)) + "}"
+        )
 
     def issue(self, variant: str, model_version: str, request_id: str, forced: bool) -> str:
-        claims = {
-            "x": self.experiment,
-            "v": variant,
-            "m": model_version,
-            "r": request_id,
-            "e": math.ceil(self.clock() + self.ttl),
-            "f": forced,
-            "n": secrets.token_hex(12),
-            "p": self.instance,
-        }
-        if self.issuer is not None:
-            claims["a"] = self.issuer
-        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        """The signed claims (JSON keys x, v, m, r, e, f, n, p and, with an issuer, a), written out directly:
+        json.dumps of a fresh dict per prediction was a tenth of the gateway's own CPU."""
+        expires = math.ceil(self.clock() + self.ttl)
+        text = (
+            f'{self._head},"v":{_json_string(variant)},"m":{_json_string(model_version)},'
+            f'"r":{_json_string(request_id)},"e":{expires},"f":{"true" if forced else "false"},'
+            f'"n":"{secrets.token_hex(12)}"{self._tail}'
+        )
+        payload = _b64(text.encode())
         return f"{payload}.{_b64(_mac(self.ring.current()[0], payload))}"
 
     def verify(self, token: object) -> Claims:

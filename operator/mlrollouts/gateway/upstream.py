@@ -1,15 +1,16 @@
-"""The gateway's HTTP client to the models: one aiohttp keep-alive pool per upstream.
+"""The gateway's HTTP client to the models: one keep-alive pool per upstream.
 
-aiohttp rather than httpx on this path: httpcore's pool scans (and polls) every idle connection on each
-request, which at 32 in flight cost the gateway about 3/4 of its CPU (py-spy; benchmarks/results/gateway.md).
-
-Headers go out byte for byte. aiohttp writes header text as UTF-8, so the rare request carrying a value that
-is not UTF-8 takes an httpx client instead, which sends bytes as they are. Both pools are shared by every
-user: their cookie jars store nothing, and neither follows redirects.
+Plain-http models (the usual in-cluster Service) get wire.WirePool: bytes out as they are, httptools
+parsing the answer, the least CPU per call. https:// models get aiohttp (TLS): rather than httpx, whose
+pool scans (and polls) every idle connection on each request, which at 32 in flight cost the gateway
+about 3/4 of its CPU (py-spy; benchmarks/results/gateway.md). aiohttp writes header text as UTF-8, so
+there the rare request carrying a value that is not UTF-8 takes an httpx client instead, which sends
+bytes as they are. Every pool is shared by every user: none stores cookies, none follows redirects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import logging
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from mlrollouts.gateway.headers import RawHeaders
+from mlrollouts.gateway.wire import WireError, WirePool
 
 log = logging.getLogger(__name__)
 # What a query may carry as it is; anything else (non-ASCII, spaces) goes out percent-encoded.
@@ -52,7 +54,10 @@ class UpstreamResponse:
 
     def header(self, name: bytes) -> str:
         """The values of header `name` (lower case), repeats joined by ", " (RFC 9110 §5.3); "" if absent."""
-        return ", ".join(value.decode("latin-1") for key, value in self.raw_headers if key.lower() == name)
+        found = [value for key, value in self.raw_headers if key.lower() == name]
+        if len(found) == 1:  # the usual case, read twice per prediction
+            return found[0].decode("latin-1")
+        return ", ".join(value.decode("latin-1") for value in found)
 
 
 def text_headers(headers: RawHeaders) -> CIMultiDict[str] | None:
@@ -79,6 +84,12 @@ class Upstream:
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._bytes_client: httpx.AsyncClient | None = None
+        self._wire: WirePool | None = None
+        url = URL(self.base)
+        if url.scheme == "http" and url.host is not None:
+            authority = url.raw_authority.encode("ascii")
+            host = url.raw_host.strip("[]") if url.raw_host else url.host
+            self._wire = WirePool(host, url.port or 80, authority, url.raw_path.rstrip("/"), max_connections)
 
     def _aiohttp(self) -> aiohttp.ClientSession:
         if self._session is None:  # created on first use: a ClientSession belongs to the running loop
@@ -97,6 +108,19 @@ class Upstream:
         return self._bytes_client
 
     async def request(
+        self, method: str, target: str, headers: RawHeaders, body: bytes, timeout_seconds: float
+    ) -> UpstreamResponse:
+        """The model's answer within `timeout_seconds` in total (TimeoutError), or UpstreamError."""
+        async with asyncio.timeout(timeout_seconds):
+            if self._wire is None:
+                return await self._request_tls(method, target, headers, body, timeout_seconds)
+            try:
+                status, raw, content = await self._wire.request(method, target, headers, body)
+            except WireError as error:
+                raise UpstreamError(str(error)) from error
+            return UpstreamResponse(status, raw, content)
+
+    async def _request_tls(
         self, method: str, target: str, headers: RawHeaders, body: bytes, timeout_seconds: float
     ) -> UpstreamResponse:
         text = text_headers(headers)
@@ -129,6 +153,8 @@ class Upstream:
         return UpstreamResponse(response.status_code, response.headers.raw, response.content)
 
     async def aclose(self) -> None:
+        if self._wire is not None:
+            self._wire.close()
         if self._session is not None:
             await self._session.close()
         if self._bytes_client is not None:

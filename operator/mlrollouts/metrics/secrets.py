@@ -32,6 +32,20 @@ class SecretKeyNotFound(LookupError):
     """The Secret exists but has no such key."""
 
 
+class SecretMissing(Exception):
+    """A Secret (or a key of one) the experiment references does not exist yet.
+
+    Not an invalid spec: like a Pod waiting for the Secret it mounts, the experiment waits (Pending before the
+    start, else Ready=False, with `reason`), moves no traffic, and is checked again every retry interval, so
+    creating the Secret resumes it without an edit. A Secret the platform does not allow stays Invalid.
+    """
+
+    def __init__(self, field: str, message: str, reason: str = "SecretNotFound") -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {message}")
+
+
 class MetricsConfigError(MetricsUnavailable):
     """The provider cannot be built as configured; `field` is the spec path to fix."""
 

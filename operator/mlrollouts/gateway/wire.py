@@ -1,0 +1,202 @@
+"""A keep-alive HTTP/1.1 pool for plain-http models: one buffer written per request, httptools parsing
+the answer (the parser uvicorn already runs for the gateway's own requests).
+
+Why not only aiohttp: on the prediction path its client machinery (request and response objects, header
+conversion to str and back, stream readers, timers) cost ~140 µs of CPU per call at 32 in flight, about
+a third of the whole gateway's (py-spy, benchmarks/results/gateway.md); this pool costs a fraction. It
+does only what the gateway needs: bytes in, bytes out, headers byte for byte, no cookies, no redirects,
+no compression asked for. upstream.py keeps aiohttp for https:// models and HEAD requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import deque
+from typing import cast
+
+import httptools
+
+from mlrollouts.gateway.headers import RawHeaders
+
+Answer = tuple[int, RawHeaders, bytes]  # status, raw header pairs, body
+
+
+class WireError(Exception):
+    """The connection failed or the model did not answer in HTTP/1.1 (the message says how)."""
+
+
+class StaleConnection(WireError):
+    """A kept-alive connection closed before any byte of the answer: almost always the model's idle timeout
+    closing it as the request went out, so the request is sent once more on a new connection (as urllib3
+    and httpx do); a model that crashes mid-request may thus see it twice."""
+
+
+class _Connection(asyncio.Protocol):
+    """One connection to the model; one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.waiter: asyncio.Future[Answer] | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: RawHeaders = []
+        self.chunks: list[bytes] = []
+        self.received = False  # any byte of the current answer
+        self.headers_done = False
+        self.head_only = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
+
+    def data_received(self, data: bytes) -> None:
+        self.received = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as problem:
+            self._fail(WireError(f"the model's answer is not HTTP/1.1: {problem}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.waiter is None or self.waiter.done():
+            return
+        if self.headers_done and not self._framed():  # an answer delimited by closing the connection
+            self._complete()
+        elif self.received:
+            self._fail(WireError(f"the model closed the connection mid-answer ({exc!r})"))
+        else:
+            self._fail(StaleConnection(f"the model closed the connection ({exc!r})"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200:
+            return
+        self.headers_done = True
+        if self.head_only:  # no body follows, whatever Content-Length says; the parser would wait for one
+            self._complete()
+            self.close()
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200:  # 100 Continue and the like: the answer is still to come
+            self.headers = []
+            return
+        if not self.parser.should_keep_alive():
+            self.close()
+        self._complete()
+
+    # the pool's side
+    def send(self, data: bytes, head_only: bool) -> asyncio.Future[Answer]:
+        assert self.transport is not None
+        self._reset()
+        self.head_only = head_only
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(data)
+        return self.waiter
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def _framed(self) -> bool:
+        return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
+
+    def _complete(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result((self.status, self.headers, b"".join(self.chunks)))
+
+    def _fail(self, problem: Exception) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_exception(problem)
+
+
+class WirePool:
+    """Keep-alive connections to one host: idle ones reused newest first, at most `limit` open at once."""
+
+    def __init__(self, host: str, port: int, authority: bytes, base_path: str, limit: int) -> None:
+        self.host, self.port, self.authority, self.base_path = host, port, authority, base_path
+        self.idle: deque[_Connection] = deque()
+        self.slots = asyncio.Semaphore(limit)
+
+    async def request(
+        self, method: str, target: str, headers: RawHeaders, body: bytes
+    ) -> tuple[int, RawHeaders, bytes]:
+        """The model's answer as (status, raw headers, decoded body); WireError if there is none.
+
+        Callers bound the time (asyncio.timeout): a cancelled request closes its connection."""
+        lines = [f"{method} {self.base_path}{target} HTTP/1.1\r\n".encode(), b"host: ", self.authority, b"\r\n"]
+        for name, value in headers:
+            lines += (name, b": ", value, b"\r\n")
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(b"content-length: %d\r\n" % len(body))
+        lines += (b"\r\n", body)
+        data = b"".join(lines)
+        async with self.slots:
+            try:
+                return await self._exchange(data, method == "HEAD")
+            except StaleConnection:  # a reused connection the model had closed: once more, on a new one
+                return await self._exchange(data, method == "HEAD", fresh=True)
+
+    async def _exchange(self, data: bytes, head_only: bool, fresh: bool = False) -> Answer:
+        connection, reused = None, False
+        while self.idle and not fresh:
+            candidate = self.idle.pop()
+            if not candidate.closed:
+                connection, reused = candidate, True
+                break
+        if connection is None:
+            try:
+                _, connection = await asyncio.get_running_loop().create_connection(_Connection, self.host, self.port)
+            except OSError as problem:
+                raise WireError(f"cannot connect: {problem!r}") from problem
+        try:
+            status, headers, content = await connection.send(data, head_only)
+        except StaleConnection:
+            connection.close()
+            if reused:
+                raise
+            raise WireError("the model closed a new connection without answering") from None
+        except BaseException:  # failed, timed out or cancelled: the connection is mid-answer, never reuse it
+            connection.close()
+            raise
+        if not connection.closed:
+            self.idle.append(connection)
+        return status, headers, decoded(headers, content)
+
+    def close(self) -> None:
+        while self.idle:
+            self.idle.pop().close()
+
+
+def decoded(headers: RawHeaders, content: bytes) -> bytes:
+    """The body without its Content-Encoding (the gateway drops that header): the pool asks for none, but
+    a model may compress anyway."""
+    coding = b", ".join(value for name, value in headers if name.lower() == b"content-encoding").strip().lower()
+    if coding in (b"", b"identity"):
+        return content
+    if coding in (b"gzip", b"x-gzip", b"deflate"):
+        try:
+            return zlib.decompress(content, 47 if coding != b"deflate" else zlib.MAX_WBITS)
+        except zlib.error:
+            if coding == b"deflate":  # raw deflate, as some servers send it
+                try:
+                    return zlib.decompress(content, -zlib.MAX_WBITS)
+                except zlib.error as problem:
+                    raise WireError(f"the model's deflate body does not decode: {problem}") from problem
+            raise WireError("the model's gzip body does not decode") from None
+    raise WireError(
+        f"the model answered in content-encoding {coding.decode('latin-1')!r}, which the gateway cannot decode"
+    )
