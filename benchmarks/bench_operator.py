@@ -295,24 +295,28 @@ def run(progress: Progress) -> BenchTable:
         columns=list(rows[0]),
         rows=[list(row.values()) for row in rows],
         notes=(
-            "Each experiment: an A/B test of two equal models (stays Progressing); a tick reads the object, runs "
+            "Each experiment: an A/B test of two equal models (stays Progressing); a tick decides on the watch's "
+            "copy of the object (a GET only when the watch has not yet shown the tick's last status write), runs "
             "its 3 queries (successes, trials, p95 latency) once for both variants as `sum by (variant)`, "
-            "concurrently on one aiohttp session, decides, and writes status once.",
+            "concurrently on one aiohttp session, decides, and writes status once (kubernetes.aio: no threads).",
             "ticks: the operator's mlrollouts_reconcile_duration_seconds_count (all results) over the window after "
             "warm-up; ideal = experiments / interval; operator CPU from /proc/PID/stat utime+stime.",
             "emulator CPU: this process's CPU in the window, i.e. the in-process emulated API server (kmock) "
             "serving the operator's GETs, status patches and watch events; it is not in the operator's figure.",
             f"Capacity: at {cpu_ms:g} ms of CPU per tick, one operator process (one core: Python's GIL) tops out "
             f"near {capacity:.0f} ticks/s, so {largest['experiments']} experiments need an analysis interval of at "
-            f"least {int(largest['experiments']) / capacity:.0f} s per replica (peering keeps one replica active); "
-            "below that, ticks queue (the 2 Kubernetes API calls per tick still run on the default thread pool), "
-            "as the reconcile durations and the time since each experiment's last analysis show.",
+            f"least {int(largest['experiments']) / capacity:.0f} s per replica; "
+            "below that, ticks queue, as the reconcile durations and the time since each experiment's last "
+            "analysis show.",
             "Before issue 14 item 2 (2026-11-25, same configurations): 12.4 / 13.4 / 12.6 operator CPU ms per tick "
             "and 6.0 / 5.8 / 6.2 Prometheus queries per tick (one thread-pooled `requests` call per query and "
-            "variant, the spec parsed and its templates checked on every tick).",
+            "variant, the spec parsed and its templates checked on every tick). Before the async Kubernetes "
+            "transport and the watch-body tick (2026-12-02, earlier run, load not recorded): 7.4 / 8.5 / 8.5 ms "
+            "and 28.0 / 41.7 / 79.5 ticks/s (a GET and a status PATCH per tick on the default thread pool, kopf's "
+            "own deep copies of each watch event's body).",
             "Prometheus queries per tick: prometheus_http_requests_total{handler=/api/v1/query} on its own /metrics.",
-            f"Whole run {time.monotonic() - started:.0f}s; the operator, Prometheus, the exporter and the emulator "
-            "share the machine's CPUs, so ratios below 1 at high counts mean the machine, not only the operator, "
-            "is saturated.",
+            f"Whole run {time.monotonic() - started:.0f}s, load average (1 min) {os.getloadavg()[0]:.1f} at the "
+            "end; the operator, Prometheus, the exporter and the emulator share the machine's CPUs, so ratios "
+            "below 1 at high counts mean the machine, not only the operator, is saturated.",
         ),
     )

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 import kubernetes
+import kubernetes.aio.client
 import pytest
 
 from mlrollouts.controller import shard_metrics
@@ -171,14 +172,14 @@ async def test_a_write_that_waited_past_the_renew_deadline_is_stopped_before_it_
     leases, clock = FakeLeases(), Clock()
     a = manager("a", leases, clock)
     await rounds([a], clock, 1)
-    configuration = kubernetes.client.Configuration()
+    configuration = kubernetes.aio.client.Configuration()
     configuration.host = "http://127.0.0.1:9"  # nothing listens: a write that were sent would fail differently
     kube = KubeObjects(configuration)
     kube.write_check = a.check_write
     refused = shard_metrics.write_conflicts.labels("configmaps")._value.get()
     with a.writing_for("default", "exp-1"):
         GuardedObjects(kube, a)._check()  # valid when the tick decided to write...
-        clock.now += a.config.renew_deadline  # ...then the Lease lapsed while the request waited for a thread
+        clock.now += a.config.renew_deadline  # ...then the Lease lapsed while the request waited (a token refresh)
         with pytest.raises(LeaseLost):
             await GuardedObjects(kube).patch("v1", "configmaps", "default", "exp-1", {"data": {}})
     # not sent, so not a refusal: the refusal counter stays for the API server's answers

@@ -41,6 +41,46 @@ def test_a_status_write_from_a_stale_read_is_refused_and_changes_nothing(local_a
     api.close()
 
 
+class _CountingGets:
+    def __init__(self, inner: KubeObjects) -> None:
+        self.inner, self.gets = inner, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def get(self, *args: str) -> dict:
+        self.gets += 1
+        return await self.inner.get(*args)
+
+
+@pytest.mark.integration
+def test_a_tick_reads_the_watch_body_only_when_it_shows_its_own_last_write(local_apiserver: SuiteApiServer) -> None:
+    """No GET per tick in steady state; a watch that lags the last write (or an edit by someone else) is a GET."""
+    api = kubernetes.config.new_client_from_config(config_file=str(local_apiserver.kubeconfig))
+    objects = kubernetes.client.CustomObjectsApi(api)
+    objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, canary_manifest("w", "http://p:9090"))
+    counting = _CountingGets(KubeObjects.from_kubeconfig(str(local_apiserver.kubeconfig)))
+    runtime = Runtime(counting)  # type: ignore[arg-type]
+
+    async def scenario() -> None:
+        stale = await runtime.read("default", "w")  # no write of ours yet: a GET
+        assert counting.gets == 1
+        await runtime.write_status(
+            "default", "w", {"phase": "Progressing", "step": 1}, stale["metadata"]["resourceVersion"]
+        )
+        assert (await runtime.read("default", "w", stale))["status"]["step"] == 1  # the watch lags: a GET
+        assert counting.gets == 2
+        current = objects.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "w")
+        assert await runtime.read("default", "w", current) == current  # shows our write: no request
+        assert counting.gets == 2
+        runtime.forget("default", "w")  # the loop ended: nothing remembered
+        await runtime.read("default", "w", current)
+        assert counting.gets == 3
+
+    asyncio.run(scenario())
+    api.close()
+
+
 def _info_series(name: str) -> dict[str, float]:
     text = generate_latest(telemetry.REGISTRY).decode()
     return {

@@ -19,7 +19,7 @@ class _Runtime:
     def __init__(self, read_error: Exception | None = None, ports_error: Exception | None = None) -> None:
         self.read_error, self.ports_error = read_error, ports_error
 
-    async def read(self, namespace: str, name: str) -> dict[str, Any]:
+    async def read(self, namespace: str, name: str, live: Any = None) -> dict[str, Any]:
         if self.read_error:
             raise self.read_error
         return {"metadata": {"namespace": namespace, "name": name}, "spec": {}}
@@ -47,3 +47,25 @@ def test_an_unexpected_error_is_logged_with_its_traceback_and_retried(caplog: py
     assert _errors("buggy") == before + 1
     record = next(r for r in caplog.records if "tick failed unexpectedly" in r.getMessage())
     assert record.exc_info is not None and "surprise" in str(record.exc_info[1])
+
+
+class _Running:
+    def __bool__(self) -> bool:  # kopf's DaemonStopped is falsy until the daemon is stopped
+        return False
+
+
+def test_a_new_experiments_first_tick_waits_for_kopfs_own_first_writes() -> None:
+    """Otherwise kopf's finalizer and diff-base annotation land between the tick's read and its status write."""
+    body: dict[str, Any] = {"metadata": {"name": "new", "finalizers": [], "annotations": {}}}
+
+    async def scenario() -> None:
+        waiting = asyncio.ensure_future(handlers._kopf_settled(body, _Running(), limit=600))  # type: ignore[arg-type]
+        await asyncio.sleep(2 * handlers.SETTLE_POLL_SECONDS)
+        assert not waiting.done()
+        body["metadata"] = {
+            "finalizers": [handlers.KOPF_FINALIZER],
+            "annotations": {handlers.DIFFBASE_ANNOTATION: "{}"},
+        }
+        await asyncio.wait_for(waiting, 60)
+
+    asyncio.run(scenario())

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +19,7 @@ from mlrollouts.api import TERMINAL_PHASES, SpecError
 from mlrollouts.controller import abort, telemetry
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.sharding import ShardManager
-from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile, routing_claim
+from mlrollouts.controller.tick import ACTION_ANNOTATION, SPEC_CACHE_SIZE, load, reconcile, routing_claim
 from mlrollouts.metrics.secrets import SecretMissing
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import routing_target
@@ -27,6 +28,10 @@ from mlrollouts.routing.kube import ObjectConflict
 log = logging.getLogger(__name__)
 RESOURCE = (GROUP, VERSION, PLURAL)
 MIN_INTERVAL_SECONDS = 0.2
+SETTLE_SECONDS = 10.0
+SETTLE_POLL_SECONDS = 0.5
+KOPF_FINALIZER = kopf.OperatorSettings().persistence.finalizer  # the default, which run.configure keeps
+DIFFBASE_ANNOTATION = f"{GROUP}/last-handled-configuration"  # run.configure's diff-base key
 
 
 @kopf.index(*RESOURCE)
@@ -45,10 +50,27 @@ async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str]
         return {}
     if status.get("phase") == "Invalid" and not status.get("weights"):
         return {}
-    target = routing_claim(body)
+    target = _claim(body)
     if target is None:
         return {}
     return {target: (body.meta.get("creationTimestamp") or "", body.meta.name or "")}
+
+
+_claims_by_generation: OrderedDict[tuple[str, int], tuple[str, str, str] | None] = OrderedDict()
+
+
+def _claim(body: kopf.Body) -> tuple[str, str, str] | None:
+    """routing_claim by (uid, generation): the API server bumps the generation on every spec change and on no
+    status write, so a status write's event costs a dict lookup instead of a JSON dump of the spec."""
+    uid, generation = body.meta.get("uid"), body.meta.get("generation")
+    if not uid or not isinstance(generation, int):
+        return routing_claim(body)
+    key = (uid, generation)
+    if key not in _claims_by_generation:
+        _claims_by_generation[key] = routing_claim(body)
+        if len(_claims_by_generation) > SPEC_CACHE_SIZE:
+            _claims_by_generation.popitem(last=False)
+    return _claims_by_generation[key]
 
 
 @kopf.on.update(*RESOURCE, field="spec")
@@ -62,7 +84,12 @@ def wake_analysis(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.daemon(*RESOURCE, cancellation_timeout=5.0)
 async def analysis_loop(
-    meta: kopf.Meta, stopped: kopf.DaemonStopped, memo: kopf.Memo, routing_claims: kopf.Index, **_: Any
+    body: kopf.Body,
+    meta: kopf.Meta,
+    stopped: kopf.DaemonStopped,
+    memo: kopf.Memo,
+    routing_claims: kopf.Index,
+    **_: Any,
 ) -> None:
     runtime: Runtime = memo.runtime
     namespace, name = meta.namespace, meta.name
@@ -72,26 +99,44 @@ async def analysis_loop(
     # shard changes hands without any.
     shards: ShardManager | None = memo.get("shards")
     try:
+        await _kopf_settled(body, stopped)
         while not stopped:
             if shards is not None and not shards.owns(namespace, name):
                 telemetry.forget_experiment(namespace, name)  # its series now come from the shard's holder
                 await shards.wait_owned(namespace, name, stopped)
                 continue
             with shards.writing_for(namespace, name) if shards else contextlib.nullcontext():
-                interval = await _tick(runtime, namespace, name, routing_claims)
+                interval = await _tick(runtime, namespace, name, routing_claims, body)
             if interval is None:
                 return  # terminal: nothing left to decide
             wake.clear()
             await _sleep(stopped, wake, interval)
     finally:
+        runtime.forget(namespace, name)
         if shards is not None:
             shards.forget(namespace, name)
 
 
-async def _tick(runtime: Runtime, namespace: str, name: str, claims: kopf.Index) -> float | None:
+async def _kopf_settled(body: kopf.Body, stopped: kopf.DaemonStopped, limit: float = SETTLE_SECONDS) -> None:
+    """A new experiment's first tick waits (at most `limit` seconds) for kopf's own first writes to it: its
+    finalizer and its last-handled-configuration annotation. Otherwise they land between the tick's read and its
+    status write, which the resourceVersion guard then refuses, and the tick (Prometheus queries included) runs
+    again: with 3,000 experiments created at once most first status writes were refused that way."""
+    deadline = time.monotonic() + limit
+    while not stopped and time.monotonic() < deadline:
+        meta = body.get("metadata") or {}
+        if KOPF_FINALIZER in (meta.get("finalizers") or ()) and DIFFBASE_ANNOTATION in (meta.get("annotations") or {}):
+            return
+        await asyncio.sleep(SETTLE_POLL_SECONDS)
+
+
+async def _tick(
+    runtime: Runtime, namespace: str, name: str, claims: kopf.Index, live: kopf.Body | None = None
+) -> float | None:
+    """`live` is kopf's body, kept current by the watch: no GET when it shows the status this loop last wrote."""
     started = time.perf_counter()
     try:
-        body = await runtime.read(namespace, name)
+        body = await runtime.read(namespace, name, live)
         if body is None:
             return None  # deleted: the finalizer does the rest
         ports = runtime.ports(body, lambda experiment: _rival(experiment, claims))

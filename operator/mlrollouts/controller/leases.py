@@ -4,19 +4,22 @@ and the Lease calls (see sharding.py for the protocol).
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
-import json
 import math
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import kubernetes
 
+from mlrollouts.routing.kube import ApiRequestFailed, ObjectClient, ObjectConflict, ObjectNotFound
+
 LEASE_SET_LABEL = "mlrollouts.dev/lease-set"
 LEASE_KIND_LABEL = "mlrollouts.dev/lease-kind"
+LEASES_API = "coordination.k8s.io/v1"
 
 
 @dataclass(frozen=True)
@@ -94,36 +97,44 @@ def micro_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass
 class LeaseApi:
-    """The Lease calls, on a thread pool of their own: renewals must not queue behind slow ticks."""
+    """The Lease calls over an ObjectClient of their own (its own connection pool: renewals never wait for a
+    connection behind the ticks'). Refusals come back as `kubernetes.client.ApiException` with the HTTP status,
+    as sharding.py (and its fake) expects: 404 / 409 for a Lease someone else changed or removed."""
 
-    configuration: kubernetes.client.Configuration
-    namespace: str
-    _pool: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(4, thread_name_prefix="leases"))
-
-    def __post_init__(self) -> None:
-        self._api = kubernetes.client.CoordinationV1Api(kubernetes.client.ApiClient(self.configuration))
-
-    async def _run(self, method: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        call = getattr(self._api, method)
-
-        def request() -> dict[str, Any]:
-            response = call(*args, _preload_content=False, _request_timeout=5, **kwargs)
-            return json.loads(response.data or b"{}")
-
-        return await asyncio.get_running_loop().run_in_executor(self._pool, request)
+    def __init__(self, objects: ObjectClient, namespace: str) -> None:
+        self._objects, self.namespace = objects, namespace
 
     async def list(self, label_selector: str) -> list[dict[str, Any]]:
-        found = await self._run("list_namespaced_lease", self.namespace, label_selector=label_selector)
+        path = f"/apis/{LEASES_API}/namespaces/{self.namespace}/leases?labelSelector={quote(label_selector)}"
+        with _as_api_exception():
+            status, found = await self._objects.read_path(path)  # type: ignore[attr-defined]
+        if status != 200 or not isinstance(found, dict):
+            raise kubernetes.client.ApiException(status=status, reason=f"listing Leases: {str(found)[:300]}")
         return list(found.get("items") or [])
 
     async def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self._run("create_namespaced_lease", self.namespace, body)
+        with _as_api_exception():
+            return await self._objects.create(LEASES_API, "leases", self.namespace, body)
 
     async def replace(self, body: dict[str, Any]) -> dict[str, Any]:
         """PUT with metadata.resourceVersion: 409 if anyone wrote the Lease since it was read."""
-        return await self._run("replace_namespaced_lease", body["metadata"]["name"], self.namespace, body)
+        with _as_api_exception():
+            return await self._objects.replace(LEASES_API, "leases", self.namespace, body["metadata"]["name"], body)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self._objects, "close", None)
+        if close is not None:
+            close()
+
+
+@contextlib.contextmanager
+def _as_api_exception() -> Iterator[None]:
+    try:
+        yield
+    except ObjectNotFound as error:
+        raise kubernetes.client.ApiException(status=404, reason=str(error)) from error
+    except ObjectConflict as error:
+        raise kubernetes.client.ApiException(status=409, reason=str(error)) from error
+    except ApiRequestFailed as error:
+        raise kubernetes.client.ApiException(status=error.http_status, reason=str(error)) from error

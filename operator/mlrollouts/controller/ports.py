@@ -54,6 +54,8 @@ class Runtime:
     """One recorder for the process, so a repeated Warning becomes one Event with a count."""
 
     _http: httpx.AsyncClient | None = field(default=None, init=False)
+    _written: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
+    """(namespace, name) → the resourceVersion our last status write produced (see `read`)."""
     notifier: Notifier = field(init=False)
     """Delivers notifications off the reconcile path (hooks.notifier)."""
 
@@ -80,22 +82,36 @@ class Runtime:
         return base64.b64decode(data)
 
     async def close(self, drain_seconds: float = 5.0) -> None:
-        """On shutdown: give queued notifications a few seconds, then close the HTTP client."""
+        """On shutdown: give queued notifications a few seconds, then close the HTTP clients."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.notifier.idle(), drain_seconds)
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        aclose = getattr(self.objects, "aclose", None)  # the API client's session on this loop
+        if aclose is not None:
+            await aclose()
 
     async def call_webhooks(self, experiment: ModelExperiment, kind: str, now: datetime) -> tuple[GateResult, ...]:
         return await gates.call(experiment, kind, now, self.http(), self.hooks)
 
-    async def read(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A fresh GET per tick: the watch cache may not yet show the status we wrote last tick."""
+    async def read(self, namespace: str, name: str, live: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+        """The object a tick decides on: the watch's `live` body when its resourceVersion is the one our last
+        status write produced (it shows that write, and nothing changed since), else a fresh GET (the watch may
+        lag our write, or someone else changed the object). Either way the status write is guarded by the
+        version read, so a stale decision is refused, never written."""
+        if live is not None:
+            version = (live.get("metadata") or {}).get("resourceVersion")
+            if version is not None and self._written.get((namespace, name)) == version:
+                return dict(live)  # kopf replaces the whole raw body per event: a shallow copy is one version
         try:
             return await self.objects.get(API_VERSION, PLURAL, namespace, name)
         except ObjectNotFound:
             return None
+
+    def forget(self, namespace: str, name: str) -> None:
+        """The experiment's loop ended (deleted, terminal, or its shard moved): drop what `read` remembers."""
+        self._written.pop((namespace, name), None)
 
     def router_for(self, experiment: ModelExperiment) -> TrafficRouter:
         return make_router(experiment, self.objects)
@@ -176,7 +192,11 @@ class Runtime:
         """
         guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
         patch = [*(guard if resource_version else []), {"op": "add", "path": "/status", "value": status}]
-        await self.objects.patch(API_VERSION, PLURAL, namespace, name, patch, "json", subresource="status")
+        self._written.pop((namespace, name), None)
+        written = await self.objects.patch(API_VERSION, PLURAL, namespace, name, patch, "json", subresource="status")
+        version = ((written or {}).get("metadata") or {}).get("resourceVersion") if isinstance(written, dict) else None
+        if version:
+            self._written[(namespace, name)] = version
 
     async def clear_annotation(self, namespace: str, name: str, key: str) -> None:
         body = {"metadata": {"annotations": {key: None}}}

@@ -9,17 +9,18 @@ import os
 import random
 
 import kopf
-import kubernetes
+import kubernetes.aio.config
 
 from mlrollouts import GROUP
 from mlrollouts.controller import readiness, telemetry
 from mlrollouts.controller.leases import LeaseApi, ShardingConfig
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.sharding import ShardManager
+from mlrollouts.controller.storage import SlimDiffBaseStorage, SlimProgressStorage
 from mlrollouts.controller.write_guard import GuardedObjects
 from mlrollouts.hooks.policy import HookPolicy
 from mlrollouts.metrics.policy import CredentialPolicy
-from mlrollouts.routing.kube import KubeObjects
+from mlrollouts.routing.kube import KubeObjects, aio_configuration, incluster_configuration
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,9 @@ log = logging.getLogger(__name__)
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: object) -> None:
     # Progress and diff-base in annotations: `status` belongs to the experiment alone, replaced whole each tick.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    # kopf's own storages, cheaper per watch event (controller/storage.py): each status write comes back as one.
+    settings.persistence.progress_storage = SlimProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = SlimDiffBaseStorage(prefix=GROUP, key="last-handled-configuration")
     settings.posting.level = logging.WARNING  # our Events are explicit; kopf's own are for trouble only
     # A restarted or compacted API server needs no setting: kopf resumes a cut watch from its last version and
     # re-lists on 410 Gone (tests/controller/test_apiserver_restart.py, on the real kube-apiserver + etcd).
@@ -92,14 +92,13 @@ async def stop_sharding(memo: kopf.Memo, **_: object) -> None:
         log.warning("could not release shards on shutdown: %s", error)
 
 
-def client_configuration() -> kubernetes.client.Configuration:
-    """In-cluster service account when there is one, else $KUBECONFIG / ~/.kube/config (as kubectl)."""
-    configuration = kubernetes.client.Configuration()
+def object_client() -> KubeObjects:
+    """The async API client (kubernetes.aio): the pod's service account when there is one, else $KUBECONFIG /
+    ~/.kube/config (as kubectl). One for the ticks, routers and Events, another for the shard Leases."""
     try:
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
-    except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config(client_configuration=configuration)
-    return configuration
+        return KubeObjects(incluster_configuration())
+    except kubernetes.aio.config.ConfigException:
+        return KubeObjects(aio_configuration())
 
 
 def run_operator(
@@ -118,11 +117,10 @@ def run_operator(
 
     if metrics_port:
         telemetry.serve(metrics_port)
-    configuration = client_configuration()
-    shards = ShardManager(sharding, LeaseApi(configuration, sharding.namespace)) if sharding else None
-    kube = KubeObjects(configuration)
+    shards = ShardManager(sharding, LeaseApi(object_client(), sharding.namespace)) if sharding else None
+    kube = object_client()
     if shards is not None:
-        kube.write_check = shards.check_write  # again in the worker thread: a queued write may outlive the Lease
+        kube.write_check = shards.check_write  # again after any await before the send (a token refresh)
     objects = GuardedObjects(kube, shards)
     runtime = Runtime(objects, credentials=credentials or CredentialPolicy(), hooks=hooks or HookPolicy())
     if sharding is not None:

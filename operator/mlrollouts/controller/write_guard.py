@@ -44,7 +44,7 @@ class GuardedObjects:
         resource = f"{plural}/{subresource}" if subresource else plural
         try:
             return await self._inner.patch(api_version, plural, namespace, name, body, patch_type, subresource)
-        except LeaseLost:  # stopped in the worker thread (see KubeObjects.write_check): not sent, so not refused
+        except LeaseLost:  # stopped right before sending (see KubeObjects.write_check): not sent, so not refused
             raise
         except ObjectConflict:
             shard_metrics.write_conflicts.labels(resource).inc()
@@ -56,7 +56,7 @@ class GuardedObjects:
         self._check()
         try:
             return await self._inner.replace(api_version, plural, namespace, name, body)
-        except LeaseLost:  # stopped in the worker thread (see KubeObjects.write_check): not sent, so not refused
+        except LeaseLost:  # stopped right before sending (see KubeObjects.write_check): not sent, so not refused
             raise
         except ObjectConflict:
             shard_metrics.write_conflicts.labels(plural).inc()

@@ -1,12 +1,14 @@
 """A tiny async client for the few Kubernetes objects the routers read and write.
 
-Not hand-written HTTP: the official `kubernetes` client's `ApiClient` does the transport, TLS, client
-certificates, exec plugins and token refresh (`load_kube_config` / `load_incluster_config`). It stays a thin
+Not hand-written HTTP: the official `kubernetes` client's asyncio flavour (`kubernetes.aio`, the same
+package) does the transport on aiohttp, TLS, client certificates, exec plugins and token refresh
+(`load_kube_config` / `load_incluster_config`). It stays a thin
 generic layer over `ApiClient.call_api` rather than the typed `CustomObjectsApi`/`AppsV1Api` because the
 routers address objects of several groups (core, apps, Istio, Gateway API) by `(apiVersion, plural)`, need
 the raw status code to tell 404/409/422 apart (a failed JSON-patch `test` is a conflict, not an error), and the
-typed methods would turn each of those into a different model class or exception shape. Calls run in a thread,
-so the kopf event loop never blocks; API errors become RoutingErrors that name the object.
+typed methods would turn each of those into a different model class or exception shape. Calls run on the event
+loop (no worker thread to queue for: at 50 ticks/s the default pool was the bottleneck, benchmarks/results/
+scaling.md); API errors become RoutingErrors that name the object.
 
 Route writes are server-side apply (`apply`, `apply_scale`) as field manager `mlrollouts`, so
 `metadata.managedFields` says which fields the operator owns (what Argo CD's `managedFieldsManagers` reads).
@@ -15,13 +17,18 @@ Route writes are server-side apply (`apply`, `apply_scale`) as field manager `ml
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import json
 import logging
+import os
+import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
-import kubernetes.client
-import kubernetes.config
+import aiohttp
+import kubernetes.aio.client
+import kubernetes.aio.config
 
 from mlrollouts.routing.base import RoutingError
 
@@ -31,6 +38,10 @@ PatchType = Literal["merge", "json"]
 _CONTENT_TYPES = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
 FIELD_MANAGER = "mlrollouts"
+TOKEN_CHECK_SECONDS = 60.0
+MAX_IN_FLIGHT = 32
+"""Requests one client has open at once (its connection pool): thousands of experiments ticking together queue
+for a slot rather than all waiting on the API server at once, each against its own timeout."""
 KINDS = {
     "virtualservices": "VirtualService",
     "httproutes": "HTTPRoute",
@@ -101,23 +112,48 @@ def object_path(api_version: str, plural: str, namespace: str, name: str, subres
 
 
 class KubeObjects:
-    """ObjectClient over HTTP with the official kubernetes client."""
+    """ObjectClient over HTTP with the official kubernetes client's asyncio flavour (`kubernetes.aio`): aiohttp
+    on the caller's event loop, no worker threads (a tick's GET and PATCH used to queue on the default pool)."""
 
-    def __init__(self, configuration: kubernetes.client.Configuration, timeout_seconds: float = 10.0) -> None:
-        self._api = kubernetes.client.ApiClient(configuration)
+    def __init__(self, configuration: kubernetes.aio.client.Configuration, timeout_seconds: float = 10.0) -> None:
+        self._configuration = configuration
+        self._clients: dict[asyncio.AbstractEventLoop, kubernetes.aio.client.ApiClient] = {}
+        self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        configuration.connection_pool_maxsize = MAX_IN_FLIGHT
         self._timeout = timeout_seconds
         self.write_check: Callable[[], None] | None = None
-        """Called in the worker thread right before a write is sent (active-active: the shard Lease is still held
-        after any wait for a free thread); raising stops the write."""
+        """Called right before a write is sent (active-active: the shard Lease is still held after any wait for
+        a free connection or a token refresh); raising stops the write."""
 
     @classmethod
     def from_kubeconfig(cls, path: str, context: str | None = None) -> KubeObjects:
-        configuration = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=path, context=context, client_configuration=configuration)
-        return cls(configuration)
+        return cls(aio_configuration(path, context))
+
+    def _client(self) -> tuple[kubernetes.aio.client.ApiClient, asyncio.Semaphore]:
+        """One client (one aiohttp session) per event loop: the operator has one; tests may run several."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            for old in [old for old in self._clients if old.is_closed()]:
+                _abandon(self._clients.pop(old))
+                self._slots.pop(old, None)
+            client = self._clients[loop] = kubernetes.aio.client.ApiClient(self._configuration)
+            self._slots[loop] = asyncio.Semaphore(MAX_IN_FLIGHT)
+        return client, self._slots[loop]
+
+    async def aclose(self) -> None:
+        client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
 
     def close(self) -> None:
-        self._api.close()
+        """From outside any event loop: close each session (one whose loop has ended, as best it can)."""
+        for loop, client in list(self._clients.items()):
+            if not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(client.close())
+            else:
+                _abandon(client)
+        self._clients.clear()
 
     async def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
         return await self._call("GET", api_version, plural, namespace, name)
@@ -173,7 +209,7 @@ class KubeObjects:
             uid = (data.get("metadata") or {}).get("uid")
             path = object_path(api_version, plural, namespace, name)
             undo = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": {"uid": uid}}
-            await asyncio.to_thread(self._request, "DELETE", path, undo, "application/json", [])
+            await self._request("DELETE", path, undo, "application/json", [])
             logger.warning("kube apply created a deleted object; removed it again object=%s", path)
             raise ObjectNotFound(plural, namespace, name)
         return data
@@ -195,7 +231,7 @@ class KubeObjects:
 
     async def read_path(self, path: str) -> tuple[int, Any]:
         """GET any API path: (HTTP status, body). The operator's readiness check lists its experiments with it."""
-        return await asyncio.to_thread(self._request, "GET", path, None, None, [])
+        return await self._request("GET", path, None, None, [])
 
     async def _call(
         self,
@@ -232,7 +268,7 @@ class KubeObjects:
             query.append(("fieldManager", FIELD_MANAGER))
         if force:
             query.append(("force", "true"))
-        status, data = await asyncio.to_thread(self._request, method, path, body, content_type, query)
+        status, data = await self._request(method, path, body, content_type, query)
         logger.debug("kube request method=%s path=%s status=%s", method, path, status)
         detail = data.get("message") if isinstance(data, dict) else None
         if status == 404:
@@ -245,24 +281,83 @@ class KubeObjects:
             )
         return status, data
 
-    def _request(
+    async def _request(
         self, method: str, path: str, body: Any, content_type: str | None, query: list[tuple[str, str]]
     ) -> tuple[int, Any]:
-        if method != "GET" and self.write_check is not None:
-            self.write_check()
+        api, slots = self._client()
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        method, url, headers, body, _ = self._api.param_serialize(
-            method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
-        )
-        try:
-            response = self._api.call_api(method, url, header_params=headers, body=body, _request_timeout=self._timeout)
-        except Exception as error:  # urllib3 connection errors: the API server is unreachable
-            raise RoutingError(f"{method} {path}: Kubernetes API unreachable: {error}") from error
-        response.read()
-        raw = response.data or b"{}"
+        async with slots:  # queued here, not in aiohttp's pool, so the timeout counts the request alone
+            method, url, headers, body, _ = await api.param_serialize(
+                method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
+            )
+            if method != "GET" and self.write_check is not None:
+                self.write_check()  # after the wait for a slot: a Lease that lapsed meanwhile stops the write
+            try:
+                response = await api.call_api(
+                    method, url, header_params=headers, body=body, _request_timeout=self._timeout
+                )
+                raw = await response.read() or b"{}"
+            except (aiohttp.ClientError, TimeoutError, OSError) as error:  # the API server is unreachable
+                reason = str(error) or type(error).__name__
+                raise RoutingError(f"{method} {path}: Kubernetes API unreachable: {reason}") from error
         try:
             return response.status, json.loads(raw)
         except ValueError:
             return response.status, raw.decode(errors="replace")
+
+
+def _abandon(client: kubernetes.aio.client.ApiClient) -> None:
+    """Close the connections of a session whose event loop has ended (asyncio.run in tests and the CLI): it can
+    no longer be awaited, and left open it is reported as an unclosed session when collected."""
+    session = client.rest_client.pool_manager
+    if session is not None and session.connector is not None:
+        with contextlib.suppress(RuntimeError):  # the ended loop's transports may refuse; they are gone anyway
+            session.connector._close(abort_ssl=True)  # the synchronous part of aiohttp's close (nothing to await)
+
+
+def aio_configuration(path: str | None = None, context: str | None = None) -> kubernetes.aio.client.Configuration:
+    """The kubeconfig at `path` (default $KUBECONFIG / ~/.kube/config, as kubectl) loaded for `kubernetes.aio`.
+
+    Client certificates, tokens and CA data as the sync client loads them; an exec plugin's token (or an OIDC /
+    GCP one) is fetched again when it expires, checked before each request (the async loader sets no refresh
+    hook of its own). Loading is async (an exec plugin runs as an asyncio subprocess), so it runs on a loop of
+    its own: callable before kopf starts its loop, or from inside a running one.
+    """
+    configuration = kubernetes.aio.client.Configuration()
+    path = path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+
+    async def load() -> Any:
+        return await kubernetes.aio.config.load_kube_config(
+            config_file=path, context=context, client_configuration=configuration, persist_config=False
+        )
+
+    loader = _run_sync(load())
+    if getattr(loader, "exec_plugin_expiry", None) is not None or loader.provider in ("gcp", "oidc"):
+        checked = time.monotonic()
+
+        async def refresh(target: kubernetes.aio.client.Configuration) -> None:
+            nonlocal checked
+            if time.monotonic() - checked >= TOKEN_CHECK_SECONDS:  # well inside the loader's 5-minute expiry skew
+                checked = time.monotonic()
+                await loader.load_and_set(target)  # the plugin runs again only if its token expired
+
+        configuration.refresh_api_key_hook = refresh
+    return configuration
+
+
+def incluster_configuration() -> kubernetes.aio.client.Configuration:
+    """The pod's service account; its token file is re-read every minute (projected tokens rotate)."""
+    configuration = kubernetes.aio.client.Configuration()
+    kubernetes.aio.config.load_incluster_config(client_configuration=configuration)
+    return configuration
+
+
+def _run_sync(coroutine: Any) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # once, at start-up: not on any hot path
+        return pool.submit(asyncio.run, coroutine).result()
