@@ -235,6 +235,28 @@ def test_bearer_token_from_a_secret_reaches_prometheus_and_a_secret_off_the_allo
         core.delete_namespaced_secret("prom-token", "default")
 
 
+def test_a_graceful_stop_closes_the_operators_http_sessions(stack: Stack) -> None:
+    """SIGTERM (a rollout of the operator's Deployment) must not end with asyncio's "Unclosed client session":
+    the Prometheus sessions are closed with the rest, so the last log lines of a pod are about the pod."""
+    stack.create(gateway_canary("closes", stack.prometheus.address))
+    try:
+        stack.follow_traffic("closes")
+        stack.wait_for(
+            "closes",
+            lambda s: (s.get("samples", {}).get("churn-v2", {}).get("trials") or 0) > 0,
+            60,
+            "samples read from Prometheus (its session open)",
+        )
+        before = len(stack.operator.log())
+        stack.operator.stop()
+        tail = stack.operator.log()[before:]
+        assert stack.operator.process is not None and stack.operator.process.returncode == 0, tail[-2000:]
+        assert "Unclosed client session" not in tail and "Unclosed connector" not in tail, tail[-2000:]
+    finally:
+        stack.operator.start()
+        delete_experiments(stack, "closes")
+
+
 def _peering_objects(stack: Stack) -> None:
     """kopf's peering CRDs and the object the replicas share (namespaced, as the operator watches `default`)."""
     stack.apiserver.install_crd_files([REPO / "charts" / "mlrollouts" / "crds" / "kopf-peering.yaml"])

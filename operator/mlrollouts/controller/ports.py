@@ -88,6 +88,12 @@ class Runtime:
         if self._http is not None:
             await self._http.aclose()
             self._http = None
+        providers, self._providers = list(self._providers.values()), {}
+        for provider in providers:  # their keep-alive sessions (else "Unclosed client session" at every exit)
+            close = getattr(provider, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         aclose = getattr(self.objects, "aclose", None)  # the API client's session on this loop
         if aclose is not None:
             await aclose()
