@@ -37,8 +37,7 @@ from benchmarks.bench_operator import (
     rss_mb,
     survey,
 )
-from benchmarks.bench_scaling import api_server
-from benchmarks.harness import BenchTable, Progress, scraped_exporter
+from benchmarks.harness import BenchTable, Progress, api_server, scraped_exporter
 from mlrollouts.localstack.prometheus import PrometheusServer
 
 
@@ -127,7 +126,7 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
                 idle_rss = rss_mb(child.pid)
                 started = time.monotonic()
                 create_all(api, config, prometheus.address)
-                progress(f"{point.experiments} experiments created in {time.monotonic() - started:.0f}s ({backend})")
+                progress(f"{point.experiments} created in {time.monotonic() - started:.0f}s ({backend.label})")
                 warm_up(port, point.experiments, time.monotonic() + 2 * point.interval_s + 30)
                 progress(f"warm-up done after {time.monotonic() - started:.0f}s; measuring {config.window_s}s")
                 load_before = os.getloadavg()
@@ -160,7 +159,7 @@ def measure(point: Point, prometheus: PrometheusServer, tmp: pathlib.Path, progr
     return {
         "experiments": str(point.experiments),
         "interval s": str(point.interval_s),
-        "API server": backend.split(" (")[0],
+        "API server": backend.name,
         "window s": f"{elapsed:.0f}",
         "ticks/s": f"{ticks.count / elapsed:.1f}",
         "ideal ticks/s": f"{ideal:.0f}",

@@ -177,7 +177,15 @@ def main(argv: Sequence[str]) -> int:
             f"benchmarks: error: unknown benchmark {', '.join(unknown)}; choose from {', '.join(names)}"
         )
         return 2
+    failed = []
     for name in wanted:
-        path = run_one(name, console)
+        try:
+            path = run_one(name, console)
+        except Exception:  # one broken benchmark must not cost the others' tables (a run takes an hour)
+            log.exception("benchmark=%s failed", name)
+            failed.append(name)
+            continue
         console.print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
-    return 0
+    if failed:
+        Console(stderr=True).print(f"benchmarks: {len(failed)} failed ({', '.join(failed)}); tables unchanged")
+    return 1 if failed else 0
