@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from mlrollouts.api.base import ApiModel
+from mlrollouts.api.traffic import Traffic, Variant
 from mlrollouts.api.webhooks import WebhookStatus
 
 Phase = Literal["Pending", "Shadowing", "Progressing", "Paused", "Promoted", "RolledBack", "Inconclusive", "Invalid"]
@@ -199,6 +200,12 @@ class RoutingStatus(ApiModel):
     provider: str | None = None
     applied_weights: dict[str, int] | None = None
     message: str | None = None
+    traffic: Traffic | None = None
+    """spec.traffic as it was when the operator last acted on it: where the split actually is. Deleting the
+    experiment restores the champion there, even if the spec was since edited to name another object or
+    broken (status is a subresource: a tenant who may edit the spec cannot forge this)."""
+    variants: list[Variant] | None = Field(default=None, max_length=11)
+    """Champion then challengers (name and backends) as they were when the operator last acted on them."""
 
 
 class RecheckWindow(ApiModel):

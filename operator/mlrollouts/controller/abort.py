@@ -53,7 +53,8 @@ async def announce(body: Any, experiment: ModelExperiment, runtime: Runtime) -> 
     events: list[Event] = []
     if any(hook.type == "onRollback" for hook in experiment.spec.webhooks or []):
         try:
-            results = await asyncio.wait_for(runtime.call_webhooks(aborted, "onRollback", now), ABORT_HOOKS_SECONDS)
+            calls = runtime.call_webhooks(aborted, "onRollback", now, experiment.status.phase)
+            results = await asyncio.wait_for(calls, ABORT_HOOKS_SECONDS)
             events = gates.recorded(aborted.status, results, now)[1]
         except TimeoutError:
             events = [

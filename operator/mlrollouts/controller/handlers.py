@@ -15,8 +15,8 @@ from typing import Any
 import kopf
 
 from mlrollouts import GROUP, PLURAL, VERSION
-from mlrollouts.api import TERMINAL_PHASES, SpecError
-from mlrollouts.controller import abort, telemetry
+from mlrollouts.api import TERMINAL_PHASES, ModelExperiment, SpecError
+from mlrollouts.controller import abort, routing_record, telemetry
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.sharding import ShardManager
 from mlrollouts.controller.tick import ACTION_ANNOTATION, SPEC_CACHE_SIZE, load, reconcile, routing_claim
@@ -35,25 +35,30 @@ DIFFBASE_ANNOTATION = f"{GROUP}/last-handled-configuration"  # run.configure's d
 
 
 @kopf.index(*RESOURCE)
-async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]]:
-    """Which live experiment manages which routing object; the oldest claim wins a conflict.
+async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str], tuple[str, str, str]]:
+    """Which live experiment manages which routing object: (rank, creationTimestamp, name), the least wins.
 
+    Rank "0" is an experiment whose split is on the object, "1" one that has not moved traffic there: an older
+    experiment that starts (or is fixed) later cannot take a route another experiment's split is on.
     Async (a sync handler costs a worker-thread round trip) and cached by spec: it runs on every watch event,
     each of our own status writes included. An Invalid experiment that never moved traffic claims nothing: a
-    broken spec must not block a valid one on the same object. One whose split is applied (it turned Invalid
-    mid-run) keeps its claim until it is fixed, finished or deleted, so two experiments never fight over it.
+    broken spec must not block a valid one on the same object. One whose split is applied claims the object
+    recorded in status.routing (where the split is, whatever the spec says now: routing_record) until it is
+    fixed, finished or deleted, so two experiments never fight over it.
     No claim is `{}`, never None: kopf keeps an object's previous index entry when the handler returns None, so
     a claim made at creation would outlive the experiment's end.
     """
     status = body.get("status") or {}
     if status.get("phase") in TERMINAL_PHASES or body.meta.get("deletionTimestamp"):
         return {}
-    if status.get("phase") == "Invalid" and not status.get("weights"):
+    holds = routing_record.holds_split(status)
+    if status.get("phase") == "Invalid" and not holds:
         return {}
-    target = _claim(body)
+    target = routing_record.recorded_target(body.meta.namespace or "", status) if holds else None
+    target = target or _claim(body)
     if target is None:
         return {}
-    return {target: (body.meta.get("creationTimestamp") or "", body.meta.name or "")}
+    return {target: ("0" if holds else "1", body.meta.get("creationTimestamp") or "", body.meta.name or "")}
 
 
 _claims_by_generation: OrderedDict[tuple[str, int], tuple[str, str, str] | None] = OrderedDict()
@@ -171,9 +176,8 @@ def _rival(experiment: Any, claims: kopf.Index) -> str | None:
     target = routing_target(experiment)
     if target is None or target not in claims:
         return None
-    me = (experiment.metadata.name,)
-    oldest = min(claims[target], key=lambda claim: (claim[0], claim[1]))
-    return None if oldest[1:] == me else oldest[1]
+    first = min(claims[target])
+    return None if first[-1] == experiment.metadata.name else first[-1]
 
 
 async def _sleep(stopped: kopf.DaemonStopped, wake: asyncio.Event, seconds: float) -> None:
@@ -202,12 +206,32 @@ async def give_traffic_back(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 async def _give_traffic_back(body: kopf.Body, runtime: Runtime) -> None:
+    """Champion 100 % on the routing the split was applied under (status.routing), not the one the spec names
+    now: a spec broken or re-pointed mid-run must not leave the challenger holding traffic forever."""
     try:
-        experiment = load(body)
-    except SpecError as error:
-        raise kopf.PermanentError(f"cannot restore traffic, the spec is invalid: {error}") from error
-    await runtime.router_for(experiment).restore()
-    kopf.event(
-        body, type="Normal", reason="TrafficRestored", message=f"{experiment.spec.champion.name} restored to 100 %"
-    )
+        experiment: ModelExperiment | None = load(body)
+    except SpecError:
+        experiment = None
+    namespace = body.meta.namespace or "default"
+    record = routing_record.recorded(body.get("status") or {})
+    if record is not None:
+        router, champion = routing_record.router(namespace, record, runtime.objects), record.champion
+    elif experiment is not None:  # recorded by an older operator: the spec is all there is
+        router, champion = runtime.router_for(experiment), experiment.spec.champion.name
+    else:
+        raise kopf.PermanentError(
+            "cannot restore traffic: the spec is invalid and status.routing records no routing (written by an "
+            "older operator): set the champion's weight to 100 on the routing object by hand"
+        )
+    if router is not None:
+        await router.restore()
+    kopf.event(body, type="Normal", reason="TrafficRestored", message=f"{champion} restored to 100 %")
+    if experiment is None:
+        kopf.event(
+            body,
+            type="Warning",
+            reason="RollbackNotAnnounced",
+            message="the spec is invalid: its onRollback gates and notifications could not be read, none were sent",
+        )
+        return
     await abort.announce(body, experiment, runtime)

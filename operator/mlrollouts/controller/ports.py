@@ -98,8 +98,10 @@ class Runtime:
         if aclose is not None:
             await aclose()
 
-    async def call_webhooks(self, experiment: ModelExperiment, kind: str, now: datetime) -> tuple[GateResult, ...]:
-        return await gates.call(experiment, kind, now, self.http(), self.hooks)
+    async def call_webhooks(
+        self, experiment: ModelExperiment, kind: str, now: datetime, previous_phase: str | None = None
+    ) -> tuple[GateResult, ...]:
+        return await gates.call(experiment, kind, now, self.http(), self.hooks, previous_phase=previous_phase)
 
     async def read(self, namespace: str, name: str, live: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
         """The object a tick decides on: the watch's `live` body when its resourceVersion is the one our last

@@ -30,6 +30,7 @@ from mlrollouts.api import (
 from mlrollouts.api.durations import MIN_INTERVAL_ENV
 from mlrollouts.api.errors import SpecProblem
 from mlrollouts.api.experiment import ObjectMeta
+from mlrollouts.controller import routing_record
 from mlrollouts.controller.not_ready import invalid_status, not_ready_status
 from mlrollouts.controller.templates import no_templates
 from mlrollouts.engine import decide, expected_traffic, gates
@@ -63,8 +64,9 @@ class TickPorts:
     """Name of an older live experiment managing the same routing object, if any."""
     hook_problems: Callable[[ModelExperiment], list[SpecProblem]] | None = None
     """Why the platform does not allow the experiment's webhooks or notification Secrets (hooks.policy)."""
-    call_webhooks: Callable[[ModelExperiment, str, datetime], Awaitable[tuple[GateResult, ...]]] | None = None
-    """Calls every spec.webhooks gate of one type (hooks.gates); None: gates are never called (they hold)."""
+    call_webhooks: Callable[..., Awaitable[tuple[GateResult, ...]]] | None = None
+    """(experiment, type, now[, previous_phase]): calls every spec.webhooks gate of one type (hooks.gates);
+    None: gates are never called (they hold)."""
     notify: Callable[[ModelExperiment, ModelExperimentStatus, datetime], Any] | None = None
     """Queues notifications for a notable change (hooks.notifier); must not wait for any receiver."""
     resolve_templates: Callable[[ModelExperiment], Awaitable[ModelExperiment]] = no_templates
@@ -209,6 +211,9 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
     except SpecError as error:
         return await _mark_invalid(body, namespace, name, error.problems, now, "InvalidSpec", ports)
     fingerprint = queries_fingerprint(experiment.spec) if templated else None
+    moved = _routing_moved(body, experiment)
+    if moved is not None:
+        return await _mark_invalid(body, namespace, name, [moved], now, "RoutingChanged", ports, experiment)
     rival = ports.conflict_with(experiment)
     if rival is not None:
         target = experiment.spec.traffic.provider
@@ -243,6 +248,8 @@ async def _reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) -
         applied = await _repair_drift(expected_traffic(status, experiment.spec), router, ports)
     if applied is not None:
         status = status.model_copy(update={"routing": _routing_status(experiment, applied)})
+    if status.weights:  # where the split is now: what deletion restores, whatever the spec says later
+        status = status.model_copy(update={"routing": routing_record.with_record(status.routing, experiment.spec)})
     status, hook_events = await _call_webhooks(decision.actions, experiment, status, now, ports)
     wire = status.to_wire()
     await ports.write_status(namespace, name, wire, meta.get("resourceVersion"))
@@ -295,7 +302,7 @@ async def _call_webhooks(
     for action in actions:
         if isinstance(action, CallWebhooks) and ports.call_webhooks is not None:
             current = experiment.model_copy(update={"status": status})
-            results = await ports.call_webhooks(current, action.type, now)
+            results = await ports.call_webhooks(current, action.type, now, experiment.status.phase)
             status, more = gates.recorded(status, results, now)
             events.extend(more)
     return status, events
@@ -326,6 +333,14 @@ def _routing_status(experiment: ModelExperiment, applied: AppliedTraffic) -> Rou
     )
 
 
+def _routing_moved(body: Mapping[str, Any], experiment: ModelExperiment) -> SpecProblem | None:
+    """The spec would move an applied split off the routing it is on (routing_record.change)."""
+    status = body.get("status") or {}
+    record = routing_record.recorded(status) if routing_record.holds_split(status) else None
+    moved = routing_record.change(record, experiment.spec, experiment.metadata.namespace) if record else None
+    return SpecProblem(*moved) if moved else None
+
+
 async def _mark_invalid(
     body: Mapping[str, Any],
     namespace: str,
@@ -334,9 +349,13 @@ async def _mark_invalid(
     now: datetime,
     reason: str,
     ports: TickPorts,
+    experiment: ModelExperiment | None = None,
 ) -> TickResult:
+    """Invalid, nothing moved; a split already applied stays where it is, and the message says so."""
     previous = body.get("status") or {}
-    status = invalid_status(body, "; ".join(str(p) for p in problems), now, reason)
+    message = "; ".join(str(p) for p in problems)
+    held = routing_record.held_split(namespace, previous, experiment.spec.traffic if experiment else None)
+    status = invalid_status(body, f"{message}. Traffic: {held}" if held else message, now, reason)
     if previous.get("message") != status["message"] or previous.get("phase") != "Invalid":
         await ports.post_event(Event("Warning", reason, status["message"]))
         log.warning("experiment=%s/%s invalid reason=%s message=%r", namespace, name, reason, status["message"])

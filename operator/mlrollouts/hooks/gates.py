@@ -31,11 +31,16 @@ async def call(
     client: httpx.AsyncClient,
     policy: HookPolicy,
     *,
+    previous_phase: str | None = None,
     backoff: float = GATE_BACKOFF_SECONDS,
 ) -> tuple[GateResult, ...]:
-    """Every `kind` gate of the experiment, called once (with retries); answers in spec order."""
+    """Every `kind` gate of the experiment, called once (with retries); answers in spec order.
+
+    `previous_phase`: the phase before the transition that calls the gate (onRollback: the phase rolled back
+    from); None for a gate asked within a phase (preStart, loadTest, confirmPromotion), whose body repeats it."""
     status = experiment.status
-    base = payloads.body(experiment, status, status.phase, now.isoformat())
+    previous = status.phase if previous_phase is None else previous_phase
+    base = payloads.body(experiment, status, previous, now.isoformat())
     hooks = [hook for hook in experiment.spec.webhooks or [] if hook.type == kind]
     answers = await asyncio.gather(*(_one(hook, base, client, policy, backoff) for hook in hooks))
     return tuple(answers)

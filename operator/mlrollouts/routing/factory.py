@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from mlrollouts.api.experiment import ModelExperiment
+from mlrollouts.api.traffic import Traffic, Variant
 from mlrollouts.engine.types import Mirror, Split
 from mlrollouts.routing.base import TrafficRouter
 from mlrollouts.routing.gateway import GatewayRouter
@@ -12,10 +15,27 @@ from mlrollouts.routing.kserve import KServeRouter
 from mlrollouts.routing.kube import ObjectClient
 from mlrollouts.routing.service import ServiceRouter
 
+OBJECT_FIELDS = {
+    "istio": ("VirtualService", "virtualService"),
+    "gatewayAPI": ("HTTPRoute", "httpRoute"),
+    "service": ("Service", "name"),
+    "kserve": ("InferenceService", "inferenceService"),
+}
+"""provider -> (kind of the object it writes, the field of its traffic block naming it), for raw reads."""
+
 
 def make_router(experiment: ModelExperiment, objects: ObjectClient) -> TrafficRouter:
-    spec, namespace = experiment.spec, experiment.metadata.namespace
-    traffic, variants = spec.traffic, spec.variants
+    spec = experiment.spec
+    router = object_router(experiment.metadata.namespace, spec.traffic, spec.variants, objects)
+    if router is not None:
+        return router
+    return GatewayRouter(spec.variant_names, *_recorded_traffic(experiment))
+
+
+def object_router(
+    namespace: str, traffic: Traffic, variants: Sequence[Variant], objects: ObjectClient
+) -> TrafficRouter | None:
+    """The router of a provider that writes a routing object; None for the built-in gateway (it has none)."""
     if traffic.provider == "istio" and traffic.istio is not None:
         return IstioRouter(objects, namespace, variants, traffic.istio)
     if traffic.provider == "gatewayAPI" and traffic.gateway_api is not None:
@@ -24,7 +44,7 @@ def make_router(experiment: ModelExperiment, objects: ObjectClient) -> TrafficRo
         return ServiceRouter(objects, namespace, variants, traffic.service)
     if traffic.provider == "kserve" and traffic.kserve is not None:
         return KServeRouter(objects, namespace, variants, traffic.kserve)
-    return GatewayRouter(spec.variant_names, *_recorded_traffic(experiment))
+    return None
 
 
 def routing_target(experiment: ModelExperiment) -> tuple[str, str, str] | None:
@@ -32,7 +52,11 @@ def routing_target(experiment: ModelExperiment) -> tuple[str, str, str] | None:
 
     None for the built-in gateway, which reads each experiment's own status and so cannot be shared.
     """
-    traffic, namespace = experiment.spec.traffic, experiment.metadata.namespace
+    return traffic_target(experiment.metadata.namespace, experiment.spec.traffic)
+
+
+def traffic_target(namespace: str, traffic: Traffic) -> tuple[str, str, str] | None:
+    """routing_target of a traffic block (the spec's, or the one recorded in status.routing)."""
     if traffic.istio is not None:
         return ("VirtualService", namespace, traffic.istio.virtual_service)
     if traffic.gateway_api is not None:
