@@ -209,6 +209,7 @@ def test_pre_start_503_moves_no_traffic_then_load_test_runs_and_rollback_is_anno
         status = stack.wait_for(name, lambda s: s.get("phase") == "RolledBack", 45, "RolledBack")
         rollback = receiver.to("/onRollback")
         assert len(rollback) == 1 and rollback[0].body["phase"] == "RolledBack"
+        assert rollback[0].body["previousPhase"] == "Progressing", "the phase it rolled back from"
         assert rollback[0].body["weights"] == {"churn-v2": 100, "churn-v3": 0}
         recorded = {w["name"]: w for w in status["webhooks"]}
         assert recorded["onrollback"]["phase"] == "Passed" and recorded["prestart"]["phase"] == "Passed"
@@ -270,7 +271,7 @@ def test_deleting_a_running_experiment_calls_on_rollback_and_notifies_and_a_hung
         rollback = receiver.to("/onRollback")
         assert len(rollback) == 1, "onRollback is called once, after traffic is back on the champion"
         body = rollback[0].body
-        assert (body["phase"], body["reason"]) == ("RolledBack", "Deleted")
+        assert (body["phase"], body["reason"], body["previousPhase"]) == ("RolledBack", "Deleted", "Progressing")
         assert body["weights"] == {"churn-v2": 100, "churn-v3": 0} and body["decision"] == "rollback"
         _until(lambda: any(c.body["phase"] == "RolledBack" for c in receiver.to("/audit")), 10, "the notification")
         audit = next(c.body for c in receiver.to("/audit") if c.body["phase"] == "RolledBack")

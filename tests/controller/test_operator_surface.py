@@ -252,6 +252,7 @@ def test_a_graceful_stop_closes_the_operators_http_sessions(stack: Stack) -> Non
         tail = stack.operator.log()[before:]
         assert stack.operator.process is not None and stack.operator.process.returncode == 0, tail[-2000:]
         assert "Unclosed client session" not in tail and "Unclosed connector" not in tail, tail[-2000:]
+        assert "is cancelled" not in tail and "did not exit in time" not in tail, "a daemon was not stopped cleanly"
     finally:
         stack.operator.start()
         delete_experiments(stack, "closes")

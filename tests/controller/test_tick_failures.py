@@ -53,6 +53,10 @@ class _Running:
     def __bool__(self) -> bool:  # kopf's DaemonStopped is falsy until the daemon is stopped
         return False
 
+    async def wait(self, timeout: float | None = None) -> _Running:  # never set: waits out the timeout
+        await asyncio.sleep(timeout or 0)
+        return self
+
 
 def test_a_new_experiments_first_tick_waits_for_kopfs_own_first_writes() -> None:
     """Otherwise kopf's finalizer and diff-base annotation land between the tick's read and its status write."""

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,10 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 MIN_INTERVAL_SECONDS = 0.2
 SETTLE_SECONDS = 10.0
 SETTLE_POLL_SECONDS = 0.5
+TICK_GRACE_SECONDS = 3.0
+"""How long a tick in flight when the loop is stopped (shutdown, deletion) may run on before it is abandoned."""
+STOP_BACKOFF_SECONDS = TICK_GRACE_SECONDS + 2.0
+"""How long kopf waits for a stopped loop to return by itself before it cancels it (and logs a warning)."""
 KOPF_FINALIZER = kopf.OperatorSettings().persistence.finalizer  # the default, which run.configure keeps
 DIFFBASE_ANNOTATION = f"{GROUP}/last-handled-configuration"  # run.configure's diff-base key
 
@@ -87,7 +92,7 @@ def wake_analysis(memo: kopf.Memo, **_: Any) -> None:
         wake.set()
 
 
-@kopf.daemon(*RESOURCE, cancellation_timeout=5.0)
+@kopf.daemon(*RESOURCE, cancellation_backoff=STOP_BACKOFF_SECONDS, cancellation_timeout=5.0)
 async def analysis_loop(
     body: kopf.Body,
     meta: kopf.Meta,
@@ -111,7 +116,7 @@ async def analysis_loop(
                 await shards.wait_owned(namespace, name, stopped)
                 continue
             with shards.writing_for(namespace, name) if shards else contextlib.nullcontext():
-                interval = await _tick(runtime, namespace, name, routing_claims, body)
+                interval = await _unless_stopped(_tick(runtime, namespace, name, routing_claims, body), stopped)
             if interval is None:
                 return  # terminal: nothing left to decide
             wake.clear()
@@ -132,7 +137,29 @@ async def _kopf_settled(body: kopf.Body, stopped: kopf.DaemonStopped, limit: flo
         meta = body.get("metadata") or {}
         if KOPF_FINALIZER in (meta.get("finalizers") or ()) and DIFFBASE_ANNOTATION in (meta.get("annotations") or {}):
             return
-        await asyncio.sleep(SETTLE_POLL_SECONDS)
+        await stopped.wait(SETTLE_POLL_SECONDS)
+
+
+async def _unless_stopped(tick: Coroutine[Any, Any, float | None], stopped: kopf.DaemonStopped) -> float | None:
+    """The tick's interval; None when the loop was stopped mid-tick and the tick did not end within
+    TICK_GRACE_SECONDS: it is then cancelled here, so the loop returns by itself and kopf never has to cancel
+    it. Abandoning a tick is as safe as a crash: an action is applied before the status that records it, and
+    applying it twice is harmless."""
+    task = asyncio.ensure_future(tick)  # in this context: a shard's writing_for mark carries over
+    stop = asyncio.ensure_future(stopped.wait())
+    try:
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait((task,), timeout=TICK_GRACE_SECONDS)
+        if task.done():
+            return task.result()
+        log.info("analysis loop stopped: the tick in flight was abandoned after %.0f s", TICK_GRACE_SECONDS)
+        return None
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait((task,))  # the tick's own CancelledError stays in its task
 
 
 async def _tick(
