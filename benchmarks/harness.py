@@ -11,6 +11,7 @@ import logging
 import os
 import pkgutil
 import platform
+import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from mlrollouts.localstack.server import run_apiserver
 PACKAGE = "benchmarks"
 BACKEND_ENV = "MLROLLOUTS_BENCH_BACKEND"  # real | emulated | auto (default: real when its binaries are built)
 PREFIX = "bench_"
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 RESULTS = Path(__file__).resolve().parent / "results"
 log = logging.getLogger(__name__)
 
@@ -107,6 +109,29 @@ def api_server(folder: Path) -> Iterator[ApiBackend]:
         server.stop()
 
 
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT end the run with SystemExit(128 + signal), so every `finally` and context manager on the
+    way out stops the children it started (exporter, Prometheus, operators, API server). Python's default for
+    SIGTERM is to die on the spot, which left them all running. Further signals are ignored while that
+    cleanup runs (SIGKILL still ends it)."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+
+    def stop(signum: int, _frame: object) -> None:
+        for each in STOP_SIGNALS:
+            signal.signal(each, signal.SIG_IGN)
+        log.warning("benchmarks: %s received, stopping the benchmark's processes", signal.Signals(signum).name)
+        raise SystemExit(128 + signum)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def load_average() -> str:
     """The 1/5/15-minute load averages: on a shared machine they say how much of it the figures had."""
     return " / ".join(f"{load:.2f}" for load in os.getloadavg())
@@ -178,14 +203,15 @@ def main(argv: Sequence[str]) -> int:
         )
         return 2
     failed = []
-    for name in wanted:
-        try:
-            path = run_one(name, console)
-        except Exception:  # one broken benchmark must not cost the others' tables (a run takes an hour)
-            log.exception("benchmark=%s failed", name)
-            failed.append(name)
-            continue
-        console.print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    with stopped_by_signals():
+        for name in wanted:
+            try:
+                path = run_one(name, console)
+            except Exception:  # one broken benchmark must not cost the others' tables (a run takes an hour)
+                log.exception("benchmark=%s failed", name)
+                failed.append(name)
+                continue
+            console.print(f"wrote {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
     if failed:
         Console(stderr=True).print(f"benchmarks: {len(failed)} failed ({', '.join(failed)}); tables unchanged")
     return 1 if failed else 0

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from benchmarks.chaos.faults import KINDS, ChaosStack, plan
 from benchmarks.chaos.sweep import LONG_STEPS, STEPS, SweepResult, sweep
-from benchmarks.harness import RESULTS, BenchTable, _environment, to_markdown
+from benchmarks.harness import RESULTS, BenchTable, _environment, stopped_by_signals, to_markdown
 
 
 def table(result: SweepResult, seed: int, seconds: float, per_canary: int) -> BenchTable:
@@ -80,7 +80,11 @@ def main(argv: list[str]) -> int:
 
     faults = plan(args.seed, args.points)
     progress(f"seed {args.seed}: {len(faults)} fault points, {args.per_canary} per canary; starting the stack")
-    with tempfile.TemporaryDirectory(prefix="mlrollouts-chaos-") as tmp, ChaosStack(pathlib.Path(tmp)) as chaos:
+    with (
+        stopped_by_signals(),
+        tempfile.TemporaryDirectory(prefix="mlrollouts-chaos-") as tmp,
+        ChaosStack(pathlib.Path(tmp)) as chaos,
+    ):
         result = sweep(chaos, faults, progress, args.per_canary)
     bench = table(result, args.seed, time.monotonic() - started, args.per_canary)
     args.output.parent.mkdir(parents=True, exist_ok=True)

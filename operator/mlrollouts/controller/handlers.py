@@ -31,9 +31,7 @@ RESOURCE = (GROUP, VERSION, PLURAL)
 MIN_INTERVAL_SECONDS = 0.2
 SETTLE_SECONDS = 10.0
 SETTLE_POLL_SECONDS = 0.5
-TICK_GRACE_SECONDS = 3.0
-"""How long a tick in flight when the loop is stopped (shutdown, deletion) may run on before it is abandoned."""
-STOP_BACKOFF_SECONDS = TICK_GRACE_SECONDS + 2.0
+STOP_BACKOFF_SECONDS = 5.0
 """How long kopf waits for a stopped loop to return by itself before it cancels it (and logs a warning)."""
 KOPF_FINALIZER = kopf.OperatorSettings().persistence.finalizer  # the default, which run.configure keeps
 DIFFBASE_ANNOTATION = f"{GROUP}/last-handled-configuration"  # run.configure's diff-base key
@@ -141,20 +139,16 @@ async def _kopf_settled(body: kopf.Body, stopped: kopf.DaemonStopped, limit: flo
 
 
 async def _unless_stopped(tick: Coroutine[Any, Any, float | None], stopped: kopf.DaemonStopped) -> float | None:
-    """The tick's interval; None when the loop was stopped mid-tick and the tick did not end within
-    TICK_GRACE_SECONDS: it is then cancelled here, so the loop returns by itself and kopf never has to cancel
-    it. Abandoning a tick is as safe as a crash: an action is applied before the status that records it, and
-    applying it twice is harmless."""
+    """The tick's interval; None when the loop is stopped (shutdown, deletion) mid-tick: the tick is then
+    cancelled here at once, as kopf used to cancel the whole loop, but the loop returns by itself, so kopf never
+    has to cancel it. Not finishing the tick is as safe as a crash (an action is applied before the status that
+    records it, and applying it twice is harmless), and on deletion it must not write after the finalizer's
+    restore."""
     task = asyncio.ensure_future(tick)  # in this context: a shard's writing_for mark carries over
     stop = asyncio.ensure_future(stopped.wait())
     try:
         await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
-        if not task.done():
-            await asyncio.wait((task,), timeout=TICK_GRACE_SECONDS)
-        if task.done():
-            return task.result()
-        log.info("analysis loop stopped: the tick in flight was abandoned after %.0f s", TICK_GRACE_SECONDS)
-        return None
+        return task.result() if task.done() else None
     finally:
         stop.cancel()
         if not task.done():
