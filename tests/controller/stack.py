@@ -18,7 +18,8 @@ import httpx
 import kubernetes
 
 from mlrollouts.localstack.exporter import ExporterProcess
-from mlrollouts.localstack.prometheus import PrometheusServer, free_port
+from mlrollouts.localstack.prometheus import PrometheusServer
+from mlrollouts.localstack.replicas import start_on_free_port
 from mlrollouts.localstack.testbackend import SuiteApiServer
 
 GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
@@ -35,7 +36,8 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
-        self.metrics_port = free_port()
+        """Returns once the operator serves its metrics port itself (start_on_free_port: a port taken between the
+        pick and the operator's bind costs a restart on another, never a test)."""
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": str(self.watch_timeout)}
         command = [
             sys.executable,
@@ -45,13 +47,12 @@ class OperatorProcess:
             "--standalone",
             "--namespace",
             "default",
-            "--metrics-port",
-            str(self.metrics_port),
             "--liveness-port",
             "0",
         ]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.process, self.metrics_port = start_on_free_port(
+            lambda port: [*command, "--metrics-port", str(port)], env, self.log_path
+        )
         return self
 
     def wait_serving(self, timeout: float = 120.0) -> OperatorProcess:

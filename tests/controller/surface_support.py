@@ -17,7 +17,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from stack import OperatorProcess
 
-from mlrollouts.localstack.prometheus import free_port
+from mlrollouts.localstack.replicas import start_on_free_port
 
 
 class PeeringOperator(OperatorProcess):
@@ -28,12 +28,12 @@ class PeeringOperator(OperatorProcess):
         self.peering = peering
 
     def start(self) -> PeeringOperator:
-        self.metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": "30"}
         command = [sys.executable, "-m", "mlrollouts.cli.main", "run", "--peering", self.peering]
-        command += ["--namespace", "default", "--metrics-port", str(self.metrics_port), "--liveness-port", "0"]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        command += ["--namespace", "default", "--liveness-port", "0"]
+        self.process, self.metrics_port = start_on_free_port(
+            lambda port: [*command, "--metrics-port", str(port)], env, self.log_path
+        )
         return self
 
 

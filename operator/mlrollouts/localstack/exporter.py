@@ -273,19 +273,26 @@ class ExporterProcess:
         return f"http://{self.target}"
 
     def start(self, timeout_s: float = 10.0) -> ExporterProcess:
-        from mlrollouts.localstack.prometheus import free_port
+        """Ready once the child itself listens on its port and answers; started again on a new port when it exited
+        first (a port taken between the pick and its bind: localstack/ports.py)."""
+        from mlrollouts.localstack import ports
 
-        self.port = free_port()
-        command = [sys.executable, "-m", __name__, "--port", str(self.port), "--seed", str(self.seed)]
-        command += ["--tick", str(self.tick), *(arg for v in self.variants for arg in ("--variant", v))]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
-                    return self
-            except httpx.HTTPError:
+        for _ in range(ports.PORT_ATTEMPTS):
+            self.port = ports.free_port()
+            command = [sys.executable, "-m", __name__, "--port", str(self.port), "--seed", str(self.seed)]
+            command += ["--tick", str(self.tick), *(arg for v in self.variants for arg in ("--variant", v))]
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline and self.process.poll() is None:
+                try:
+                    owned = ports.owns_listener(self.process.pid, self.port)
+                    if owned and httpx.get(f"{self.url}/healthz", timeout=1.0).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
                 time.sleep(0.05)
+            if self.process.poll() is None:
+                break  # alive but not serving: not a lost port
         self.stop()
         raise RuntimeError(f"metrics exporter on port {self.port} did not start within {timeout_s:g}s")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import pathlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +18,8 @@ from typing import Any, BinaryIO
 import httpx
 import yaml
 
+from mlrollouts.localstack import ports
+
 logger = logging.getLogger(__name__)
 INSTALL_HINT = "install it with 'apt-get install prometheus' (or 'make install')"
 
@@ -27,10 +28,11 @@ class PrometheusError(RuntimeError):
     """Prometheus could not be started or did not become ready in time."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+class _PortTaken(Exception):
+    """Prometheus exited because another process took its port first: start it on another."""
+
+
+free_port = ports.free_port  # kept for importers; see localstack/ports.py for why a start checks its port
 
 
 def find_binary(binary: str | None = None) -> str:
@@ -82,7 +84,25 @@ class PrometheusServer:
         workdir = pathlib.Path(self._workdir.name)
         config_path = workdir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(self.config()), encoding="utf-8")
-        self.port = free_port()
+        for attempt in range(1, ports.PORT_ATTEMPTS + 1):
+            try:
+                self._start_on(binary, config_path, workdir, ports.free_port())
+                break
+            except _PortTaken:
+                self._stop_process()
+                if attempt == ports.PORT_ATTEMPTS:
+                    message = f"prometheus lost its port {ports.PORT_ATTEMPTS} times: {self._log_tail()}"
+                    self.stop()
+                    raise PrometheusError(message) from None
+            except BaseException:
+                self.stop()
+                raise
+        assert self.process is not None
+        logger.info("prometheus started address=%s targets=%s pid=%s", self.address, self.targets, self.process.pid)
+        return self
+
+    def _start_on(self, binary: str, config_path: pathlib.Path, workdir: pathlib.Path, port: int) -> None:
+        self.port = port
         command = [
             binary,
             f"--config.file={config_path}",
@@ -94,13 +114,7 @@ class PrometheusServer:
             command.append("--web.enable-lifecycle")
         self._log = (workdir / "prometheus.log").open("wb")
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, cwd=workdir)
-        try:
-            self._wait_until_scraped()
-        except BaseException:
-            self.stop()
-            raise
-        logger.info("prometheus started address=%s targets=%s pid=%s", self.address, self.targets, self.process.pid)
-        return self
+        self._wait_until_scraped()
 
     def _log_tail(self) -> str:
         if self._workdir is None:
@@ -115,10 +129,13 @@ class PrometheusServer:
             while time.monotonic() < deadline:
                 assert self.process is not None
                 if self.process.poll() is not None:
+                    if ports.lost_port(self._log_tail()):
+                        raise _PortTaken
                     raise PrometheusError(f"prometheus exited with code {self.process.returncode}: {self._log_tail()}")
                 try:
-                    if not ready:
-                        ready = client.get("/-/ready").status_code == 200
+                    if not ready:  # ours: another process may answer on a port taken before Prometheus bound it
+                        owned = self.port is not None and ports.owns_listener(self.process.pid, self.port)
+                        ready = owned and client.get("/-/ready").status_code == 200
                     if ready and self._all_targets_up(client):
                         return
                 except httpx.HTTPError:
@@ -138,6 +155,12 @@ class PrometheusServer:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Terminate, wait, kill if it does not exit; remove the temporary storage."""
+        self._stop_process(timeout_s)
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
+
+    def _stop_process(self, timeout_s: float = 10.0) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
@@ -150,9 +173,6 @@ class PrometheusServer:
         if self._log is not None:
             self._log.close()
             self._log = None
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
 
     def __enter__(self) -> PrometheusServer:
         return self.start()

@@ -11,6 +11,7 @@ import pathlib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ import httpx
 import kubernetes
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlrollouts.localstack.prometheus import free_port
+from mlrollouts.localstack import ports
 
 GROUP, VERSION, PLURAL = "mlrollouts.dev", "v1alpha1", "modelexperiments"
 
@@ -29,8 +30,8 @@ def spawn_operator(
 ) -> tuple[subprocess.Popen[bytes], int]:
     """`mlrollouts run --namespace default ARGUMENTS` as a child process logging to `log_path`, with its metrics on a
     free port (returned) and no liveness port; `interval_floor` lowers the API's analysis-interval floor so that a
-    benchmark can load the operator harder than a tenant may."""
-    port = free_port()
+    benchmark can load the operator harder than a tenant may. Returns once the child serves its metrics port
+    itself (or exited: the caller reads the log), started again on a new port if another process took it."""
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
@@ -38,9 +39,26 @@ def spawn_operator(
         "MLROLLOUTS_MIN_INTERVAL": interval_floor,
     }
     command = [sys.executable, "-m", "mlrollouts.cli.main", "run", "--namespace", "default", *arguments]
-    command += ["--metrics-port", str(port), "--liveness-port", "0"]
-    with log_path.open("ab") as log:
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT), port
+    with_port = lambda port: [*command, "--metrics-port", str(port), "--liveness-port", "0"]  # noqa: E731
+    return start_on_free_port(with_port, env, log_path)
+
+
+def start_on_free_port(
+    command_for: Callable[[int], list[str]], env: dict[str, str], log_path: pathlib.Path, timeout: float = 120.0
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A child given a free port on its command line, returned once it holds that port's listener itself; started
+    again on a new port when its log says the port was taken first (localstack/ports.py)."""
+    for _ in range(ports.PORT_ATTEMPTS):
+        port = ports.free_port()
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            child = subprocess.Popen(command_for(port), env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while child.poll() is None and not ports.owns_listener(child.pid, port) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if child.poll() is None or not ports.lost_port(log_path.read_bytes()[offset:].decode(errors="replace")):
+            return child, port
+    return child, port
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,73 @@
+"""A child's port taken between the pick and the child's own bind (another test's server on this shared machine,
+an outgoing connection's ephemeral port) must not cost a start, nor let another process answer for the child:
+the child counts as started only once it holds the listening socket itself, else it is started on a new port."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from mlrollouts.localstack import ports
+from mlrollouts.localstack.exporter import ExporterProcess
+from mlrollouts.localstack.prometheus import PrometheusServer
+from mlrollouts.localstack.replicas import spawn_operator, stop_process
+
+
+@pytest.fixture
+def squatted(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """The first port handed out is already listened on by someone else (here: this test)."""
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    real, handed = ports.free_port, []
+
+    def first_one_taken() -> int:
+        handed.append(taken if not handed else real())
+        return handed[-1]
+
+    monkeypatch.setattr(ports, "free_port", first_one_taken)
+    try:
+        yield taken
+    finally:
+        squatter.close()
+
+
+def test_the_listener_of_a_port_is_told_apart_from_another_process() -> None:
+    with socket.socket() as mine:
+        mine.bind(("127.0.0.1", 0))
+        mine.listen()
+        port = mine.getsockname()[1]
+        assert ports.owns_listener(os.getpid(), port)
+        assert not ports.owns_listener(1, port)
+    assert not ports.owns_listener(os.getpid(), port), "closed: nobody listens"
+
+
+def test_an_operator_whose_metrics_port_was_taken_starts_on_another(tmp_path: pathlib.Path, squatted: int) -> None:
+    kubeconfig = tmp_path / "kubeconfig"  # nothing answers there: the operator only has to bind its port
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'http://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\ncurrent-context: c\n"
+    )
+    child, port = spawn_operator(kubeconfig, tmp_path / "operator.log", ["--standalone"])
+    try:
+        assert port != squatted
+        assert ports.owns_listener(child.pid, port), "the operator itself serves the port it was given"
+    finally:
+        stop_process(child)
+
+
+def test_prometheus_whose_port_was_taken_starts_on_another(squatted: int) -> None:
+    with PrometheusServer([]) as prometheus:
+        assert prometheus.port != squatted and prometheus.process is not None
+        assert ports.owns_listener(prometheus.process.pid, prometheus.port)
+
+
+def test_an_exporter_whose_port_was_taken_starts_on_another(squatted: int) -> None:
+    with ExporterProcess(["a"]) as exporter:
+        assert exporter.port != squatted and exporter.process is not None
+        assert ports.owns_listener(exporter.process.pid, exporter.port)
