@@ -4,6 +4,7 @@ the child counts as started only once it holds the listening socket itself, else
 
 from __future__ import annotations
 
+import logging
 import os
 import pathlib
 import socket
@@ -11,9 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from mlrollouts.localstack import ports
+from mlrollouts.localstack import binaries, ports
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
+from mlrollouts.localstack.realcluster import RealApiServer
 from mlrollouts.localstack.replicas import spawn_operator, stop_process
 
 
@@ -71,3 +73,15 @@ def test_an_exporter_whose_port_was_taken_starts_on_another(squatted: int) -> No
     with ExporterProcess(["a"]) as exporter:
         assert exporter.port != squatted and exporter.process is not None
         assert ports.owns_listener(exporter.process.pid, exporter.port)
+
+
+@pytest.mark.skipif(not binaries.available(), reason="needs the real control plane (make controlplane)")
+def test_a_control_plane_whose_etcd_port_was_taken_starts_on_other_ports(
+    squatted: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mlrollouts.localstack.realcluster")
+    with RealApiServer(builtin_crds=()) as server:
+        assert "lost a port" in caplog.text, "etcd was given the taken port first"
+        assert str(squatted) not in server.etcd_url
+        with server.client() as http:
+            assert http.get("/readyz").status_code == 200

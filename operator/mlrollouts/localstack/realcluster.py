@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from mlrollouts.localstack import binaries, certs
+from mlrollouts.localstack import binaries, certs, ports
 from mlrollouts.localstack.cleanup import compact_etcd, reset_objects
 from mlrollouts.localstack.crdinstall import PROJECT_CRDS, install_crds
 from mlrollouts.localstack.kubeconfig import admin_kubeconfig
@@ -51,10 +51,7 @@ class ControlPlaneError(RuntimeError):
     """The control plane did not start; the message ends with the failing process's last log lines."""
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+free_port = ports.free_port  # kept for importers
 
 
 def check_port_free(port: int) -> None:
@@ -122,8 +119,7 @@ class RealApiServer:
         began = time.monotonic()
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix="mlrollouts-k8s-"))
         try:
-            self._start_processes()
-            self._wait_ready(began + READY_TIMEOUT_S)
+            self._start_until_ready(began + READY_TIMEOUT_S)
             self.ready_seconds = time.monotonic() - began
             self.install_crd_files(self.builtin_crds, rejected=self.rejected_crds)
             self.install_crd_files(self.crd_files)
@@ -135,6 +131,27 @@ class RealApiServer:
         self.startup_seconds = time.monotonic() - began
         logger.info("real apiserver ready url=%s in %.1fs", self.url, self.startup_seconds)
         return self
+
+    def _start_until_ready(self, deadline: float) -> None:
+        """etcd and kube-apiserver, started again on new ports when one lost a port picked by free_port to another
+        process before binding it (localstack/ports.py); a requested port is never changed."""
+        assert self.workdir is not None
+        for attempt in range(1, ports.PORT_ATTEMPTS + 1):
+            self._start_processes()
+            try:
+                self._wait_ready(deadline)
+                return
+            except ControlPlaneError:
+                logs = [self.workdir / f"{name}.log" for name in ("etcd", "kube-apiserver")]
+                lost = any(ports.lost_port(_tail(log, 30)) for log in logs)
+                if self.requested_port or attempt == ports.PORT_ATTEMPTS or not lost:
+                    raise
+            logger.info("control plane lost a port to another process (attempt %d): starting on new ports", attempt)
+            for name in ("kube-apiserver", "etcd"):
+                self._terminate(name)
+            for log in (log for log in logs if log.exists()):
+                log.replace(log.with_suffix(f".attempt-{attempt}.log"))
+            shutil.rmtree(self.workdir / "etcd", ignore_errors=True)
 
     def _spawn(self, name: str, args: list[str]) -> None:
         assert self.workdir is not None
@@ -154,8 +171,8 @@ class RealApiServer:
     def _start_processes(self) -> None:
         assert self.workdir is not None
         self.certs = certs.generate(self.workdir / "pki")
-        client, peer = free_port(), free_port()
-        self.port = self.requested_port or free_port()
+        client, peer = ports.free_port(), ports.free_port()
+        self.port = self.requested_port or ports.free_port()
         etcd_url, peer_url = f"http://127.0.0.1:{client}", f"http://127.0.0.1:{peer}"
         self.etcd_url = etcd_url
         self._spawn(
