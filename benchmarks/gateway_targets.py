@@ -8,7 +8,6 @@ import getpass
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from mlrollouts.localstack import ports
 
 TIMEOUT_SECONDS = 10
 
@@ -79,10 +80,7 @@ def mlp_scorer():
     return score
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+free_port = ports.free_port  # a candidate: `process` checks that the child itself got the port
 
 
 def binary(name: str) -> str | None:
@@ -107,14 +105,15 @@ def cpu_seconds(pid: int) -> float:
 @contextlib.contextmanager
 def process(command: list[str], ready_url: str) -> Iterator[int]:
     environment = os.environ | ONE_THREAD  # a model's CPU is its process's: no BLAS threads on the side
+    port = httpx.URL(ready_url).port or 80
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     try:
         deadline = time.monotonic() + 20
         while True:
             if child.poll() is not None:
                 raise RuntimeError(f"{command[:4]} exited: {child.communicate()[1][-2000:]}")
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(ready_url, timeout=1).status_code < 500:
+            with contextlib.suppress(httpx.TransportError):  # ours, not whoever took the port before the child bound it
+                if ports.owns_listener(child.pid, port) and httpx.get(ready_url, timeout=1).status_code < 500:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{ready_url} not ready in 20 s")

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from mlrollouts.localstack import ports
+
 log = logging.getLogger(__name__)
 
 
@@ -100,14 +102,16 @@ class Supervisor:
                 log.exception("could not stop name=%s pid=%s", child.name, child.process.pid)
 
     def wait_http(self, child: Child, url: str, timeout: float = 30.0) -> None:
-        """Until `url` answers 200; fails early, with the child's log, if the child exits."""
+        """Until `url` answers 200 from the child itself (not from a process that took the port before the child
+        bound it: localstack/ports.py); fails early, with the child's log, if the child exits."""
+        port = httpx.URL(url).port or 80
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=1.0) as client:
             while time.monotonic() < deadline:
                 if child.process.poll() is not None:
                     self.check()
                 try:
-                    if client.get(url).status_code == 200:
+                    if ports.owns_listener(child.process.pid, port) and client.get(url).status_code == 200:
                         return
                 except httpx.HTTPError:
                     pass
