@@ -14,7 +14,6 @@ import http.server
 import os
 import pathlib
 import shutil
-import subprocess
 import sys
 import threading
 import time
@@ -27,8 +26,9 @@ import yaml
 from controller.stack import OperatorProcess
 from mlrollouts.localstack import binaries
 from mlrollouts.localstack.kubectl import Kubectl
-from mlrollouts.localstack.prometheus import PrometheusServer, free_port
+from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.realcluster import RealApiServer
+from mlrollouts.localstack.replicas import start_on_free_port
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "examples" / "quickstart"
@@ -97,11 +97,12 @@ class _QuickstartOperator(OperatorProcess):
     """`mlrollouts run` watching the quickstart namespace."""
 
     def start(self) -> _QuickstartOperator:
-        self.metrics_port = free_port()
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         command = [sys.executable, "-m", "mlrollouts.cli.main", "run", "--standalone", "--namespace", NAMESPACE]
-        command += ["--metrics-port", str(self.metrics_port), "--liveness-port", "0"]
-        self.process = subprocess.Popen(command, env=env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
+        command += ["--liveness-port", "0"]
+        self.process, self.metrics_port = start_on_free_port(
+            lambda port: [*command, "--metrics-port", str(port)], env, self.log_path
+        )
         return self
 
 
