@@ -46,7 +46,8 @@ def structural_schema(model: type[BaseModel], *, for_status: bool = False) -> di
     """The model's schema as a structural OpenAPI v3.0 schema.
 
     Status schemas carry no `required` and no defaults: the operator writes status whole, and defaults
-    there would make the API server invent values the operator never wrote.
+    there would make the API server invent values the operator never wrote. Nor CEL rules: the operator,
+    the only writer, validates status with pydantic, and rules there cost CEL on every status write.
     """
     raw = model.model_json_schema(by_alias=True, mode="validation")
     return _convert(raw, raw.get("$defs", {}), for_status=for_status, path=model.__name__)
@@ -74,7 +75,7 @@ def _convert(node: dict[str, Any], defs: dict[str, Any], *, for_status: bool, pa
             if node.get("x-kubernetes-list-type") == "map":  # the API server wants the keys required, even in status
                 value = {**value, "required": list(node["x-kubernetes-list-map-keys"])}
                 value = {k: value[k] for k in sorted(value, key=_key_rank)}
-        elif key == "required" and for_status:
+        elif key in ("required", "x-kubernetes-validations") and for_status:
             continue
         out[key] = copy.deepcopy(value)
     if isinstance(node.get("additionalProperties"), dict):
