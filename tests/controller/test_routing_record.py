@@ -132,3 +132,19 @@ def test_an_experiment_whose_spec_broke_mid_run_keeps_the_recorded_route_claimed
     rival = _body("rival", "2026-02-01T00:00:00Z")
     rival["status"] = {}
     assert _rival(load(rival), indexer.index) == "broken"
+
+
+def test_an_experiment_being_deleted_keeps_its_route_claimed_until_its_split_is_given_back() -> None:
+    """The finalizer restores the champion after deletionTimestamp is set: a rival taking the route meanwhile
+    would write its split while the restore writes the champion's."""
+    indexer = OperatorIndexer()
+    leaving = _body("leaving")
+    leaving["status"] = _recorded(leaving)
+    leaving["metadata"]["deletionTimestamp"] = "2026-03-01T00:00:00Z"
+    _index(indexer, leaving)
+    rival = _body("rival", "2026-02-01T00:00:00Z")
+    rival["status"] = {}
+    assert _rival(load(rival), indexer.index) == "leaving"
+    leaving["status"] = {**leaving["status"], "weights": {}}  # given back: nothing left to guard
+    _index(indexer, leaving)
+    assert _rival(load(rival), indexer.index) is None

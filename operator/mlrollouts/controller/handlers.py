@@ -47,15 +47,16 @@ async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str]
     each of our own status writes included. An Invalid experiment that never moved traffic claims nothing: a
     broken spec must not block a valid one on the same object. One whose split is applied claims the object
     recorded in status.routing (where the split is, whatever the spec says now: routing_record) until it is
-    fixed, finished or deleted, so two experiments never fight over it.
+    fixed, finished or its deletion gave the champion back (the finalizer's restore runs after
+    deletionTimestamp is set), so two experiments never fight over it.
     No claim is `{}`, never None: kopf keeps an object's previous index entry when the handler returns None, so
     a claim made at creation would outlive the experiment's end.
     """
     status = body.get("status") or {}
-    if status.get("phase") in TERMINAL_PHASES or body.meta.get("deletionTimestamp"):
+    if status.get("phase") in TERMINAL_PHASES:
         return {}
     holds = routing_record.holds_split(status)
-    if status.get("phase") == "Invalid" and not holds:
+    if not holds and (status.get("phase") == "Invalid" or body.meta.get("deletionTimestamp")):
         return {}
     target = routing_record.recorded_target(body.meta.namespace or "", status) if holds else None
     target = target or _claim(body)
