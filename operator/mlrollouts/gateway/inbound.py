@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import Receive
+
+from mlrollouts.gateway.entropy import RANDOM_HEX
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -30,9 +31,9 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> J
 
 
 def request_id(headers: Mapping[str, str]) -> str:
-    """The client's x-request-id when it is 1-128 of [A-Za-z0-9._:-], else a fresh one."""
-    given = headers.get("x-request-id", "")
-    return given if REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+    """The client's x-request-id when it is 1-128 of [A-Za-z0-9._:-], else 32 fresh random hex digits."""
+    given = headers.get("x-request-id")
+    return given if given is not None and REQUEST_ID.fullmatch(given) else RANDOM_HEX.hex(16)
 
 
 def header_map(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:

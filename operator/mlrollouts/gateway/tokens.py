@@ -30,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlrollouts.gateway.entropy import RANDOM_HEX
+
 log = logging.getLogger(__name__)
 
 DOMAIN = b"mlrollouts-token-v1."
@@ -179,7 +181,7 @@ class TokenSigner:
         text = (
             f'{self._head},"v":{_json_string(variant)},"m":{_json_string(model_version)},'
             f'"r":{_json_string(request_id)},"e":{expires},"f":{"true" if forced else "false"},'
-            f'"n":"{secrets.token_hex(12)}"{self._tail}'
+            f'"n":"{RANDOM_HEX.hex(12)}"{self._tail}'
         )
         payload = _b64(text.encode())
         return f"{payload}.{_b64(_mac(self.ring.current()[0], payload))}"
