@@ -146,7 +146,8 @@ def table(
         ratio = [run.rate / base[1].rate for (_, run, _), base in paired]
         cpu = [cpu for _, _, cpu in triples]
         own_p99 = [seq.p99_ms for seq, _, _ in triples]
-        medians = [statistics.median(values) for values in (added_p50, added_p99, ratio, cpu, own_p99)]
+        rate, client = [run.rate for _, run, _ in triples], [run.client_cpu_us for _, run, _ in triples]
+        medians = [statistics.median(values) for values in (added_p50, added_p99, ratio, cpu, own_p99, rate, client)]
         summary[profile, name] = medians
         baseline = name == DIRECT
         rows.append(
@@ -166,6 +167,7 @@ def table(
     if late:
         notes = [f"Requests unanswered within {TIMEOUT_SECONDS} s (wrk timeouts, not in latencies): {late}.", *notes]
     verdict = [verdict_of(profile, summary) for profile in PROFILES]
+    verdict += [budget_of(profile, summary) for profile in PROFILES if (profile, GATEWAY) in summary]
     return BenchTable(
         title="Gateway overhead vs a direct call and nginx split_clients, two models (medians over rounds, min–max)",
         columns=COLUMNS,
@@ -195,7 +197,7 @@ def verdict_of(profile: str, summary: dict[Target, list[float]]) -> str:
     """Which target the gateway meets for this model, and the same figures for nginx."""
     if (profile, GATEWAY) not in summary:
         return f"{profile}: not measured."
-    added_p50, added_p99, ratio, cpu, _ = summary[profile, GATEWAY]
+    added_p50, added_p99, ratio, cpu, *_ = summary[profile, GATEWAY]
     direct_p99 = summary[profile, DIRECT][4]
     met_p99, met_rate = ("met" if ok else "NOT met" for ok in (added_p99 <= 1, ratio >= 0.8))
     if direct_p99 > NOISY_P99_MS:  # the machine's own stalls dwarf 1 ms: a difference of two p99s says nothing
@@ -207,9 +209,32 @@ def verdict_of(profile: str, summary: dict[Target, list[float]]) -> str:
         f"{summary[profile, DIRECT][3]:,.0f}."
     )
     if (profile, NGINX) in summary:
-        n_p50, n_p99, n_ratio, n_cpu, _ = summary[profile, NGINX]
+        n_p50, n_p99, n_ratio, n_cpu, *_ = summary[profile, NGINX]
         line += (
             f" nginx: {n_p50:+.2f} ms p50 / {n_p99:+.2f} ms p99, {n_ratio:.0%} of direct, {n_cpu:,.0f} µs CPU/request "
             f"(the gateway: {cpu / max(n_cpu, 1):.1f}x nginx's CPU, {ratio / n_ratio:.0%} of its throughput)."
         )
     return line
+
+
+def budget_of(profile: str, summary: dict[Target, list[float]]) -> str:
+    """The proxy CPU per request that 80 % of the direct throughput leaves, from this run's own figures.
+
+    Shared share: wrk and the model got `used` cores for the direct call; if wrk, proxy and model get the
+    same share, 0.8 x direct fits in it only if wrk + proxy + model <= (wrk + model) / 0.8, so the proxy
+    may spend (wrk + model) / 4. Two idle cores: the direct call is capped by the model's one process at
+    1 / model; 0.8 of that must fit all three in 2 cores and the proxy in its one."""
+    _, _, _, model, _, direct_rate, wrk_direct = summary[profile, DIRECT]
+    wrk_cpu = summary[profile, GATEWAY][6]
+    used = direct_rate * (wrk_direct + model) / 1e6
+    shared = (wrk_direct + model) / 4
+    idle = min(2 * model / 0.8 - wrk_cpu - model, model / 0.8)
+    spent = f"the gateway spends {summary[profile, GATEWAY][3]:,.0f}"
+    if (profile, NGINX) in summary:
+        spent += f", nginx {summary[profile, NGINX][3]:,.0f}"
+    return (
+        f"{profile}, CPU budget for 80 % of direct: the direct call used {used:.2f} cores (wrk {wrk_direct:,.0f} + "
+        f"model {model:,.0f} µs/request). At that share the proxy may spend (wrk + model) / 4 = {shared:,.0f} "
+        f"µs/request; on 2 idle cores (direct capped by the model's one process) min(2 x model / 0.8 - wrk - "
+        f"model, model / 0.8) = {idle:,.0f} µs/request; {spent}."
+    )

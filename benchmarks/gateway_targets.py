@@ -7,6 +7,7 @@ import contextlib
 import getpass
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -197,18 +198,23 @@ class WrkRun:
     requests: int
     errors: int  # refused, reset or non-2xx/3xx: the target is broken
     timeouts: int  # no answer within TIMEOUT_SECONDS: the target is overloaded
+    client_cpu_us: float  # wrk's own CPU per request: the load generator's share of the machine
 
 
 def wrk(wrk_binary: str, script: Path, url: str, connections: int, seconds: float) -> WrkRun:
     base = url.rsplit("/predict", 1)[0]
     command = [wrk_binary, "-t1", f"-c{connections}", f"-d{seconds}s", f"--timeout={TIMEOUT_SECONDS}s"]
     command += ["-s", str(script), base]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     line = next((line for line in output.splitlines() if line.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"wrk printed no result: {output[-500:]}")
     p50, p99, requests, duration, errors, timeouts = (int(part) for part in line.split()[1:])
-    return WrkRun(p50 / 1000, p99 / 1000, requests / (duration / 1e6), requests, errors, timeouts)
+    rate = requests / (duration / 1e6)
+    return WrkRun(p50 / 1000, p99 / 1000, rate, requests, errors, timeouts, client_cpu / max(requests, 1) * 1e6)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 from pathlib import Path
 
@@ -173,3 +174,15 @@ def test_huge_request_ids_leave_no_trace_in_memory(start_gateway) -> None:
         assert gateway.feedback(response.headers["x-mlrollouts-token"], reward=1).status_code == 200
     assert gateway.metric("model_outcomes_total", outcome="success") == 212
     assert gateway.metric("ab_test_feedback_replay_cache_bytes") <= 212 * 250  # a nonce each, not 50 KB
+
+
+@pytest.mark.parametrize("key", ["k" * 32, "k" * 64, "k" * 100])  # shorter than, equal to, longer than a block
+def test_tokens_carry_standard_hmac_sha256_so_replicas_of_other_versions_verify_them(key: str) -> None:
+    """A rolling upgrade mixes gateway versions: a token's signature must stay HMAC-SHA256 as RFC 2104
+    defines it, whatever shortcut computes it."""
+    signer = TokenSigner(KeyRing(env_value=key), "churn-exp", 60)
+    payload, _, signature = signer.issue("churn-v3", "build7", "req-1", forced=False).partition(".")
+    expected = hmac.digest(key.encode(), tokens.DOMAIN + payload.encode(), "sha256")
+    assert base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)) == expected
+    signed_elsewhere = payload + "." + base64.urlsafe_b64encode(expected).rstrip(b"=").decode()
+    assert signer.verify(signed_elsewhere).request_id == "req-1"

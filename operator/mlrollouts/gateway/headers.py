@@ -6,6 +6,7 @@ non-ASCII value is passed on as the client sent it instead of failing to encode.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 RawHeaders = list[tuple[bytes, bytes]]
@@ -41,7 +42,14 @@ def connection_named(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]
     return frozenset(named)
 
 
+@functools.lru_cache(maxsize=8)
+def _excluded(drop: frozenset[bytes]) -> frozenset[bytes]:
+    return HOP_BY_HOP | drop
+
+
 def end_to_end(headers: Sequence[tuple[bytes, bytes]], drop: frozenset[bytes] = frozenset()) -> RawHeaders:
     """`headers` without hop-by-hop ones, those named in Connection, and `drop` (lower-case names)."""
-    excluded = HOP_BY_HOP | connection_named(headers) | drop
-    return [(name.lower(), value) for name, value in headers if name.lower() not in excluded]
+    named = connection_named(headers)
+    excluded = HOP_BY_HOP | named | drop if named else _excluded(drop)  # two per prediction: the usual set once
+    lowered = [(name.lower(), value) for name, value in headers]
+    return [pair for pair in lowered if pair[0] not in excluded]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mlrollouts.gateway.headers import RawHeaders
+from mlrollouts.gateway.inbound import loads
 from mlrollouts.gateway.metrics import ServedSeries, prediction_bucket
 from mlrollouts.gateway.shadow import numeric_score
 from mlrollouts.gateway.upstream import Upstream, UpstreamError, UpstreamResponse
@@ -82,7 +82,7 @@ class Forwarder:
         if "json" not in response.header(b"content-type") or len(response.content) > MAX_SCORED_BODY:
             return
         try:
-            score = numeric_score(json.loads(response.content))
+            score = numeric_score(loads(response.content))
         except (ValueError, RecursionError):
             return
         if score is not None:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import hashlib
 import hmac
 import json
 import logging
@@ -29,6 +31,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from mlrollouts.gateway.entropy import RANDOM_HEX
 
 log = logging.getLogger(__name__)
 
@@ -146,8 +151,29 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+_IPAD = bytes(byte ^ 0x36 for byte in range(256))
+_OPAD = bytes(byte ^ 0x5C for byte in range(256))
+
+
+@functools.lru_cache(maxsize=16)
+def _pads(key: bytes) -> tuple[Any, Any]:
+    """SHA-256 states after HMAC's inner and outer key blocks (RFC 2104), computed once per key."""
+    if len(key) > 64:  # SHA-256's block size
+        key = hashlib.sha256(key).digest()
+    block = key.ljust(64, b"\0")
+    return hashlib.sha256(block.translate(_IPAD)), hashlib.sha256(block.translate(_OPAD))
+
+
 def _mac(key: bytes, payload: str) -> bytes:
-    return hmac.digest(key, DOMAIN + payload.encode("ascii"), "sha256")  # one-shot: no HMAC object per call
+    """HMAC-SHA256(key, DOMAIN + payload), from the per-key states: hmac.digest set up the key and looked
+    up the digest on every call, twice the cost (a token per prediction). Same bytes as hmac.digest."""
+    inner_pad, outer_pad = _pads(key)
+    inner = inner_pad.copy()
+    inner.update(DOMAIN)
+    inner.update(payload.encode("ascii"))
+    outer = outer_pad.copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 class TokenSigner:
@@ -179,7 +205,7 @@ class TokenSigner:
         text = (
             f'{self._head},"v":{_json_string(variant)},"m":{_json_string(model_version)},'
             f'"r":{_json_string(request_id)},"e":{expires},"f":{"true" if forced else "false"},'
-            f'"n":"{secrets.token_hex(12)}"{self._tail}'
+            f'"n":"{RANDOM_HEX.hex(12)}"{self._tail}'
         )
         payload = _b64(text.encode())
         return f"{payload}.{_b64(_mac(self.ring.current()[0], payload))}"

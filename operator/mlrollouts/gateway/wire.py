@@ -53,6 +53,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not asyncio's classes
+        # kept: before 3.12 every get_running_loop() is a getpid() syscall
+        self.loop = asyncio.get_running_loop()
 
     def data_received(self, data: bytes) -> None:
         self.received = True
@@ -102,7 +104,7 @@ class _Connection(asyncio.Protocol):
         assert self.transport is not None
         self._reset()
         self.head_only = head_only
-        self.waiter = asyncio.get_running_loop().create_future()
+        self.waiter = self.loop.create_future()
         self.transport.write(data)
         return self.waiter
 
