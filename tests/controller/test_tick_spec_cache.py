@@ -11,9 +11,9 @@ import pytest
 from kopf._core.engines.indexing import OperatorIndexer
 from stack import canary_manifest
 
-from mlrollouts.api import SpecError
+from mlrollouts.api import ModelExperimentStatus, SpecError
 from mlrollouts.controller.handlers import routing_claims
-from mlrollouts.controller.tick import load, routing_claim
+from mlrollouts.controller.tick import load, remember_status, routing_claim
 
 
 def _body(generation: int, uid: str = "u-1", **spec: Any) -> dict[str, Any]:
@@ -33,6 +33,26 @@ def test_an_edited_spec_is_parsed_again_and_the_status_is_always_read_fresh() ->
     assert (cached.status.phase, cached.status.step) == ("Paused", 2)
     edited = load(_body(2, analysis={**_body(1)["spec"]["analysis"], "interval": "7s"}))
     assert edited.spec.analysis.interval == "7s"
+
+
+def test_the_status_this_process_wrote_is_reused_only_at_the_version_the_write_produced() -> None:
+    """A tick decides on the status it wrote without validating it again; any other version (a hand edit of the
+    status, another replica's write) is read from the object itself."""
+    written = ModelExperimentStatus.model_validate({"phase": "Progressing", "step": 3})
+    remember_status("u-6", "5", written)
+    mine = _body(1, uid="u-6")
+    mine["metadata"]["resourceVersion"] = "5"
+    mine["status"] = written.to_wire()
+    load(_body(1, uid="u-6"))  # the spec parsed (and cached) first, as after any earlier tick
+    assert load(mine).status is written
+    remember_status("u-6", "5", written)
+    edited = _body(1, uid="u-6")
+    edited["metadata"]["resourceVersion"] = "6"
+    edited["status"] = {"phase": "Paused", "step": 3}
+    assert (load(edited).status.phase, load(edited).status.step) == ("Paused", 3)
+    other = _body(1, uid="u-7")  # another experiment at the same version number
+    other["metadata"]["resourceVersion"] = "5"
+    assert load(other).status.step == 1
 
 
 def test_a_bad_edit_at_a_new_generation_is_refused_even_after_a_good_one_was_cached() -> None:

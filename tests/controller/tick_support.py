@@ -27,10 +27,11 @@ def fake_tick_ports(
     async def metrics_for(experiment: ModelExperiment) -> Any:
         return metrics
 
-    async def write_status(namespace: str, name: str, status: dict, version: str | None) -> None:
+    async def write_status(namespace: str, name: str, status: dict, version: str | None) -> str | None:
         guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}]
         patch = [*guard, {"op": "add", "path": "/status", "value": status}]
-        await objects.patch(API, "modelexperiments", namespace, name, patch, "json")
+        written = await objects.patch(API, "modelexperiments", namespace, name, patch, "json")
+        return (written.get("metadata") or {}).get("resourceVersion")
 
     async def remove_annotation(namespace: str, name: str, key: str) -> None:
         removal = {"metadata": {"annotations": {key: None}}}

@@ -177,6 +177,9 @@ def generate_crd() -> dict[str, Any]:
     spec["description"] = "The experiment: variants, strategy, traffic provider and analysis (DESIGN §2)."
     status = structural_schema(ModelExperimentStatus, for_status=True)
     status["description"] = "Written by the operator only; the durable state a restarted operator continues from."
+    # One writer replaces the status whole every tick: atomic, the API server's managedFields record `f:status`
+    # instead of every leaf (3 of a 9 KB object's KB), decoded and recomputed on every write.
+    status["x-kubernetes-map-type"] = "atomic"
     return custom_resource_definition(
         kind=KIND,
         plural=PLURAL,

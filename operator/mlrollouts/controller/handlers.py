@@ -20,7 +20,14 @@ from mlrollouts.api import TERMINAL_PHASES, ModelExperiment, SpecError
 from mlrollouts.controller import abort, routing_record, telemetry
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.sharding import ShardManager
-from mlrollouts.controller.tick import ACTION_ANNOTATION, SPEC_CACHE_SIZE, load, reconcile, routing_claim
+from mlrollouts.controller.tick import (
+    ACTION_ANNOTATION,
+    SPEC_CACHE_SIZE,
+    forget_status,
+    load,
+    reconcile,
+    routing_claim,
+)
 from mlrollouts.metrics.secrets import SecretMissing
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import routing_target
@@ -122,6 +129,7 @@ async def analysis_loop(
             await _sleep(stopped, wake, interval)
     finally:
         runtime.forget(namespace, name)
+        forget_status(meta.uid)
         if shards is not None:
             shards.forget(namespace, name)
 

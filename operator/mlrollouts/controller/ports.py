@@ -192,7 +192,7 @@ class Runtime:
 
     async def write_status(
         self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None
-    ) -> None:
+    ) -> str | None:
         """The tick's single status write: the whole status replaced, so nothing stale survives.
 
         Guarded by the resourceVersion the tick read: a tick that decided on a stale read (a second replica
@@ -205,6 +205,7 @@ class Runtime:
         version = ((written or {}).get("metadata") or {}).get("resourceVersion") if isinstance(written, dict) else None
         if version:
             self._written[(namespace, name)] = version
+        return version
 
     async def clear_annotation(self, namespace: str, name: str, key: str) -> None:
         body = {"metadata": {"annotations": {key: None}}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -101,6 +102,20 @@ def object_client() -> KubeObjects:
         return KubeObjects(aio_configuration())
 
 
+GC_THRESHOLDS = (50_000, 20, 20)
+"""Python's default (700, 10, 10) ran a young collection every 700 allocations; a tick allocates thousands (a
+watch event's body, the status models, JSON), and a py-spy profile at 300 experiments put a tenth of the event
+loop's CPU in collections. Nearly all of a tick's garbage is freed by reference counting, so rarer collections
+find less alive and cost less in all; cycles (asyncio futures, tracebacks) still go, a little later."""
+
+
+def tune_gc() -> None:
+    """Rarer collections, and the start-up heap (modules, kopf's registry) moved out of every future one."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run_operator(
     namespaces: list[str],
     *,
@@ -149,6 +164,7 @@ def run_operator(
         sorted(runtime.hooks.notification_secret_names),
         [receiver.name for receiver in runtime.hooks.default_receivers],
     )
+    tune_gc()
     kopf.run(
         standalone=standalone,
         peering_name=None if standalone else peering,

@@ -31,8 +31,10 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlencode
 
 import aiohttp
+import yarl
 
 from mlrollouts.api import ModelExperiment
 from mlrollouts.engine.types import Observations, VariantObservation
@@ -149,12 +151,12 @@ class PrometheusMetrics:
 
     async def _query(self, promql: str, at: float) -> _Result | list[dict]:
         """One instant query: the answer's `result`, or a _Result saying why there is none."""
-        params = {"query": promql, "time": f"{at:.3f}"}
+        # Encoded here, once: yarl's own query encoding (params=) was 6 % of a tick's CPU in a profile.
+        query = urlencode({"query": promql, "time": f"{at:.3f}"})
         try:
+            url = yarl.URL(f"{self.address}/api/v1/query?{query}", encoded=True)
             # A redirect could carry the token to a host the platform never allowed: refused, not followed.
-            async with self._http().get(
-                f"{self.address}/api/v1/query", params=params, allow_redirects=False
-            ) as response:
+            async with self._http().get(url, allow_redirects=False) as response:
                 status, body = response.status, await response.read()
         except TimeoutError:
             return _failed(f"timed out after {self.timeout_seconds:g}s")
