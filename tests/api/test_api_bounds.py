@@ -15,7 +15,7 @@ from mlrollouts.api.durations import MIN_INTERVAL_ENV
 from mlrollouts.api.errors import SpecError
 from mlrollouts.cli.api_commands import check_manifest
 from mlrollouts.cli.main import main
-from mlrollouts.controller.tick import load
+from mlrollouts.controller.reading import load
 
 Manifest = dict[str, Any]
 

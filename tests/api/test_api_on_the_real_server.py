@@ -25,7 +25,7 @@ from test_api_bounds import PROBES, _with
 
 from mlrollouts.api.errors import SpecError
 from mlrollouts.cli.api_commands import _cel_messages
-from mlrollouts.controller.tick import load
+from mlrollouts.controller.reading import load
 from mlrollouts.localstack import testbackend
 from mlrollouts.localstack.kubectl import Kubectl
 

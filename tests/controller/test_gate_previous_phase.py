@@ -16,7 +16,8 @@ from tick_support import fake_tick_ports
 
 from mlrollouts.controller import abort
 from mlrollouts.controller.ports import Runtime
-from mlrollouts.controller.tick import ACTION_ANNOTATION, load, reconcile
+from mlrollouts.controller.reading import ACTION_ANNOTATION, load
+from mlrollouts.controller.tick import reconcile
 from mlrollouts.engine.types import Event, Observations
 from mlrollouts.hooks.policy import HookPolicy
 from mlrollouts.routing.fake import FakeKubeObjects

@@ -12,8 +12,8 @@ from kopf._cogs.structs import bodies, diffs
 from stack import canary_manifest
 
 from mlrollouts import GROUP
+from mlrollouts.controller.reading import ACTION_ANNOTATION
 from mlrollouts.controller.storage import SlimDiffBaseStorage, SlimProgressStorage
-from mlrollouts.controller.tick import ACTION_ANNOTATION
 
 KEY = "last-handled-configuration"
 

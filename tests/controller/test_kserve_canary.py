@@ -13,7 +13,8 @@ import yaml
 from tick_support import fake_tick_ports
 
 from mlrollouts.api import ModelExperiment
-from mlrollouts.controller.tick import ACTION_ANNOTATION, reconcile
+from mlrollouts.controller.reading import ACTION_ANNOTATION
+from mlrollouts.controller.tick import reconcile
 from mlrollouts.engine import Observations, VariantObservation
 from mlrollouts.engine.types import Event
 from mlrollouts.routing.fake import FakeKubeObjects

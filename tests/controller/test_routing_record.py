@@ -16,7 +16,8 @@ from tick_support import fake_tick_ports
 
 from mlrollouts.controller import routing_record
 from mlrollouts.controller.handlers import _rival, routing_claims
-from mlrollouts.controller.tick import load, reconcile
+from mlrollouts.controller.reading import load
+from mlrollouts.controller.tick import reconcile
 from mlrollouts.engine.types import Event
 from mlrollouts.routing.fake import FakeKubeObjects
 

@@ -13,7 +13,7 @@ from stack import canary_manifest
 
 from mlrollouts.api import ModelExperimentStatus, SpecError
 from mlrollouts.controller.handlers import routing_claims
-from mlrollouts.controller.tick import load, remember_status, routing_claim
+from mlrollouts.controller.reading import load, remember_status, routing_claim
 
 
 def _body(generation: int, uid: str = "u-1", **spec: Any) -> dict[str, Any]:

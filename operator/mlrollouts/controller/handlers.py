@@ -19,15 +19,9 @@ from mlrollouts import GROUP, PLURAL, VERSION
 from mlrollouts.api import TERMINAL_PHASES, ModelExperiment, SpecError
 from mlrollouts.controller import abort, routing_record, telemetry
 from mlrollouts.controller.ports import Runtime
+from mlrollouts.controller.reading import ACTION_ANNOTATION, SPEC_CACHE_SIZE, forget_status, load, routing_claim
 from mlrollouts.controller.sharding import ShardManager
-from mlrollouts.controller.tick import (
-    ACTION_ANNOTATION,
-    SPEC_CACHE_SIZE,
-    forget_status,
-    load,
-    reconcile,
-    routing_claim,
-)
+from mlrollouts.controller.tick import reconcile
 from mlrollouts.metrics.secrets import SecretMissing
 from mlrollouts.routing.base import RoutingError
 from mlrollouts.routing.factory import routing_target
