@@ -12,6 +12,8 @@ import textwrap
 
 import pytest
 
+from proc_support import alive
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 BENCH = """
 import time
@@ -39,14 +41,6 @@ def _descendants(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_a_signalled_benchmark_run_stops_its_children_before_it_exits(tmp_path: pathlib.Path, signum: int) -> None:
     (tmp_path / "bench_sleepy.py").write_text(textwrap.dedent(BENCH))
@@ -68,12 +62,12 @@ def test_a_signalled_benchmark_run_stops_its_children_before_it_exits(tmp_path: 
         assert len(children) >= 2, "the exporter and Prometheus run as children"
         parent.send_signal(signum)
         parent.wait(120)
-        orphans = [pid for pid in children if _alive(pid)]
+        orphans = [pid for pid in children if alive(pid)]
         assert not orphans, f"still running after the harness exited: {orphans}"
         assert parent.returncode != 0
     finally:
         for pid in children:
-            if _alive(pid):
+            if alive(pid):
                 os.kill(pid, signal.SIGKILL)
         if parent.poll() is None:
             parent.kill()

@@ -22,6 +22,7 @@ from realcluster_support import REAL_CLUSTER_MARKS, real_cluster
 
 from mlrollouts.localstack.kubectl import Kubectl
 from mlrollouts.localstack.realcluster import RealApiServer
+from proc_support import alive
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -157,15 +158,7 @@ def _exe(pid: int) -> str:
 
 
 def _control_plane_children() -> set[int]:
-    return {pid for pid in _children(os.getpid()) if _alive(pid) and _exe(pid) in {"etcd", "kube-apiserver"}}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return {pid for pid in _children(os.getpid()) if alive(pid) and _exe(pid) in {"etcd", "kube-apiserver"}}
 
 
 def _start_cli(kubeconfig: pathlib.Path, scratch: pathlib.Path) -> subprocess.Popen[str]:
@@ -206,7 +199,7 @@ def test_the_cli_serves_until_sigterm_and_leaves_nothing_behind(tmp_path: pathli
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-    assert not [pid for pid in children if _alive(pid)]
+    assert not [pid for pid in children if alive(pid)]
     assert list(scratch.iterdir()) == []
 
 
@@ -219,9 +212,9 @@ def test_a_killed_cli_takes_etcd_and_kube_apiserver_with_it(tmp_path: pathlib.Pa
     process.kill()  # no chance to clean up: the kernel's parent-death signal still ends both
     process.wait()
     deadline = time.monotonic() + 60
-    while [pid for pid in children if _alive(pid)] and time.monotonic() < deadline:
+    while [pid for pid in children if alive(pid)] and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not [pid for pid in children if _alive(pid)]
+    assert not [pid for pid in children if alive(pid)]
 
 
 def test_a_crd_the_server_refuses_is_a_usage_error_naming_it(
