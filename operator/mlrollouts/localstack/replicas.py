@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import kubernetes
+import urllib3
 from prometheus_client.parser import text_string_to_metric_families
 
 from mlrollouts.localstack import ports
@@ -232,14 +233,20 @@ class KillReport:
 
 
 def survey_items(objects: Any, attempts: int = 5) -> list[dict[str, Any]]:
-    """Every experiment; a loaded API server may time a LIST out (504), so a few tries before giving up."""
+    """Every experiment. A loaded API server may time a LIST out (504) or drop a multi-megabyte answer midway
+    (a broken chunked read), so a few tries, 1, 2, 4, 8 s apart, before giving up: both ended `make bench`'s
+    scaling run beside `make test` at load 15. Read from the API server's watch cache (resourceVersion 0): a
+    poller's LIST every 2 s should not be a quorum read of etcd, which the benchmark counts as the operator's."""
     for attempt in range(attempts):
         try:
-            return objects.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)["items"]
-        except kubernetes.client.ApiException as error:
-            if error.status not in (429, 500, 503, 504) or attempt == attempts - 1:
+            return objects.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, resource_version="0")[
+                "items"
+            ]
+        except (kubernetes.client.ApiException, urllib3.exceptions.HTTPError) as error:
+            transient = not isinstance(error, kubernetes.client.ApiException) or error.status in (429, 500, 503, 504)
+            if not transient or attempt == attempts - 1:
                 raise
-            time.sleep(1.0)
+            time.sleep(2.0**attempt)
     raise AssertionError("unreachable")
 
 
