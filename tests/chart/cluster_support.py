@@ -18,8 +18,7 @@ from typing import Any
 import yaml
 
 from controller.stack import OperatorProcess
-from mlrollouts.localstack import binaries
-from mlrollouts.localstack.prometheus import free_port
+from mlrollouts.localstack import binaries, ports
 from mlrollouts.localstack.realcluster import RealApiServer
 from mlrollouts.localstack.serviceaccounts import token_kubeconfig
 
@@ -90,15 +89,11 @@ def service_account_kubeconfig(
 
 
 def operator_args(manifest: list[dict[str, Any]]) -> list[str]:
-    """The operator container's arguments from the release's Deployment, with free local ports."""
+    """The operator container's arguments from the release's Deployment (ChartOperator gives its ports local values)."""
     deployment = next(o for o in manifest if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("mlrollouts"))
     (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "operator"]
     assert container["command"] == ["mlrollouts"]
-    args = []
-    for arg in container["args"]:
-        flag = next((f for f in PORT_FLAGS if arg.startswith(f)), None)
-        args.append(f"{flag}{free_port()}" if flag else arg)
-    return args
+    return list(container["args"])
 
 
 # What the kubelet fills in from the downward API for the chart's pod, run here as a local process.
@@ -128,11 +123,16 @@ class ChartOperator(OperatorProcess):
         self.args, self.pod_env = args, env or {}
 
     def start(self) -> ChartOperator:
-        metrics = next(a for a in self.args if a.startswith("--metrics-port="))
-        self.metrics_port = int(metrics.split("=", 1)[1])
+        """Each port flag on a picked local port the process then holds itself (ports.start_owning)."""
+        flags = [f for arg in self.args for f in PORT_FLAGS if arg.startswith(f)]
+
+        def command(picked: list[int]) -> list[str]:
+            chosen = dict(zip(flags, picked, strict=True))
+            args = [next((f"{f}{chosen[f]}" for f in flags if arg.startswith(f)), arg) for arg in self.args]
+            return [sys.executable, "-m", "mlrollouts.cli.main", *args]
+
         env = {**os.environ, **self.pod_env, "KUBECONFIG": str(self.kubeconfig), "MLROLLOUTS_WATCH_TIMEOUT": "30"}
         env.setdefault("POD_NAME", "local")
-        command = [sys.executable, "-m", "mlrollouts.cli.main", *self.args]
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.process, picked = ports.start_owning(command, len(flags), env, self.log_path)
+        self.metrics_port = dict(zip(flags, picked, strict=True))["--metrics-port="]
         return self

@@ -11,7 +11,7 @@ import pytest
 from stack import GROUP, PLURAL, VERSION, Stack, canary_manifest, virtual_service_manifest
 
 from mlrollouts.cli.main import main
-from mlrollouts.localstack.prometheus import free_port
+from proc_support import refused_port
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +59,7 @@ VARIANTS = ("churn-v2", "churn-v3")
 
 
 def test_prometheus_unreachable_from_the_start_moves_no_traffic(stack: Stack) -> None:
-    nowhere = f"http://127.0.0.1:{free_port()}"  # a real address where nothing listens
+    nowhere = f"http://127.0.0.1:{refused_port()}"  # a real address that refuses connections
     with _experiment(stack, "blind", canary_manifest("blind", nowhere), with_route=True):
         status = stack.wait_for(
             "blind",

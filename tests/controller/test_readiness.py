@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from mlrollouts.controller.readiness import Readiness, api_check, experiments_path
+from mlrollouts.localstack import ports
 from mlrollouts.localstack.fixtures import local_apiserver
-from mlrollouts.localstack.prometheus import free_port
 from mlrollouts.localstack.testbackend import SuiteApiServer
 from mlrollouts.routing.base import RoutingError
+from proc_support import refused_port
 
 __all__ = ["local_apiserver"]
 
@@ -72,12 +73,12 @@ def _get(url: str) -> int | None:
 
 
 def _operator(kubeconfig: pathlib.Path, log_path: pathlib.Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    liveness, readiness = free_port(), free_port()
+    """The operator on two picked ports it holds itself (ports.start_owning: a port taken meanwhile is re-picked)."""
     command = [sys.executable, "-m", "mlrollouts.cli.main", "run", "--standalone", "--namespace", "default"]
-    command += ["--metrics-port", "0", "--liveness-port", str(liveness), "--readiness-port", str(readiness)]
-    with log_path.open("wb") as log:
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    command += ["--metrics-port", "0"]
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
+    with_ports = lambda picked: [*command, "--liveness-port", str(picked[0]), "--readiness-port", str(picked[1])]  # noqa: E731
+    process, (liveness, readiness) = ports.start_owning(with_ports, 2, env, log_path)
     return process, liveness, readiness
 
 
@@ -100,7 +101,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.integration
 def test_an_operator_without_its_api_server_is_alive_but_not_ready(tmp_path: pathlib.Path) -> None:
-    dead = free_port()  # nothing listens there: the API server is away
+    dead = refused_port()  # nothing listens there: the API server is away
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: c\n"

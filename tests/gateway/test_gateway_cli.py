@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,6 +13,10 @@ import httpx
 import pytest
 
 from mlrollouts.cli.main import main
+from mlrollouts.localstack import ports
+
+READY_S = 120
+"""A bound for the gateway's start-up on a loaded machine (imports, uvicorn), not a speed target."""
 
 
 @pytest.mark.parametrize(
@@ -46,33 +49,27 @@ def test_bad_flags_name_the_flag(extra: list[str], message: str, tmp_path: Path,
     assert len(error.strip().splitlines()) == 1
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.integration
 def test_the_command_serves_until_terminated(models, tmp_path: Path) -> None:
     split = tmp_path / "split.json"
     split.write_text(json.dumps({"churn-v2": 0, "churn-v3": 100}))
-    port, metrics_port = free_port(), free_port()
     entry = "import sys; from mlrollouts.cli.main import main; sys.exit(main())"
-    command = [sys.executable, "-c", entry, "gateway", "--port", str(port), "--metrics-port", str(metrics_port)]
-    command += ["--experiment", "churn-exp", "--split-file", str(split), "--user-header", "x-user-id"]
-    command += [f"--upstream={name}={url}" for name, (_, url) in models.items()]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, "-c", entry, "gateway", "--experiment", "churn-exp", "--split-file", str(split)]
+    command += ["--user-header", "x-user-id", *[f"--upstream={name}={url}" for name, (_, url) in models.items()]]
+    with_ports = lambda picked: [*command, "--port", str(picked[0]), "--metrics-port", str(picked[1])]  # noqa: E731
+    log_path = tmp_path / "gateway.log"
+    process, (port, metrics_port) = ports.start_owning(with_ports, 2, os.environ, log_path, timeout=READY_S)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            deadline = time.monotonic() + 15
+            deadline = time.monotonic() + READY_S
             while True:
-                assert process.poll() is None, process.communicate()[0]
+                assert process.poll() is None, log_path.read_text()
                 try:
                     if client.get("/readyz").status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
-                assert time.monotonic() < deadline, "gateway did not become ready in 15 s"
+                assert time.monotonic() < deadline, f"gateway did not become ready in {READY_S} s"
                 time.sleep(0.1)
             response = client.post("/predict", json={"x": 1}, headers={"x-user-id": "zoe"})
             assert response.headers["x-mlrollouts-variant"] == "churn-v3"
@@ -81,7 +78,8 @@ def test_the_command_serves_until_terminated(models, tmp_path: Path) -> None:
             assert 'ab_test_requests_total{experiment_id="churn-exp"' in metrics
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=10)
+        process.wait(timeout=10)
+    output = log_path.read_text()
     # uvicorn shuts down gracefully, then re-raises SIGTERM so the exit status tells how it ended
     assert process.returncode in (0, -signal.SIGTERM), output
     assert "split applied" in output and "Application shutdown complete" in output

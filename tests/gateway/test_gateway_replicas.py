@@ -24,8 +24,11 @@ from tests.gateway.conftest import SIGNING_KEY
 from mlrollouts.gateway import tokens
 from mlrollouts.gateway.ownership import Forward, Mine, Ownership, Refuse
 from mlrollouts.gateway.tokens import Claims, KeyRing, TokenSigner
+from mlrollouts.localstack import ports
 
 ENTRY = "import sys; from mlrollouts.cli.main import main; sys.exit(main())"
+READY_S = 120
+"""A bound for a gateway's start-up on a loaded machine (imports, uvicorn), not a speed target."""
 
 
 def free_port(*hosts: str) -> int:
@@ -73,30 +76,32 @@ class Replica:
 
 @contextmanager
 def replica(models, split: Path, host: str, metrics_port: int, *extra: str) -> Iterator[Replica]:
-    port = free_port(host)
+    """A gateway on `host`, on a public port it holds itself (ports.start_owning), logging beside the split."""
     command = [sys.executable, "-c", ENTRY, "gateway", "--experiment", "churn-exp", "--split-file", str(split)]
-    command += ["--host", host, "--port", str(port), "--metrics-port", str(metrics_port), "--log-level", "warning"]
+    command += ["--host", host, "--metrics-port", str(metrics_port), "--log-level", "warning"]
     command += [f"--upstream={name}={url}" for name, (_, url) in models.items()]
     command += list(extra)
     env = os.environ | {"MLROLLOUTS_GATEWAY_SIGNING_KEYS": SIGNING_KEY}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    log_path = split.parent / f"gateway-{host}.log"
+    with_port = lambda picked: [*command, "--port", str(picked[0])]  # noqa: E731
+    process, (port,) = ports.start_owning(with_port, 1, env, log_path, timeout=READY_S, pick=lambda: free_port(host))
     running = Replica(host, port, metrics_port, process)
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + READY_S
         while True:
-            assert process.poll() is None, process.communicate()[0]
+            assert process.poll() is None, log_path.read_text()
             try:
                 if httpx.get(f"{running.url}/readyz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "gateway did not become ready in 20 s"
+            assert time.monotonic() < deadline, f"gateway did not become ready in {READY_S} s"
             time.sleep(0.1)
         yield running
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
+        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import logging
 import os
 import pathlib
 import socket
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -47,6 +48,29 @@ def test_the_listener_of_a_port_is_told_apart_from_another_process() -> None:
         assert ports.owns_listener(os.getpid(), port)
         assert not ports.owns_listener(1, port)
     assert not ports.owns_listener(os.getpid(), port), "closed: nobody listens"
+
+
+CHILD = """
+import socket, sys, time
+held = []
+for port in sys.argv[1:]:
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", int(port)))
+    listener.listen()
+    held.append(listener)
+time.sleep(600)
+"""
+
+
+def test_a_child_of_several_ports_one_taken_is_started_again_on_new_ones(tmp_path: pathlib.Path, squatted: int) -> None:
+    log = tmp_path / "child.log"
+    child, picked = ports.start_owning(lambda p: [sys.executable, "-c", CHILD, *map(str, p)], 2, os.environ, log)
+    try:
+        assert squatted not in picked and len(set(picked)) == 2
+        assert all(ports.owns_listener(child.pid, port) for port in picked)
+        assert "Address already in use" in log.read_text(), "the first start lost its port and said so"
+    finally:
+        stop_process(child)
 
 
 def test_an_operator_whose_metrics_port_was_taken_starts_on_another(tmp_path: pathlib.Path, squatted: int) -> None:

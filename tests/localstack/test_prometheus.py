@@ -13,7 +13,8 @@ import prometheus_client
 import pytest
 from prometheus_api_client import PrometheusConnect
 
-from mlrollouts.localstack.prometheus import PrometheusError, PrometheusServer, free_port
+from mlrollouts.localstack.prometheus import PrometheusError, PrometheusServer
+from proc_support import refused_port
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +24,9 @@ def exporter() -> Iterator[tuple[str, prometheus_client.Counter]]:
     """A prometheus_client exporter on a free loopback port with one counter the test steers."""
     registry = prometheus_client.CollectorRegistry()
     counter = prometheus_client.Counter("predictions", "Predictions served", ["variant"], registry=registry)
-    port = free_port()
-    server, thread = prometheus_client.start_http_server(port, addr="127.0.0.1", registry=registry)
+    server, thread = prometheus_client.start_http_server(0, addr="127.0.0.1", registry=registry)
     assert isinstance(server, WSGIServer) and isinstance(thread, threading.Thread)
+    port = server.server_port  # bound by the server itself: no port picked then released
     try:
         yield f"127.0.0.1:{port}", counter
     finally:
@@ -68,6 +69,6 @@ def test_missing_binary_says_how_to_install() -> None:
 
 
 def test_unreachable_target_times_out_with_a_clear_error() -> None:
-    target = f"127.0.0.1:{free_port()}"  # nothing listens there
+    target = f"127.0.0.1:{refused_port()}"  # nothing listens there
     with pytest.raises(PrometheusError, match="did not scrape every target"):
         PrometheusServer([target], startup_timeout_s=2).start()

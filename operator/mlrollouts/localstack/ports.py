@@ -15,6 +15,9 @@ import contextlib
 import os
 import pathlib
 import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping
 
 PORT_ATTEMPTS = 4
 """Starts tried, each on a fresh port, before a port race is reported as a failure."""
@@ -59,3 +62,30 @@ def lost_port(log_text: str) -> bool:
     """The child's log says its port was taken (so a start on another port may succeed)."""
     lowered = log_text.lower()
     return any(words in lowered for words in ADDRESS_IN_USE)
+
+
+def start_owning(
+    command_for: Callable[[list[int]], list[str]],
+    count: int,
+    env: Mapping[str, str],
+    log_path: pathlib.Path,
+    timeout: float = 120.0,
+    pick: Callable[[], int] | None = None,
+) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """A child given `count` picked ports on its command line, returned once it holds every one of their listeners
+    itself (or exited, or `timeout` passed: the caller reads the log); started again on new ports when its log says
+    a port was taken first. `pick` defaults to this module's `free_port`, looked up per call so that a test can
+    hand out a taken port."""
+    for _ in range(PORT_ATTEMPTS):
+        picked = [(pick or free_port)() for _ in range(count)]
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        with log_path.open("ab") as log:
+            child = subprocess.Popen(command_for(picked), env=dict(env), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while child.poll() is None and time.monotonic() < deadline:
+            if all(owns_listener(child.pid, port) for port in picked):
+                break
+            time.sleep(0.1)
+        if child.poll() is None or not lost_port(log_path.read_bytes()[offset:].decode(errors="replace")):
+            return child, picked
+    return child, picked

@@ -47,18 +47,8 @@ def spawn_operator(
 def start_on_free_port(
     command_for: Callable[[int], list[str]], env: dict[str, str], log_path: pathlib.Path, timeout: float = 120.0
 ) -> tuple[subprocess.Popen[bytes], int]:
-    """A child given a free port on its command line, returned once it holds that port's listener itself; started
-    again on a new port when its log says the port was taken first (localstack/ports.py)."""
-    for _ in range(ports.PORT_ATTEMPTS):
-        port = ports.free_port()
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        with log_path.open("ab") as log:
-            child = subprocess.Popen(command_for(port), env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while child.poll() is None and not ports.owns_listener(child.pid, port) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        if child.poll() is None or not ports.lost_port(log_path.read_bytes()[offset:].decode(errors="replace")):
-            return child, port
+    """A child given one free port on its command line (ports.start_owning)."""
+    child, (port,) = ports.start_owning(lambda picked: command_for(picked[0]), 1, env, log_path, timeout)
     return child, port
 
 
