@@ -6,7 +6,10 @@ it is doing while it runs (long benchmarks otherwise look hung).
 
 from __future__ import annotations
 
+import argparse
+import ast
 import importlib
+import importlib.util
 import logging
 import os
 import pkgutil
@@ -189,13 +192,47 @@ def run_one(name: str, console: Console) -> Path:
     return path
 
 
+ENVIRONMENT_HELP = {
+    BACKEND_ENV: "real | emulated | auto: the API server the operator benchmarks run against (auto: real when built)",
+    "MLROLLOUTS_BENCH_CAPACITY": "experiments in the capacity benchmark (default 3000)",
+}
+
+
+def _parser(names: Sequence[str]) -> argparse.ArgumentParser:
+    """`python -m benchmarks --help`: each benchmark's summary (its docstring's first line) and the knobs."""
+    width = max(map(len, names), default=0)
+    listing = [f"  {name:<{width}}  {_summary(name)}" for name in names]
+    knobs = [f"  {variable}: {meaning}" for variable, meaning in ENVIRONMENT_HELP.items()]
+    return argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description="Run benchmarks and write their tables to benchmarks/results/NAME.md (make bench runs all).",
+        epilog="\n".join(["benchmarks:", *listing, "", "environment:", *knobs]),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _summary(name: str) -> str:
+    """The first sentence of a benchmark module's docstring, read without importing the module (some imports are
+    slow)."""
+    spec = importlib.util.find_spec(f"{PACKAGE}.{PREFIX}{name}")
+    source = Path(spec.origin).read_text() if spec and spec.origin else ""
+    paragraph = (ast.get_docstring(ast.parse(source)) or "").split("\n\n")[0]
+    return " ".join(paragraph.split()).split(". ")[0].removesuffix(".")
+
+
 def main(argv: Sequence[str]) -> int:
     """Run the named benchmarks (all when none is named); returns the exit code."""
+    names = available()
+    parser = _parser(names)
+    parser.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run (default: all)")
+    try:
+        requested = parser.parse_args(list(argv)).names
+    except SystemExit as stop:  # --help (0) or a malformed command line (2)
+        return int(stop.code or 0)
     console = Console()
     if not console.is_terminal:  # keep wide tables readable in logs and CI output
         console = Console(width=200)
-    names = available()
-    wanted = [arg.removeprefix(PREFIX) for arg in argv] or names
+    wanted = [arg.removeprefix(PREFIX) for arg in requested] or names
     unknown = [name for name in wanted if name not in names]
     if unknown:
         Console(stderr=True).print(
