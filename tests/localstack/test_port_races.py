@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from mlrollouts.demo.processes import Supervisor
 from mlrollouts.localstack import binaries, ports
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
@@ -109,3 +110,14 @@ def test_a_control_plane_whose_etcd_port_was_taken_starts_on_other_ports(
         assert str(squatted) not in server.etcd_url
         with server.client() as http:
             assert http.get("/readyz").status_code == 200
+
+
+def test_a_demo_child_whose_port_was_taken_starts_on_another(tmp_path: pathlib.Path, squatted: int) -> None:
+    supervisor = Supervisor(tmp_path)
+    child, picked = supervisor.start_on_ports("model", lambda p: [sys.executable, "-c", CHILD, *map(str, p)], 2)
+    try:
+        assert squatted not in picked and supervisor.children == [child], "the lost start is not supervised"
+        assert all(ports.owns_listener(child.process.pid, port) for port in picked)
+        supervisor.check()  # the first start's exit is not an error of the demo
+    finally:
+        supervisor.stop_all()

@@ -31,7 +31,7 @@ from mlrollouts.demo.processes import Child, DemoError, Supervisor, mlrollouts_c
 from mlrollouts.demo.scenarios import Scenario, load_manifest_text
 from mlrollouts.demo.traffic import read_stats
 from mlrollouts.localstack.kubectl import NO_VALIDATION, Kubectl
-from mlrollouts.localstack.prometheus import PrometheusServer, free_port
+from mlrollouts.localstack.prometheus import PrometheusServer
 from mlrollouts.localstack.realcluster import RealApiServer
 
 log = logging.getLogger(__name__)
@@ -119,31 +119,34 @@ def _start_processes(
     name = scenario.manifest("http://127.0.0.1:1")["metadata"]["name"]
     upstreams = []
     for model in scenario.models:
-        port = free_port()
-        command = ["--port", str(port), "--name", model.name, "--latency", str(model.latency)]
-        command += ["--error-rate", str(model.error_rate)]
+        command = ["--name", model.name, "--latency", str(model.latency), "--error-rate", str(model.error_rate)]
         if options.seed is not None:
             command += ["--seed", str(options.seed)]
-        child = supervisor.start(model.name, python_module("mlrollouts.demo.models", *command))
+        prefix = python_module("mlrollouts.demo.models", *command)
+        child, (port,) = supervisor.start_on_ports(
+            model.name, lambda picked, p=prefix: [*p, "--port", str(picked[0])], 1
+        )
         upstreams.append((model.name, f"http://127.0.0.1:{port}", child))
     for _, url, child in upstreams:
         supervisor.wait_http(child, f"{url}/healthz")
         _warm_up(url)
-    gateway_port, gateway_metrics_port = free_port(), free_port()
     gateway_kubeconfig = gateway_kubeconfig_for(apiserver, NAMESPACE, name, options.run_dir / "gateway.kubeconfig")
-    gateway_args = ["gateway", "--port", str(gateway_port), "--kubeconfig", str(gateway_kubeconfig)]
-    gateway_args += ["--metrics-port", str(gateway_metrics_port)]
+    gateway_args = ["gateway", "--kubeconfig", str(gateway_kubeconfig)]
     gateway_args += ["--signing-key-file", str(_signing_key_file(options.run_dir))]
     gateway_args += ["--namespace", NAMESPACE, "--experiment", name, "--user-header", "x-user-id"]
     gateway_args += ["--log-level", "warning"]
     for model_name, url, _ in upstreams:
         gateway_args += ["--upstream", f"{model_name}={url}"]
-    gateway = supervisor.start("gateway", mlrollouts_cli(*gateway_args))
-    operator_port = free_port()
-    operator_args = ["run", "--standalone", "--namespace", NAMESPACE, "--metrics-port", str(operator_port)]
-    operator = supervisor.start(
+    gateway, (gateway_port, gateway_metrics_port) = supervisor.start_on_ports(
+        "gateway",
+        lambda picked: mlrollouts_cli(*gateway_args, "--port", str(picked[0]), "--metrics-port", str(picked[1])),
+        2,
+    )
+    operator_args = ["run", "--standalone", "--namespace", NAMESPACE, "--liveness-port", "0"]
+    operator, (operator_port,) = supervisor.start_on_ports(
         "operator",
-        mlrollouts_cli(*operator_args, "--liveness-port", "0"),
+        lambda picked: mlrollouts_cli(*operator_args, "--metrics-port", str(picked[0])),
+        1,
         # The demo compresses hours into minutes: 1-2 s analysis intervals, below the API's 5 s floor.
         env={
             "KUBECONFIG": str(apiserver.kubeconfig),

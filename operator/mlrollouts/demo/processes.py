@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -72,6 +72,35 @@ class Supervisor:
         self.children.append(child)
         log.info("started name=%s pid=%s log=%s", name, process.pid, log_path)
         return child
+
+    def start_on_ports(
+        self,
+        name: str,
+        command_for: Callable[[list[int]], Sequence[str]],
+        count: int,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120.0,
+    ) -> tuple[Child, list[int]]:
+        """`start` with `count` picked ports on the command line, returned once the child holds them all itself;
+        started again on new ports when its log says one was taken between the pick and its bind (ports.py)."""
+        for attempt in range(1, ports.PORT_ATTEMPTS + 1):
+            picked = [ports.free_port() for _ in range(count)]
+            log_path = self.log_dir / f"{name}.log"
+            offset = log_path.stat().st_size if log_path.exists() else 0
+            child = self.start(name, command_for(picked), env)
+            deadline = time.monotonic() + timeout
+            while child.process.poll() is None and time.monotonic() < deadline:
+                if all(ports.owns_listener(child.process.pid, port) for port in picked):
+                    break
+                time.sleep(0.1)
+            lost = child.process.poll() is not None and ports.lost_port(
+                log_path.read_bytes()[offset:].decode(errors="replace")
+            )
+            if not lost or attempt == ports.PORT_ATTEMPTS:
+                return child, picked
+            self.children.remove(child)
+            log.warning("name=%s lost a port of %s before binding it; starting it on new ones", name, picked)
+        raise AssertionError("unreachable: the last attempt returns")
 
     def check(self) -> None:
         for child in self.children:
