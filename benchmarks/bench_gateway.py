@@ -52,6 +52,28 @@ COLUMNS = [
     "req/s vs direct",
     "CPU µs/request",
 ]
+# What was tried for issue 14 item 5 beyond this run's stack, with the figures of its day (kept across reruns).
+STACKS_TRIED = (
+    "Server and client stacks tried (2026-12-02, code a030b35; scratch A/B runs beside this benchmark: one echo "
+    "model, the gateways alternating, 4 rounds, wrk as here; figure = gateway CPU per request / the model's CPU "
+    "per request in the same run, which cancels most of the load). Load 10.0 -> 9.1: uvicorn 1.76, granian 2.8.9 "
+    "ASGI (embedded in the gateway's process, uvloop, one Rust thread) 2.11, granian RSGI 1.89, RSGI with "
+    "granian's Rust tasks 2.08; p50 at 1 connection 0.71 / 0.91 / 0.89 / 0.95 ms; req/s vs direct 47 / 54 / 53 / "
+    "52 % (spread 43-62 %, no consistent gain). Load 19.3 -> 26.2: uvicorn 1.80, granian ASGI 1.99, RSGI 1.81, "
+    "gateway modules compiled with mypyc 1.61 (about -10 %). Where the CPU goes (in-process, no server, 32 in "
+    "flight, load 21-25): the gateway's own code with the model call stubbed 0.51-0.60 of the model's CPU, with "
+    "the wire pool to the real model 1.14-1.16, the whole gateway under uvicorn 1.73-1.81: app ~31 %, client "
+    "(pool, event-loop round trip, model socket) ~34 %, server, loop and client socket ~35 %, so at the quiet "
+    "run's 187 µs roughly 58 / 63 / 66 µs. perf (on-CPU samples, load 8.6): 71 % CPython interpreter, 16 % kernel, "
+    "5 % uvloop, 2 % httptools. Clients alone (32 in flight to the echo model, process CPU, load 8): wire pool "
+    "97-107 µs, pyreqwest 0.15.1 (Rust, tokio) 120-149, aiohttp 257-366 µs. Not adopted: granian ASGI costs ~10 % "
+    "more CPU than uvicorn, RSGI the same, both add ~0.2 ms p50 at load 10 (the hand-off to the Rust thread); "
+    "granian listens on one address per server (the metrics port would need its own) and RSGI's headers are str "
+    "(the gateway passes header bytes as they are). No server or client swap can reach 80 %: with a free server, "
+    "app + client still spend ~120 µs > the 87 µs budget. What would: the per-request path (split, token HMAC, "
+    "per-variant counts) out of CPython, e.g. nginx/OpenResty or Envoy with a Lua/Wasm filter or a compiled proxy, "
+    "the Python process keeping /feedback, /metrics, shadow comparison and the split follower."
+)
 Target = tuple[str, str]  # (model profile, what serves it); the ceiling row has no model: ("", CEILING)
 Runs = dict[Target, list[tuple[WrkRun, WrkRun, float]]]  # per target: (sequential, concurrent, CPU µs/request)
 
@@ -189,6 +211,7 @@ def table(
             f"{' '.join(f'{v:.1f}' for v in load_before)} before and {' '.join(f'{v:.1f}' for v in load_after)} "
             "after the run. CPU µs/request (user + system time of the target's own process over the concurrent "
             "run, from /proc: the model's for 'direct', the proxy's otherwise) is the figure load moves least.",
+            STACKS_TRIED,
         ],
     )
 
