@@ -14,6 +14,8 @@ from stack import canary_manifest
 from mlrollouts.api import parse_experiment
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.ports import Runtime
+from mlrollouts.controller.shard_metrics import write_conflicts
+from mlrollouts.controller.write_guard import GuardedObjects
 from mlrollouts.localstack.fixtures import local_apiserver
 from mlrollouts.localstack.testbackend import SuiteApiServer
 from mlrollouts.routing.kube import KubeObjects, ObjectConflict
@@ -27,17 +29,23 @@ def test_a_status_write_from_a_stale_read_is_refused_and_changes_nothing(local_a
     api = kubernetes.config.new_client_from_config(config_file=str(local_apiserver.kubeconfig))
     objects = kubernetes.client.CustomObjectsApi(api)
     objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, canary_manifest("x", "http://p:9090"))
-    runtime = Runtime(KubeObjects.from_kubeconfig(str(local_apiserver.kubeconfig)))
+    runtime = Runtime(GuardedObjects(KubeObjects.from_kubeconfig(str(local_apiserver.kubeconfig))))
+    refusals = write_conflicts.labels(f"{PLURAL}/status")
+    refused_before = refusals._value.get()
 
-    async def scenario() -> None:
+    async def scenario() -> str | None:
         read = await runtime.read("default", "x")
         version = read["metadata"]["resourceVersion"]
-        await runtime.write_status("default", "x", {"phase": "Progressing", "step": 1}, version)
+        written = await runtime.write_status("default", "x", {"phase": "Progressing", "step": 1}, version)
         with pytest.raises(ObjectConflict):  # a second writer that read the same version is refused
             await runtime.write_status("default", "x", {"phase": "Progressing", "step": 2}, version)
+        return written
 
-    asyncio.run(scenario())
-    assert objects.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "x")["status"]["step"] == 1
+    written = asyncio.run(scenario())
+    stored = objects.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "x")
+    assert stored["status"]["step"] == 1
+    assert written == stored["metadata"]["resourceVersion"]  # what the next tick's read is checked against
+    assert refusals._value.get() == refused_before + 1  # the refusal is counted, once
     api.close()
 
 

@@ -37,6 +37,10 @@ logger = logging.getLogger(__name__)
 PatchType = Literal["merge", "json"]
 _CONTENT_TYPES = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
+JSON = "application/json"
+METADATA_ONLY = f"{JSON};as=PartialObjectMetadata;g=meta.k8s.io;v=v1, {JSON}"
+"""The API server answers with the object's metadata only (kubectl's `--output name` asks the same way); one
+that cannot, with the whole object."""
 FIELD_MANAGER = "mlrollouts"
 TOKEN_CHECK_SECONDS = 60.0
 MAX_IN_FLIGHT = 32
@@ -88,6 +92,7 @@ class ObjectClient(Protocol):
         body: Any,
         patch_type: PatchType = "merge",
         subresource: str | None = None,
+        metadata_only: bool = False,
     ) -> dict[str, Any]: ...
 
     async def replace(
@@ -120,6 +125,10 @@ class KubeObjects:
         self._clients: dict[asyncio.AbstractEventLoop, kubernetes.aio.client.ApiClient] = {}
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         configuration.connection_pool_maxsize = MAX_IN_FLIGHT
+        # No proxy or .netrc from the environment, as kopf's own client to the same API server (its watches)
+        # has none: with trust_env on, aiohttp looked both up in worker threads on every request.
+        extra = getattr(configuration, "client_session_kwargs", None) or {}
+        configuration.client_session_kwargs = {**extra, "trust_env": False}
         self._timeout = timeout_seconds
         self.write_check: Callable[[], None] | None = None
         """Called right before a write is sent (active-active: the shard Lease is still held after any wait for
@@ -167,10 +176,21 @@ class KubeObjects:
         body: Any,
         patch_type: PatchType = "merge",
         subresource: str | None = None,
+        metadata_only: bool = False,
     ) -> dict[str, Any]:
+        """`metadata_only`: the answer is the written object's metadata alone (all a status write reads back)."""
+        accept = METADATA_ONLY if metadata_only else JSON
         try:
             return await self._call(
-                "PATCH", api_version, plural, namespace, name, body, _CONTENT_TYPES[patch_type], subresource=subresource
+                "PATCH",
+                api_version,
+                plural,
+                namespace,
+                name,
+                body,
+                _CONTENT_TYPES[patch_type],
+                subresource=subresource,
+                accept=accept,
             )
         except ApiRequestFailed as error:
             guarded = patch_type == "json" and any(op.get("op") == "test" for op in body)
@@ -244,9 +264,10 @@ class KubeObjects:
         content_type: str | None = None,
         subresource: str | None = None,
         force: bool = False,
+        accept: str = JSON,
     ) -> dict[str, Any]:
         _, data = await self._call_status(
-            method, api_version, plural, namespace, name, body, content_type, subresource, force
+            method, api_version, plural, namespace, name, body, content_type, subresource, force, accept
         )
         return data
 
@@ -261,6 +282,7 @@ class KubeObjects:
         content_type: str | None = None,
         subresource: str | None = None,
         force: bool = False,
+        accept: str = JSON,
     ) -> tuple[int, dict[str, Any]]:
         path = object_path(api_version, plural, namespace, name, subresource)
         query: list[tuple[str, str]] = []
@@ -268,7 +290,7 @@ class KubeObjects:
             query.append(("fieldManager", FIELD_MANAGER))
         if force:
             query.append(("force", "true"))
-        status, data = await self._request(method, path, body, content_type, query)
+        status, data = await self._request(method, path, body, content_type, query, accept)
         logger.debug("kube request method=%s path=%s status=%s", method, path, status)
         detail = data.get("message") if isinstance(data, dict) else None
         if status == 404:
@@ -282,15 +304,23 @@ class KubeObjects:
         return status, data
 
     async def _request(
-        self, method: str, path: str, body: Any, content_type: str | None, query: list[tuple[str, str]]
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str | None,
+        query: list[tuple[str, str]],
+        accept: str = JSON,
     ) -> tuple[int, Any]:
         api, slots = self._client()
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         async with slots:  # queued here, not in aiohttp's pool, so the timeout counts the request alone
-            method, url, headers, body, _ = await api.param_serialize(
-                method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
+            # The body is left out of param_serialize: ours are plain JSON already (no client models, no
+            # datetimes), and its sanitize_for_serialization walked every leaf of each status again per write.
+            method, url, headers, _, _ = await api.param_serialize(
+                method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
             )
             if method != "GET" and self.write_check is not None:
                 self.write_check()  # after the wait for a slot: a Lease that lapsed meanwhile stops the write
