@@ -99,18 +99,37 @@ def _info_series(name: str) -> dict[str, float]:
     }
 
 
+def _per_phase() -> dict[str, float]:
+    families = text_string_to_metric_families(generate_latest(telemetry.REGISTRY).decode())
+    return {
+        s.labels["phase"]: s.value
+        for family in families
+        if family.name == "mlrollouts_experiments"
+        for s in family.samples
+    }
+
+
 def test_phase_gauges_follow_an_experiment_through_invalid_and_back() -> None:
     manifest = canary_manifest("gauge-demo", "http://p:9090")
     manifest["status"] = {"phase": "Progressing", "weights": {"churn-v2": 80, "churn-v3": 20}}
     experiment = parse_experiment(yaml.safe_load(yaml.safe_dump(manifest)))
+    telemetry.forget_experiment("default", "gauge-demo")
+    before = _per_phase()
+    counts = lambda **moved: {p: before.get(p, 0) + moved.get(p, 0) for p in telemetry.PHASES}  # noqa: E731
     telemetry.record_experiment(experiment, None)
     assert _info_series("gauge-demo") == {"canary/Progressing": 1}
+    assert _per_phase() == counts(Progressing=1)
+    telemetry.record_experiment(experiment, None)  # the next tick, same phase: counted once
+    assert _per_phase() == counts(Progressing=1)
     telemetry.record_invalid("default", "gauge-demo", "canary")
     assert _info_series("gauge-demo") == {"canary/Invalid": 1}
+    assert _per_phase() == counts(Invalid=1)
     telemetry.record_experiment(experiment, None)
     assert _info_series("gauge-demo") == {"canary/Progressing": 1}
+    assert _per_phase() == counts(Progressing=1)
     telemetry.forget_experiment("default", "gauge-demo")
     assert _info_series("gauge-demo") == {}
+    assert _per_phase() == counts()
 
 
 def _bounds(name: str) -> dict[str, float]:
