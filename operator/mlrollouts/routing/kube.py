@@ -17,20 +17,17 @@ Route writes are server-side apply (`apply`, `apply_scale`) as field manager `ml
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
-import os
-import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import aiohttp
 import kubernetes.aio.client
-import kubernetes.aio.config
 
 from mlrollouts.routing.base import RoutingError
+from mlrollouts.routing.kubeconfig import aio_configuration
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +36,9 @@ _CONTENT_TYPES = {"merge": "application/merge-patch+json", "json": "application/
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
 JSON = "application/json"
 METADATA_ONLY = f"{JSON};as=PartialObjectMetadata;g=meta.k8s.io;v=v1, {JSON}"
-"""The API server answers with the object's metadata only (kubectl's `--output name` asks the same way); one
+"""The API server answers with the object's metadata only (server-side conversion to PartialObjectMetadata); one
 that cannot, with the whole object."""
 FIELD_MANAGER = "mlrollouts"
-TOKEN_CHECK_SECONDS = 60.0
 MAX_IN_FLIGHT = 32
 """Requests one client has open at once (its connection pool): thousands of experiments ticking together queue
 for a slot rather than all waiting on the API server at once, each against its own timeout."""
@@ -345,49 +341,3 @@ def _abandon(client: kubernetes.aio.client.ApiClient) -> None:
     if session is not None and session.connector is not None:
         with contextlib.suppress(RuntimeError):  # the ended loop's transports may refuse; they are gone anyway
             session.connector._close(abort_ssl=True)  # the synchronous part of aiohttp's close (nothing to await)
-
-
-def aio_configuration(path: str | None = None, context: str | None = None) -> kubernetes.aio.client.Configuration:
-    """The kubeconfig at `path` (default $KUBECONFIG / ~/.kube/config, as kubectl) loaded for `kubernetes.aio`.
-
-    Client certificates, tokens and CA data as the sync client loads them; an exec plugin's token (or an OIDC /
-    GCP one) is fetched again when it expires, checked before each request (the async loader sets no refresh
-    hook of its own). Loading is async (an exec plugin runs as an asyncio subprocess), so it runs on a loop of
-    its own: callable before kopf starts its loop, or from inside a running one.
-    """
-    configuration = kubernetes.aio.client.Configuration()
-    path = path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-
-    async def load() -> Any:
-        return await kubernetes.aio.config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration, persist_config=False
-        )
-
-    loader = _run_sync(load())
-    if getattr(loader, "exec_plugin_expiry", None) is not None or loader.provider in ("gcp", "oidc"):
-        checked = time.monotonic()
-
-        async def refresh(target: kubernetes.aio.client.Configuration) -> None:
-            nonlocal checked
-            if time.monotonic() - checked >= TOKEN_CHECK_SECONDS:  # well inside the loader's 5-minute expiry skew
-                checked = time.monotonic()
-                await loader.load_and_set(target)  # the plugin runs again only if its token expired
-
-        configuration.refresh_api_key_hook = refresh
-    return configuration
-
-
-def incluster_configuration() -> kubernetes.aio.client.Configuration:
-    """The pod's service account; its token file is re-read every minute (projected tokens rotate)."""
-    configuration = kubernetes.aio.client.Configuration()
-    kubernetes.aio.config.load_incluster_config(client_configuration=configuration)
-    return configuration
-
-
-def _run_sync(coroutine: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # once, at start-up: not on any hot path
-        return pool.submit(asyncio.run, coroutine).result()
