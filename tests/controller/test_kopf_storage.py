@@ -49,6 +49,8 @@ EXTRA_FIELDS = (
     (),
     (("metadata", "annotations", ACTION_ANNOTATION),),  # the operator's on.field handler
     (("status", "phase"), ("metadata", "labels", "team")),
+    (("spec",), ("metadata", "annotations", ACTION_ANNOTATION)),  # the operator's on.update(field="spec") too
+    (("spec", "analysis"),),
 )
 
 
@@ -85,8 +87,9 @@ def test_a_status_write_is_no_change_and_a_spec_or_label_edit_is_one() -> None:
     assert diffs.diff(old, essences(relabelled, slim=True)[1])
 
 
-def test_the_built_essence_does_not_share_the_spec_with_the_body() -> None:
+@pytest.mark.parametrize("extra", [(), (("spec",),)])
+def test_the_built_essence_does_not_share_the_spec_with_the_body(extra: tuple) -> None:
     body = copy.deepcopy(BODIES["plain"])
-    built, _ = essences(body, slim=True)
+    built, _ = essences(body, slim=True, extra=extra)
     body["spec"]["analysis"]["interval"] = "99s"  # kopf keeps essences across events: they must not follow the body
     assert built["spec"]["analysis"]["interval"] != "99s"

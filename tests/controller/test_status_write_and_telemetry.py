@@ -14,6 +14,8 @@ from stack import canary_manifest
 from mlrollouts.api import parse_experiment
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.ports import Runtime
+from mlrollouts.controller.shard_metrics import write_conflicts
+from mlrollouts.controller.write_guard import GuardedObjects
 from mlrollouts.localstack.fixtures import local_apiserver
 from mlrollouts.localstack.testbackend import SuiteApiServer
 from mlrollouts.routing.kube import KubeObjects, ObjectConflict
@@ -27,17 +29,23 @@ def test_a_status_write_from_a_stale_read_is_refused_and_changes_nothing(local_a
     api = kubernetes.config.new_client_from_config(config_file=str(local_apiserver.kubeconfig))
     objects = kubernetes.client.CustomObjectsApi(api)
     objects.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, canary_manifest("x", "http://p:9090"))
-    runtime = Runtime(KubeObjects.from_kubeconfig(str(local_apiserver.kubeconfig)))
+    runtime = Runtime(GuardedObjects(KubeObjects.from_kubeconfig(str(local_apiserver.kubeconfig))))
+    refusals = write_conflicts.labels(f"{PLURAL}/status")
+    refused_before = refusals._value.get()
 
-    async def scenario() -> None:
+    async def scenario() -> str | None:
         read = await runtime.read("default", "x")
         version = read["metadata"]["resourceVersion"]
-        await runtime.write_status("default", "x", {"phase": "Progressing", "step": 1}, version)
+        written = await runtime.write_status("default", "x", {"phase": "Progressing", "step": 1}, version)
         with pytest.raises(ObjectConflict):  # a second writer that read the same version is refused
             await runtime.write_status("default", "x", {"phase": "Progressing", "step": 2}, version)
+        return written
 
-    asyncio.run(scenario())
-    assert objects.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "x")["status"]["step"] == 1
+    written = asyncio.run(scenario())
+    stored = objects.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "x")
+    assert stored["status"]["step"] == 1
+    assert written == stored["metadata"]["resourceVersion"]  # what the next tick's read is checked against
+    assert refusals._value.get() == refused_before + 1  # the refusal is counted, once
     api.close()
 
 
@@ -91,18 +99,37 @@ def _info_series(name: str) -> dict[str, float]:
     }
 
 
+def _per_phase() -> dict[str, float]:
+    families = text_string_to_metric_families(generate_latest(telemetry.REGISTRY).decode())
+    return {
+        s.labels["phase"]: s.value
+        for family in families
+        if family.name == "mlrollouts_experiments"
+        for s in family.samples
+    }
+
+
 def test_phase_gauges_follow_an_experiment_through_invalid_and_back() -> None:
     manifest = canary_manifest("gauge-demo", "http://p:9090")
     manifest["status"] = {"phase": "Progressing", "weights": {"churn-v2": 80, "churn-v3": 20}}
     experiment = parse_experiment(yaml.safe_load(yaml.safe_dump(manifest)))
+    telemetry.forget_experiment("default", "gauge-demo")
+    before = _per_phase()
+    counts = lambda **moved: {p: before.get(p, 0) + moved.get(p, 0) for p in telemetry.PHASES}  # noqa: E731
     telemetry.record_experiment(experiment, None)
     assert _info_series("gauge-demo") == {"canary/Progressing": 1}
+    assert _per_phase() == counts(Progressing=1)
+    telemetry.record_experiment(experiment, None)  # the next tick, same phase: counted once
+    assert _per_phase() == counts(Progressing=1)
     telemetry.record_invalid("default", "gauge-demo", "canary")
     assert _info_series("gauge-demo") == {"canary/Invalid": 1}
+    assert _per_phase() == counts(Invalid=1)
     telemetry.record_experiment(experiment, None)
     assert _info_series("gauge-demo") == {"canary/Progressing": 1}
+    assert _per_phase() == counts(Progressing=1)
     telemetry.forget_experiment("default", "gauge-demo")
     assert _info_series("gauge-demo") == {}
+    assert _per_phase() == counts()
 
 
 def _bounds(name: str) -> dict[str, float]:

@@ -54,3 +54,17 @@ def test_a_status_the_schema_refuses_is_an_error_naming_the_field_not_a_conflict
         asyncio.run(objects.patch(API, "modelexperiments", "default", "e", patch, "json", "status"))
     assert not isinstance(refused.value, ObjectConflict)
     assert refused.value.http_status == 422 and "status.phase" in str(refused.value)
+
+
+def test_a_status_write_reads_back_only_the_metadata_it_needs(objects: KubeObjects) -> None:
+    """The tick needs only the new resourceVersion; the API server sends the metadata alone, not the 8 KB object,
+    and the guard still refuses a write over the version the answer named once the object moved on."""
+    version = asyncio.run(objects.get(API, "modelexperiments", "default", "e"))["metadata"]["resourceVersion"]
+    patch = _status_patch(version, {"phase": "Progressing", "step": 1})
+    written = asyncio.run(objects.patch(API, "modelexperiments", "default", "e", patch, "json", "status", True))
+    assert "spec" not in written and "status" not in written
+    stored = asyncio.run(objects.get(API, "modelexperiments", "default", "e"))
+    assert written["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"] != version
+    assert stored["status"]["step"] == 1
+    with pytest.raises(ObjectConflict):
+        asyncio.run(objects.patch(API, "modelexperiments", "default", "e", patch, "json", "status", True))

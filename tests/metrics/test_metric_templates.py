@@ -104,6 +104,19 @@ def test_an_unsafe_value_is_refused_and_never_substituted(variable: str, value: 
     assert repr(value) in message
 
 
+def test_a_template_rendered_again_reports_each_problem_once() -> None:
+    """Templates are parsed once and remembered; a refused value found on one tick must not pile onto the next."""
+    template = 'sum(x{v="{{variant}}"})'
+    for tick in range(3):
+        with pytest.raises(TemplateError) as caught:
+            render(template, {"variant": f"Bad-{tick}"}, "spec.analysis.primaryMetric.trials")
+        assert [problem.message for problem in caught.value.problems] == [
+            f"refusing to substitute {{{{variant}}}} = 'Bad-{tick}': it must be a DNS-1123 label (lowercase letters, "
+            "digits, '-')"
+        ]
+    assert render(template, {"variant": "ok"}, "f") == 'sum(x{v="ok"})'
+
+
 def test_a_value_the_template_does_not_use_is_not_required() -> None:
     assert render('sum(x{v="{{variant}}"})', {"variant": "churn-v2"}, "f") == 'sum(x{v="churn-v2"})'
 

@@ -112,3 +112,14 @@ async def test_an_unreachable_api_server_is_a_routing_error_naming_the_request(o
             await client.get("apps/v1", "deployments", NAMESPACE, "x")
     finally:
         await client.aclose()
+
+
+async def test_a_proxy_in_the_environment_is_not_used(objects: KubeObjects, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As kopf's own watches of the same API server: no proxy (and no .netrc) from the environment, which aiohttp
+    otherwise looked up in worker threads on every request."""
+    for variable in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")  # discard port: a request sent there would fail
+    for variable in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    with pytest.raises(ObjectNotFound):  # the API server's own answer
+        await objects.get("apps/v1", "deployments", NAMESPACE, "absent")

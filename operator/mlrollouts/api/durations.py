@@ -9,6 +9,7 @@ operator and `mlrollouts validate` read the same variable, so they give the same
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from datetime import timedelta
@@ -25,8 +26,10 @@ DEFAULT_MIN_INTERVAL = "5s"
 MIN_INTERVAL_ENV = "MLROLLOUTS_MIN_INTERVAL"
 
 
+@functools.lru_cache(maxsize=1024)
 def duration_seconds(text: str) -> float:
-    """Seconds in "1h30m" as a number (no timedelta, so no overflow); ValueError names the accepted units."""
+    """Seconds in "1h30m" as a number (no timedelta, so no overflow); ValueError names the accepted units.
+    Cached: each tick reads the same few durations (spec.analysis.interval among them) again."""
     if not re.fullmatch(DURATION_PATTERN, text or ""):
         raise ValueError(f"invalid duration {text!r}: use a number and a unit (ms, s, m, h, d), e.g. 30s, 10m, 14d")
     return float(sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text)))

@@ -201,7 +201,9 @@ class Runtime:
         guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}]
         patch = [*(guard if resource_version else []), {"op": "add", "path": "/status", "value": status}]
         self._written.pop((namespace, name), None)
-        written = await self.objects.patch(API_VERSION, PLURAL, namespace, name, patch, "json", subresource="status")
+        written = await self.objects.patch(
+            API_VERSION, PLURAL, namespace, name, patch, "json", subresource="status", metadata_only=True
+        )
         version = ((written or {}).get("metadata") or {}).get("resourceVersion") if isinstance(written, dict) else None
         if version:
             self._written[(namespace, name)] = version

@@ -21,7 +21,8 @@ from mlrollouts.controller.storage import SlimDiffBaseStorage, SlimProgressStora
 from mlrollouts.controller.write_guard import GuardedObjects
 from mlrollouts.hooks.policy import HookPolicy
 from mlrollouts.metrics.policy import CredentialPolicy
-from mlrollouts.routing.kube import KubeObjects, aio_configuration, incluster_configuration
+from mlrollouts.routing.kube import KubeObjects
+from mlrollouts.routing.kubeconfig import aio_configuration, incluster_configuration
 
 log = logging.getLogger(__name__)
 

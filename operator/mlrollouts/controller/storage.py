@@ -44,7 +44,10 @@ class SlimDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
         for key in list(annotations):
             if any(key.startswith(f"{prefix}/") for prefix in ignored) or key == KUBECTL_LAST_APPLIED:
                 del annotations[key]
-        dicts.cherrypick(src=body, dst=essence, fields=extra, picker=copy.deepcopy)  # e.g. an on.field handler's
+        # e.g. an on.field handler's; not one inside a stanza copied whole above (the operator's on.update of
+        # `spec`): kopf deep-copied the spec a second time over the first copy, per watch event
+        extra = [field for field in extra if not field or field[0] in DROPPED]
+        dicts.cherrypick(src=body, dst=essence, fields=extra, picker=copy.deepcopy)
         self.remove_empty_stanzas(essence)
         self.remove_annotations(essence, set(self.make_keys(self.key, body=body)))
         self.remove_empty_stanzas(essence)

@@ -83,7 +83,7 @@ def record_experiment(experiment: ModelExperiment, transition_time: float | None
     """Refresh the per-experiment gauges from its status (called after each status write)."""
     key = (experiment.metadata.namespace, experiment.metadata.name)
     status = experiment.status
-    _set_phase(key, experiment.spec.strategy, status.phase or "Pending")
+    moved = _set_phase(key, experiment.spec.strategy, status.phase or "Pending")
     for variant, weight in status.weights.items():
         if variant != experiment.spec.champion.name:  # the alerts find the champion by its missing series
             challenger_weight.labels(*key, variant).set(weight)
@@ -101,7 +101,8 @@ def record_experiment(experiment: ModelExperiment, transition_time: float | None
             srm_p_value.labels(*key).set(analysis.srm_p_value)
     _record_bounds(key, experiment)
     _record_guardrails(key, experiment)
-    _refresh_phase_counts()
+    if moved:
+        _refresh_phase_counts()
 
 
 def _record_bounds(key: tuple[str, str], experiment: ModelExperiment) -> None:
@@ -137,8 +138,8 @@ def _forget_guardrails(key: tuple[str, str], keep: set[str] | None = None) -> No
 
 
 def record_invalid(namespace: str, name: str, strategy: str | None) -> None:
-    _set_phase((namespace, name), strategy or "unknown", "Invalid")
-    _refresh_phase_counts()
+    if _set_phase((namespace, name), strategy or "unknown", "Invalid"):
+        _refresh_phase_counts()
 
 
 _PER_EXPERIMENT = (experiment_step, last_transition, analysis_interval, p_value, probability_better, srm_p_value)
@@ -154,20 +155,25 @@ def forget_experiment(namespace: str, name: str) -> None:
     for variant in _weights_of.pop(key, set()):
         with contextlib.suppress(KeyError):
             challenger_weight.remove(*key, variant)
-    if key in _phase_of:
-        experiment_info.remove(*key, _strategy_of.pop(key), _phase_of.pop(key))
     for stale in _bounds_of.pop(key, set()):
         confidence_bound.remove(*key, *stale)
-    _refresh_phase_counts()
+    if key in _phase_of:
+        experiment_info.remove(*key, _strategy_of.pop(key), _phase_of.pop(key))
+        _refresh_phase_counts()
 
 
-def _set_phase(key: tuple[str, str], strategy: str, phase: str) -> None:
-    """One experiment_info series per experiment: the old one goes when the phase or strategy changes."""
+def _set_phase(key: tuple[str, str], strategy: str, phase: str) -> bool:
+    """One experiment_info series per experiment: the old one goes when the phase or strategy changes.
+    True when the experiment's phase is new or changed: only then do the per-phase counts move (counting every
+    experiment's phase on every tick cost O(experiments) per tick)."""
     previous = (_strategy_of.get(key), _phase_of.get(key))
-    if previous[1] is not None and previous != (strategy, phase):
+    if previous == (strategy, phase):
+        return False
+    if previous[1] is not None:
         experiment_info.remove(*key, *previous)
     _strategy_of[key], _phase_of[key] = strategy, phase
     experiment_info.labels(*key, strategy, phase).set(1)
+    return previous[1] != phase
 
 
 def _refresh_phase_counts() -> None:

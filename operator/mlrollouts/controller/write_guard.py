@@ -39,11 +39,14 @@ class GuardedObjects:
         body: Any,
         patch_type: PatchType = "merge",
         subresource: str | None = None,
+        metadata_only: bool = False,
     ) -> dict[str, Any]:
         self._check()
         resource = f"{plural}/{subresource}" if subresource else plural
         try:
-            return await self._inner.patch(api_version, plural, namespace, name, body, patch_type, subresource)
+            return await self._inner.patch(
+                api_version, plural, namespace, name, body, patch_type, subresource, metadata_only=metadata_only
+            )
         except LeaseLost:  # stopped right before sending (see KubeObjects.write_check): not sent, so not refused
             raise
         except ObjectConflict:

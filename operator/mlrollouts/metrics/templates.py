@@ -7,6 +7,7 @@ never be altered by an object's name. An unknown variable is a spec error naming
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ VALUE_PATTERNS: Mapping[str, tuple[str, str, int]] = {
 KNOWN_VARIABLES: tuple[str, ...] = tuple(VALUE_PATTERNS)
 
 _VARIABLE = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
+TEMPLATE_CACHE_SIZE = 4096
+"""Distinct templates remembered (parsed once each); experiments usually share a few."""
 
 
 class TemplateError(SpecError):
@@ -83,6 +86,12 @@ def uses_window(template: str) -> bool:
 
 def template_problems(template: str, field: str) -> list[SpecProblem]:
     """Unknown variables and unbalanced braces; empty when the template is well formed."""
+    return list(_template_problems(template, field))
+
+
+@functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
+def _template_problems(template: str, field: str) -> tuple[SpecProblem, ...]:
+    """Cached: every tick renders the same templates again (a pure function of the two strings)."""
     problems = []
     unknown = sorted({v for v in variables_in(template) if v not in VALUE_PATTERNS})
     if unknown:
@@ -93,7 +102,7 @@ def template_problems(template: str, field: str) -> list[SpecProblem]:
     leftover = _VARIABLE.sub("", template)
     if "{{" in leftover or "}}" in leftover:
         problems.append(SpecProblem(field, "unbalanced '{{' or '}}': write variables as {{variant}}"))
-    return problems
+    return tuple(problems)
 
 
 def render(template: str, values: Mapping[str, str], field: str) -> str:
@@ -230,8 +239,10 @@ class VariantGrouping:
     tail: str  # template text after the matcher
 
 
+@functools.lru_cache(maxsize=TEMPLATE_CACHE_SIZE)
 def variant_grouping(template: str) -> VariantGrouping | None:
-    """The rewrite of a template into one `by (label)` query, or None when the template's shape is not known safe."""
+    """The rewrite of a template into one `by (label)` query, or None when the template's shape is not known safe.
+    Cached (a pure function of the text, whose regular expressions every tick ran again)."""
     variables = variables_in(template)
     if variables.count("variant") != 1 or "service" in variables or template_problems(template, ""):
         return None

@@ -46,6 +46,7 @@ class FakeKubeObjects:
         body: Any,
         patch_type: PatchType = "merge",
         subresource: str | None = None,
+        metadata_only: bool = False,
     ) -> dict[str, Any]:
         """A status-subresource patch is applied as a patch of the whole object: the fake keeps no split."""
         current = self._find(api_version, plural, namespace, name)
@@ -53,7 +54,8 @@ class FakeKubeObjects:
             proposed = merge_patch(current, body)
         else:
             proposed = json_patch(current, body, describe(plural, namespace, name))
-        return self._write((api_version, plural, namespace, name), proposed)
+        written = self._write((api_version, plural, namespace, name), proposed)
+        return {"metadata": written["metadata"]} if metadata_only else written
 
     async def create(self, api_version: str, plural: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         key = (api_version, plural, namespace, body["metadata"]["name"])

@@ -17,28 +17,28 @@ Route writes are server-side apply (`apply`, `apply_scale`) as field manager `ml
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import json
 import logging
-import os
-import time
 from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 import aiohttp
 import kubernetes.aio.client
-import kubernetes.aio.config
 
 from mlrollouts.routing.base import RoutingError
+from mlrollouts.routing.kubeconfig import aio_configuration
 
 logger = logging.getLogger(__name__)
 
 PatchType = Literal["merge", "json"]
 _CONTENT_TYPES = {"merge": "application/merge-patch+json", "json": "application/json-patch+json"}
 APPLY_CONTENT_TYPE = "application/apply-patch+yaml"  # JSON is YAML: the client sends the dict as JSON
+JSON = "application/json"
+METADATA_ONLY = f"{JSON};as=PartialObjectMetadata;g=meta.k8s.io;v=v1, {JSON}"
+"""The API server answers with the object's metadata only (server-side conversion to PartialObjectMetadata); one
+that cannot, with the whole object."""
 FIELD_MANAGER = "mlrollouts"
-TOKEN_CHECK_SECONDS = 60.0
 MAX_IN_FLIGHT = 32
 """Requests one client has open at once (its connection pool): thousands of experiments ticking together queue
 for a slot rather than all waiting on the API server at once, each against its own timeout."""
@@ -88,6 +88,7 @@ class ObjectClient(Protocol):
         body: Any,
         patch_type: PatchType = "merge",
         subresource: str | None = None,
+        metadata_only: bool = False,
     ) -> dict[str, Any]: ...
 
     async def replace(
@@ -120,6 +121,10 @@ class KubeObjects:
         self._clients: dict[asyncio.AbstractEventLoop, kubernetes.aio.client.ApiClient] = {}
         self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
         configuration.connection_pool_maxsize = MAX_IN_FLIGHT
+        # No proxy or .netrc from the environment, as kopf's own client to the same API server (its watches)
+        # has none: with trust_env on, aiohttp looked both up in worker threads on every request.
+        extra = getattr(configuration, "client_session_kwargs", None) or {}
+        configuration.client_session_kwargs = {**extra, "trust_env": False}
         self._timeout = timeout_seconds
         self.write_check: Callable[[], None] | None = None
         """Called right before a write is sent (active-active: the shard Lease is still held after any wait for
@@ -167,10 +172,21 @@ class KubeObjects:
         body: Any,
         patch_type: PatchType = "merge",
         subresource: str | None = None,
+        metadata_only: bool = False,
     ) -> dict[str, Any]:
+        """`metadata_only`: the answer is the written object's metadata alone (all a status write reads back)."""
+        accept = METADATA_ONLY if metadata_only else JSON
         try:
             return await self._call(
-                "PATCH", api_version, plural, namespace, name, body, _CONTENT_TYPES[patch_type], subresource=subresource
+                "PATCH",
+                api_version,
+                plural,
+                namespace,
+                name,
+                body,
+                _CONTENT_TYPES[patch_type],
+                subresource=subresource,
+                accept=accept,
             )
         except ApiRequestFailed as error:
             guarded = patch_type == "json" and any(op.get("op") == "test" for op in body)
@@ -244,9 +260,10 @@ class KubeObjects:
         content_type: str | None = None,
         subresource: str | None = None,
         force: bool = False,
+        accept: str = JSON,
     ) -> dict[str, Any]:
         _, data = await self._call_status(
-            method, api_version, plural, namespace, name, body, content_type, subresource, force
+            method, api_version, plural, namespace, name, body, content_type, subresource, force, accept
         )
         return data
 
@@ -261,6 +278,7 @@ class KubeObjects:
         content_type: str | None = None,
         subresource: str | None = None,
         force: bool = False,
+        accept: str = JSON,
     ) -> tuple[int, dict[str, Any]]:
         path = object_path(api_version, plural, namespace, name, subresource)
         query: list[tuple[str, str]] = []
@@ -268,7 +286,7 @@ class KubeObjects:
             query.append(("fieldManager", FIELD_MANAGER))
         if force:
             query.append(("force", "true"))
-        status, data = await self._request(method, path, body, content_type, query)
+        status, data = await self._request(method, path, body, content_type, query, accept)
         logger.debug("kube request method=%s path=%s status=%s", method, path, status)
         detail = data.get("message") if isinstance(data, dict) else None
         if status == 404:
@@ -282,15 +300,23 @@ class KubeObjects:
         return status, data
 
     async def _request(
-        self, method: str, path: str, body: Any, content_type: str | None, query: list[tuple[str, str]]
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str | None,
+        query: list[tuple[str, str]],
+        accept: str = JSON,
     ) -> tuple[int, Any]:
         api, slots = self._client()
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content_type:
             headers["Content-Type"] = content_type
         async with slots:  # queued here, not in aiohttp's pool, so the timeout counts the request alone
-            method, url, headers, body, _ = await api.param_serialize(
-                method, path, query_params=query, header_params=headers, body=body, auth_settings=["BearerToken"]
+            # The body is left out of param_serialize: ours are plain JSON already (no client models, no
+            # datetimes), and its sanitize_for_serialization walked every leaf of each status again per write.
+            method, url, headers, _, _ = await api.param_serialize(
+                method, path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
             )
             if method != "GET" and self.write_check is not None:
                 self.write_check()  # after the wait for a slot: a Lease that lapsed meanwhile stops the write
@@ -315,49 +341,3 @@ def _abandon(client: kubernetes.aio.client.ApiClient) -> None:
     if session is not None and session.connector is not None:
         with contextlib.suppress(RuntimeError):  # the ended loop's transports may refuse; they are gone anyway
             session.connector._close(abort_ssl=True)  # the synchronous part of aiohttp's close (nothing to await)
-
-
-def aio_configuration(path: str | None = None, context: str | None = None) -> kubernetes.aio.client.Configuration:
-    """The kubeconfig at `path` (default $KUBECONFIG / ~/.kube/config, as kubectl) loaded for `kubernetes.aio`.
-
-    Client certificates, tokens and CA data as the sync client loads them; an exec plugin's token (or an OIDC /
-    GCP one) is fetched again when it expires, checked before each request (the async loader sets no refresh
-    hook of its own). Loading is async (an exec plugin runs as an asyncio subprocess), so it runs on a loop of
-    its own: callable before kopf starts its loop, or from inside a running one.
-    """
-    configuration = kubernetes.aio.client.Configuration()
-    path = path or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
-
-    async def load() -> Any:
-        return await kubernetes.aio.config.load_kube_config(
-            config_file=path, context=context, client_configuration=configuration, persist_config=False
-        )
-
-    loader = _run_sync(load())
-    if getattr(loader, "exec_plugin_expiry", None) is not None or loader.provider in ("gcp", "oidc"):
-        checked = time.monotonic()
-
-        async def refresh(target: kubernetes.aio.client.Configuration) -> None:
-            nonlocal checked
-            if time.monotonic() - checked >= TOKEN_CHECK_SECONDS:  # well inside the loader's 5-minute expiry skew
-                checked = time.monotonic()
-                await loader.load_and_set(target)  # the plugin runs again only if its token expired
-
-        configuration.refresh_api_key_hook = refresh
-    return configuration
-
-
-def incluster_configuration() -> kubernetes.aio.client.Configuration:
-    """The pod's service account; its token file is re-read every minute (projected tokens rotate)."""
-    configuration = kubernetes.aio.client.Configuration()
-    kubernetes.aio.config.load_incluster_config(client_configuration=configuration)
-    return configuration
-
-
-def _run_sync(coroutine: Any) -> Any:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coroutine)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # once, at start-up: not on any hot path
-        return pool.submit(asyncio.run, coroutine).result()
