@@ -17,6 +17,7 @@ from mlrollouts.api import API_VERSION, ModelExperiment
 from mlrollouts.api.errors import SpecError
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.events import EventRecorder
+from mlrollouts.controller.retries import RetryBackoff, retry_cap
 from mlrollouts.controller.templates import TemplateResolver, no_templates
 from mlrollouts.controller.tick import TickPorts
 from mlrollouts.engine.types import Event, GateResult
@@ -37,8 +38,9 @@ PLURAL = "modelexperiments"
 @dataclass
 class Runtime:
     objects: ObjectClient
-    retry_interval: float = 5.0
-    """Seconds before a tick that failed (API or routing error) is tried again."""
+    retries: RetryBackoff = field(default_factory=RetryBackoff)
+    """When a tick that failed (API or routing error) is tried again: 5 s, doubled per failure up to the
+    experiment's interval (controller/retries.py)."""
     invalid_recheck_interval: float = 30.0
     """Seconds between re-checks of an invalid experiment (edits wake it at once anyway)."""
     credentials: CredentialPolicy = field(default_factory=CredentialPolicy)
@@ -120,6 +122,7 @@ class Runtime:
     def forget(self, namespace: str, name: str) -> None:
         """The experiment's loop ended (deleted, terminal, or its shard moved): drop what `read` remembers."""
         self._written.pop((namespace, name), None)
+        self.retries.succeeded(namespace, name)
 
     def router_for(self, experiment: ModelExperiment) -> TrafficRouter:
         return make_router(experiment, self.objects)
@@ -170,6 +173,9 @@ class Runtime:
             provider = await self.metrics_for(experiment)
             return _CountingProvider(provider, experiment)
 
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
+
         return TickPorts(
             metrics_for=metrics_for,
             router_for=self.router_for,
@@ -181,6 +187,7 @@ class Runtime:
             call_webhooks=self.call_webhooks,
             notify=self.notifier.submit,
             resolve_templates=self.resolve_templates,
+            retry_in=lambda: self.retries.delay(namespace, name, retry_cap(body), peek=True),
         )
 
     async def resolve_templates(self, experiment: ModelExperiment) -> ModelExperiment:
