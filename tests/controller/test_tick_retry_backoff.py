@@ -109,3 +109,23 @@ def test_a_retry_delay_is_spread_so_failed_experiments_do_not_retry_in_step() ->
     runtime = Runtime(FakeKubeObjects())
     delays = {runtime.retries.delay("default", f"e-{index}", INTERVAL) for index in range(50)}
     assert len(delays) > 10 and all(2.5 <= delay <= 5.0 for delay in delays)
+
+
+class _GetsTimeOut(_LoadedApiServer):
+    async def get(self, api_version: str, plural: str, namespace: str, name: str) -> dict[str, Any]:
+        if plural == PLURAL:
+            raise ApiUnreachable(f"GET /apis/{API}/namespaces/{namespace}/{PLURAL}/{name}: Kubernetes API unreachable")
+        return await super().get(api_version, plural, namespace, name)
+
+
+def test_a_tick_whose_read_times_out_decides_on_the_watch_copy_instead_of_showing_no_status() -> None:
+    """The read is a GET when the watch has not shown the tick's last write (a new experiment: none yet). On the
+    loaded server those GETs timed out for minutes and the experiment had no phase at all, which the docs read as
+    'not handled by the operator'; the watch's copy is as good, since the status write is guarded by its version."""
+    objects = _GetsTimeOut()
+    manifest = copy.deepcopy(experiment_manifest("loaded", "http://prometheus.invalid:9090", INTERVAL))
+    manifest["metadata"].update(uid="u-1", generation=1)
+    objects.add(PLURAL, manifest)
+    runtime = _Runtime(objects)  # type: ignore[arg-type]
+    assert _tick(runtime, objects) == INTERVAL
+    assert _status(objects)["phase"] == "Progressing"

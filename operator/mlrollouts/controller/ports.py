@@ -28,9 +28,9 @@ from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.metrics.prometheus import provider_for
 from mlrollouts.metrics.secrets import SecretMissing
-from mlrollouts.routing.base import TrafficRouter
+from mlrollouts.routing.base import RoutingError, TrafficRouter
 from mlrollouts.routing.factory import make_router
-from mlrollouts.routing.kube import ObjectClient, ObjectNotFound
+from mlrollouts.routing.kube import ObjectClient, ObjectNotFound, is_transient
 
 PLURAL = "modelexperiments"
 
@@ -109,7 +109,9 @@ class Runtime:
         """The object a tick decides on: the watch's `live` body when its resourceVersion is the one our last
         status write produced (it shows that write, and nothing changed since), else a fresh GET (the watch may
         lag our write, or someone else changed the object). Either way the status write is guarded by the
-        version read, so a stale decision is refused, never written."""
+        version read, so a stale decision is refused, never written; that is also why a GET the API server does
+        not answer (a timeout, a 5xx) falls back to the watch's body: on a loaded server a new experiment's GETs
+        timed out for minutes and it showed no phase at all, as if no operator watched it."""
         if live is not None:
             version = (live.get("metadata") or {}).get("resourceVersion")
             if version is not None and self._written.get((namespace, name)) == version:
@@ -118,6 +120,10 @@ class Runtime:
             return await self.objects.get(API_VERSION, PLURAL, namespace, name)
         except ObjectNotFound:
             return None
+        except RoutingError as error:
+            if live is None or not is_transient(error):
+                raise
+            return dict(live)
 
     def forget(self, namespace: str, name: str) -> None:
         """The experiment's loop ended (deleted, terminal, or its shard moved): drop what `read` remembers."""
