@@ -129,3 +129,18 @@ def test_a_tick_whose_read_times_out_decides_on_the_watch_copy_instead_of_showin
     runtime = _Runtime(objects)  # type: ignore[arg-type]
     assert _tick(runtime, objects) == INTERVAL
     assert _status(objects)["phase"] == "Progressing"
+
+
+def test_an_experiment_with_a_status_whose_read_times_out_is_retried_not_decided_on_the_watch_copy() -> None:
+    """It already shows a phase; the watch's copy may lag its last write, and deciding on it would cost a tick's
+    queries and a refused write on a server that is already failing."""
+    objects = _GetsTimeOut()
+    manifest = copy.deepcopy(experiment_manifest("loaded", "http://prometheus.invalid:9090", INTERVAL))
+    manifest["metadata"].update(uid="u-1", generation=1)
+    manifest["status"] = {"phase": "Progressing", "reason": "Started"}
+    objects.add(PLURAL, manifest)
+    runtime = _Runtime(objects)  # type: ignore[arg-type]
+    runtime.retries.jitter = lambda key: 0.0
+    writes = objects.writes
+    assert _tick(runtime, objects) == 5.0
+    assert objects.writes == writes and _status(objects) == {"phase": "Progressing", "reason": "Started"}

@@ -109,9 +109,11 @@ class Runtime:
         """The object a tick decides on: the watch's `live` body when its resourceVersion is the one our last
         status write produced (it shows that write, and nothing changed since), else a fresh GET (the watch may
         lag our write, or someone else changed the object). Either way the status write is guarded by the
-        version read, so a stale decision is refused, never written; that is also why a GET the API server does
-        not answer (a timeout, a 5xx) falls back to the watch's body: on a loaded server a new experiment's GETs
-        timed out for minutes and it showed no phase at all, as if no operator watched it."""
+        version read, so a stale decision is refused, never written; that is also why, for an experiment with no
+        status yet, a GET the API server does not answer (a timeout, a 5xx) falls back to the watch's body: on a
+        loaded server new experiments' GETs timed out for minutes and they showed no phase at all, as if no
+        operator watched them. Only then: with a status, a stale copy would cost a tick's queries and a refused
+        write for nothing."""
         if live is not None:
             version = (live.get("metadata") or {}).get("resourceVersion")
             if version is not None and self._written.get((namespace, name)) == version:
@@ -121,8 +123,8 @@ class Runtime:
         except ObjectNotFound:
             return None
         except RoutingError as error:
-            if live is None or not is_transient(error):
-                raise
+            if live is None or live.get("status") or not is_transient(error):
+                raise  # one that has a status shows its phase meanwhile: retried with backoff, no stale decision
             return dict(live)
 
     def forget(self, namespace: str, name: str) -> None:
