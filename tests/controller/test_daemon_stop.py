@@ -16,7 +16,6 @@ from mlrollouts.controller import handlers
 class _HungRuntime:
     """A tick that never ends by itself (a Prometheus or API server that stopped answering)."""
 
-    retry_interval = 5.0
     invalid_recheck_interval = 30.0
 
     def __init__(self) -> None:

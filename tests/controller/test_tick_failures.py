@@ -9,15 +9,16 @@ from typing import Any
 import pytest
 
 from mlrollouts.controller import handlers, telemetry
+from mlrollouts.controller.retries import RetryBackoff
 from mlrollouts.routing.base import RoutingError
 
 
 class _Runtime:
-    retry_interval = 7.0
     invalid_recheck_interval = 30.0
 
     def __init__(self, read_error: Exception | None = None, ports_error: Exception | None = None) -> None:
         self.read_error, self.ports_error = read_error, ports_error
+        self.retries = RetryBackoff(first=7.0, jitter=lambda key: 0.0)
 
     async def read(self, namespace: str, name: str, live: Any = None) -> dict[str, Any]:
         if self.read_error:

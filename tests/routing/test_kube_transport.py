@@ -14,7 +14,14 @@ import pytest
 from routing_objects import NAMESPACE, RoutingCluster
 
 from mlrollouts.routing.base import RoutingError
-from mlrollouts.routing.kube import ApiRequestFailed, KubeObjects, ObjectConflict, ObjectNotFound
+from mlrollouts.routing.kube import (
+    ApiRequestFailed,
+    ApiUnreachable,
+    KubeObjects,
+    ObjectConflict,
+    ObjectNotFound,
+    is_transient,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +107,7 @@ def test_one_client_serves_successive_event_loops(
         objects.close()
 
 
-async def test_an_unreachable_api_server_is_a_routing_error_naming_the_request(objects: KubeObjects) -> None:
+async def test_an_unreachable_api_server_is_a_transient_routing_error_naming_the_request(objects: KubeObjects) -> None:
     configuration = objects._configuration
     unreachable = type(configuration)()
     unreachable.host = "https://127.0.0.1:9"  # discard port: nothing listens
@@ -108,8 +115,9 @@ async def test_an_unreachable_api_server_is_a_routing_error_naming_the_request(o
     client = KubeObjects(unreachable, timeout_seconds=2)
     try:
         request = f"GET /apis/apps/v1/namespaces/{NAMESPACE}/deployments/x"
-        with pytest.raises(RoutingError, match=f"{request}: Kubernetes API unreachable"):
+        with pytest.raises(ApiUnreachable, match=f"{request}: Kubernetes API unreachable") as caught:
             await client.get("apps/v1", "deployments", NAMESPACE, "x")
+        assert isinstance(caught.value, RoutingError) and is_transient(caught.value)  # retried with backoff
     finally:
         await client.aclose()
 
@@ -123,3 +131,11 @@ async def test_a_proxy_in_the_environment_is_not_used(objects: KubeObjects, monk
         monkeypatch.delenv(variable, raising=False)
     with pytest.raises(ObjectNotFound):  # the API server's own answer
         await objects.get("apps/v1", "deployments", NAMESPACE, "absent")
+
+
+def test_throttling_and_server_errors_are_transient_and_refusals_are_not() -> None:
+    """429 and 5xx are the API server's trouble (retried with backoff, reason ApiUnavailable); a 403 or a schema's
+    422 would fail again unchanged (Forbidden, RoutingFailed)."""
+    assert all(is_transient(ApiRequestFailed("x", status)) for status in (429, 500, 502, 503, 504))
+    assert not any(is_transient(ApiRequestFailed("x", status)) for status in (400, 403, 404, 422))
+    assert not is_transient(RoutingError("VirtualService default/churn not found"))

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from mlrollouts.api import TERMINAL_PHASES, ModelExperiment, SpecError
 from mlrollouts.controller import abort, routing_record, telemetry
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.reading import ACTION_ANNOTATION, SPEC_CACHE_SIZE, forget_status, load, routing_claim
+from mlrollouts.controller.retries import retry_cap
 from mlrollouts.controller.sharding import ShardManager
 from mlrollouts.controller.tick import reconcile
 from mlrollouts.metrics.secrets import SecretMissing
@@ -164,6 +165,7 @@ async def _tick(
 ) -> float | None:
     """`live` is kopf's body, kept current by the watch: no GET when it shows the status this loop last wrote."""
     started = time.perf_counter()
+    body: Mapping[str, Any] | None = live
     try:
         body = await runtime.read(namespace, name, live)
         if body is None:
@@ -177,13 +179,16 @@ async def _tick(
     except (RoutingError, SecretMissing, OSError) as error:
         telemetry.reconcile_errors.labels(namespace, name).inc()
         telemetry.reconcile_duration.labels("error").observe(time.perf_counter() - started)
-        log.warning("experiment=%s/%s tick failed: %s", namespace, name, error)
-        return runtime.retry_interval
+        delay = runtime.retries.delay(namespace, name, retry_cap(body))
+        log.warning("experiment=%s/%s tick failed, retried in %gs: %s", namespace, name, delay, error)
+        return delay
     except Exception:  # a bug must cost one tick, not the experiment's analysis loop
         telemetry.reconcile_errors.labels(namespace, name).inc()
         telemetry.reconcile_duration.labels("error").observe(time.perf_counter() - started)
-        log.exception("experiment=%s/%s tick failed unexpectedly; retrying", namespace, name)
-        return runtime.retry_interval
+        delay = runtime.retries.delay(namespace, name, retry_cap(body))
+        log.exception("experiment=%s/%s tick failed unexpectedly; retried in %gs", namespace, name, delay)
+        return delay
+    runtime.retries.succeeded(namespace, name)
     telemetry.reconcile_duration.labels("ok").observe(time.perf_counter() - started)
     if result.experiment is None:
         telemetry.record_invalid(namespace, name, (body.get("spec") or {}).get("strategy"))

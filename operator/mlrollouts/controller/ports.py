@@ -17,6 +17,7 @@ from mlrollouts.api import API_VERSION, ModelExperiment
 from mlrollouts.api.errors import SpecError
 from mlrollouts.controller import telemetry
 from mlrollouts.controller.events import EventRecorder
+from mlrollouts.controller.retries import RetryBackoff, retry_cap
 from mlrollouts.controller.templates import TemplateResolver, no_templates
 from mlrollouts.controller.tick import TickPorts
 from mlrollouts.engine.types import Event, GateResult
@@ -27,9 +28,9 @@ from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.policy import CredentialPolicy
 from mlrollouts.metrics.prometheus import provider_for
 from mlrollouts.metrics.secrets import SecretMissing
-from mlrollouts.routing.base import TrafficRouter
+from mlrollouts.routing.base import RoutingError, TrafficRouter
 from mlrollouts.routing.factory import make_router
-from mlrollouts.routing.kube import ObjectClient, ObjectNotFound
+from mlrollouts.routing.kube import ObjectClient, ObjectNotFound, is_transient
 
 PLURAL = "modelexperiments"
 
@@ -37,8 +38,9 @@ PLURAL = "modelexperiments"
 @dataclass
 class Runtime:
     objects: ObjectClient
-    retry_interval: float = 5.0
-    """Seconds before a tick that failed (API or routing error) is tried again."""
+    retries: RetryBackoff = field(default_factory=RetryBackoff)
+    """When a tick that failed (API or routing error) is tried again: 5 s, doubled per failure up to the
+    experiment's interval (controller/retries.py)."""
     invalid_recheck_interval: float = 30.0
     """Seconds between re-checks of an invalid experiment (edits wake it at once anyway)."""
     credentials: CredentialPolicy = field(default_factory=CredentialPolicy)
@@ -107,7 +109,11 @@ class Runtime:
         """The object a tick decides on: the watch's `live` body when its resourceVersion is the one our last
         status write produced (it shows that write, and nothing changed since), else a fresh GET (the watch may
         lag our write, or someone else changed the object). Either way the status write is guarded by the
-        version read, so a stale decision is refused, never written."""
+        version read, so a stale decision is refused, never written; that is also why, for an experiment with no
+        status yet, a GET the API server does not answer (a timeout, a 5xx) falls back to the watch's body: on a
+        loaded server new experiments' GETs timed out for minutes and they showed no phase at all, as if no
+        operator watched them. Only then: with a status, a stale copy would cost a tick's queries and a refused
+        write for nothing."""
         if live is not None:
             version = (live.get("metadata") or {}).get("resourceVersion")
             if version is not None and self._written.get((namespace, name)) == version:
@@ -116,10 +122,15 @@ class Runtime:
             return await self.objects.get(API_VERSION, PLURAL, namespace, name)
         except ObjectNotFound:
             return None
+        except RoutingError as error:
+            if live is None or live.get("status") or not is_transient(error):
+                raise  # one that has a status shows its phase meanwhile: retried with backoff, no stale decision
+            return dict(live)
 
     def forget(self, namespace: str, name: str) -> None:
         """The experiment's loop ended (deleted, terminal, or its shard moved): drop what `read` remembers."""
         self._written.pop((namespace, name), None)
+        self.retries.succeeded(namespace, name)
 
     def router_for(self, experiment: ModelExperiment) -> TrafficRouter:
         return make_router(experiment, self.objects)
@@ -170,6 +181,9 @@ class Runtime:
             provider = await self.metrics_for(experiment)
             return _CountingProvider(provider, experiment)
 
+        meta = body.get("metadata") or {}
+        namespace, name = meta.get("namespace") or "default", meta.get("name") or ""
+
         return TickPorts(
             metrics_for=metrics_for,
             router_for=self.router_for,
@@ -181,6 +195,7 @@ class Runtime:
             call_webhooks=self.call_webhooks,
             notify=self.notifier.submit,
             resolve_templates=self.resolve_templates,
+            retry_in=lambda: self.retries.delay(namespace, name, retry_cap(body), peek=True),
         )
 
     async def resolve_templates(self, experiment: ModelExperiment) -> ModelExperiment:

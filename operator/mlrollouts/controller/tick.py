@@ -31,7 +31,7 @@ from mlrollouts.metrics.base import MetricsProvider
 from mlrollouts.metrics.secrets import SecretMissing
 from mlrollouts.metrics.template_refs import queries_fingerprint, template_refs
 from mlrollouts.routing.base import AppliedTraffic, RoutingError, TrafficRouter
-from mlrollouts.routing.kube import ApiRequestFailed, ObjectConflict
+from mlrollouts.routing.kube import ApiRequestFailed, ObjectConflict, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,8 @@ class TickPorts:
     resolve_templates: Callable[[ModelExperiment], Awaitable[ModelExperiment]] = no_templates
     """The experiment with its templateRefs replaced by the templates' queries (controller/templates.py);
     SpecError when a template is missing or its arguments are wrong."""
+    retry_in: Callable[[], float] | None = None
+    """Seconds until a failed tick is tried again (the controller's backoff), said in the not-ready message."""
 
 
 @dataclass(frozen=True)
@@ -90,13 +92,17 @@ async def reconcile(body: Mapping[str, Any], now: datetime, ports: TickPorts) ->
 
 
 def _routing_failure(error: RoutingError) -> tuple[str, str]:
-    """(reason, message) for a failed routing call. A 403 is RBAC, not an outage: reason Forbidden, and the
-    API server's own words, which name the verb, resource, API group and namespace the operator lacks."""
+    """(reason, message) for a failed API or routing call. A 403 is RBAC, not an outage: reason Forbidden, and
+    the API server's own words, which name the verb, resource, API group and namespace the operator lacks. A
+    timeout, 429 or 5xx is the API server's trouble, not the route's (ApiUnavailable): a status write that timed
+    out on a loaded server read RoutingFailed, even with the built-in gateway, which has no routing object."""
     if isinstance(error, ApiRequestFailed) and error.http_status == 403:
         return "Forbidden", (
             f"{error} (grant it to the operator's ServiceAccount: the chart's ClusterRole, or Role with "
             "watchNamespaces, has this rule unless it was edited)"
         )
+    if is_transient(error):
+        return "ApiUnavailable", str(error)
     return "RoutingFailed", str(error)
 
 
@@ -290,7 +296,9 @@ async def _mark_not_ready(body: Mapping[str, Any], now: datetime, reason: str, m
     once. On a real API server kopf's own first writes (finalizer, annotations) race a new experiment's first
     tick, and a missing route went unreported for the whole 5 s retry interval."""
     meta = body.get("metadata") or {}
-    await ports.post_event(Event("Warning", reason, message))
+    await ports.post_event(Event("Warning", reason, message))  # without the delay: a repeat adds to its count
+    if ports.retry_in is not None:  # when it is tried again: a user sees a wait with an end, not a stuck rollout
+        message = f"{message}; retried in {ports.retry_in():g}s"
     try:
         status = not_ready_status(body, message, now, reason)
         await ports.write_status(

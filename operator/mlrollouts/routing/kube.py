@@ -70,6 +70,21 @@ class ApiRequestFailed(RoutingError):
         self.http_status = http_status
 
 
+class ApiUnreachable(RoutingError):
+    """No answer from the API server: refused connection, broken connection, or the client's timeout."""
+
+
+TRANSIENT_HTTP = frozenset({429, 500, 502, 503, 504})
+"""Answers a loaded or restarting API server gives (throttled, timed out, etcd unavailable): retry later."""
+
+
+def is_transient(error: BaseException) -> bool:
+    """The API server, not the request, failed: the same request can succeed later unchanged."""
+    return isinstance(error, ApiUnreachable) or (
+        isinstance(error, ApiRequestFailed) and error.http_status in TRANSIENT_HTTP
+    )
+
+
 def describe(plural: str, namespace: str, name: str) -> str:
     return f"{KINDS.get(plural, plural)} {namespace}/{name}"
 
@@ -327,7 +342,7 @@ class KubeObjects:
                 raw = await response.read() or b"{}"
             except (aiohttp.ClientError, TimeoutError, OSError) as error:  # the API server is unreachable
                 reason = str(error) or type(error).__name__
-                raise RoutingError(f"{method} {path}: Kubernetes API unreachable: {reason}") from error
+                raise ApiUnreachable(f"{method} {path}: Kubernetes API unreachable: {reason}") from error
         try:
             return response.status, json.loads(raw)
         except ValueError:
