@@ -268,6 +268,8 @@ def run(progress: Progress) -> BenchTable:
             "using 15 % of a core and an API server using 30 % are then starved, not saturated, and ticks/s measures "
             "the machine. The CPU figures say what a quiet machine would do: at N ms of operator CPU per tick, "
             "50 ticks/s need 50 × N ms of CPU per second.",
+            "Measurements by hand (same-load A/B runs, reproductions) and the arithmetic against the target: "
+            "capacity-history.md, which this benchmark does not write.",
             f"Whole run {time.monotonic() - started:.0f}s.",
         ),
     )
