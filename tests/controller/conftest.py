@@ -10,9 +10,22 @@ import kubernetes
 import pytest
 from stack import Stack
 
+from mlrollouts.controller import handlers, reading
 from mlrollouts.localstack import testbackend
 
 VARIANTS = ["churn-v2", "churn-v3"]
+
+
+@pytest.fixture(autouse=True)
+def fresh_operator_memory() -> Iterator[None]:
+    """The controller's per-process memory (the status it wrote, by uid and resourceVersion; the routing claims)
+    assumes one cluster per process, where uids are unique. Tests that tick in this process each build a new fake
+    cluster, reusing uids ("u-1") and counting resourceVersions from 1, so one test's remembered status was taken
+    for another's object (test_tick_retry_backoff failed after test_kserve_canary in make test)."""
+    yield
+    reading._written_status.clear()
+    reading._claims.clear()
+    handlers._claims_by_generation.clear()
 
 
 @pytest.fixture(scope="module")
