@@ -2,8 +2,8 @@
 
 `routing_cluster` is the real kube-apiserver + etcd when `make controlplane` built them (the server validates
 every route write against the upstream Istio and Gateway API CRDs and records managedFields), the emulator
-otherwise. One server per session; each test gets the `ml` namespace emptied of routes and Deployments.
-"""
+otherwise; MLROLLOUTS_TEST_BACKEND decides, as for every suite. One server per session; each test gets the `ml`
+namespace emptied of routes and Deployments."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import kubernetes
 import pytest
 from routing_objects import NAMESPACE, RoutingCluster, ValidatingFake
 
-from mlrollouts.localstack import binaries
+from mlrollouts.localstack import testbackend
 from mlrollouts.localstack.realcluster import SCHEMAS, RealApiServer
 from mlrollouts.localstack.server import run_apiserver
 
@@ -33,12 +33,11 @@ def objects() -> ValidatingFake:
 @pytest.fixture(scope="session")
 def routing_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RoutingCluster]:
     kubeconfig = tmp_path_factory.mktemp("routing-cluster") / "kubeconfig"
-    if binaries.available():
+    backend = testbackend.resolve()  # MLROLLOUTS_TEST_BACKEND, as every other suite
+    if backend == "real":
         server: RealApiServer | object = RealApiServer(kubeconfig_path=kubeconfig).start()
-        backend = "real"
     else:
         server = run_apiserver(0, kubeconfig, crd_paths=ROUTE_CRDS)
-        backend = "emulated"
     try:
         api = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
         with contextlib.closing(api), contextlib.suppress(kubernetes.client.ApiException):  # already there
