@@ -153,3 +153,14 @@ def test_watch_resumes_after_the_listed_resource_version(custom: kubernetes.clie
     )  # fmt: skip
     seen = [(event["type"], event["object"]["metadata"]["name"]) for event in stream]
     assert seen == [("ADDED", "new"), ("DELETED", "old")]
+
+
+def test_secret_string_data_is_stored_as_base64_data(k8s_api_client: kubernetes.client.ApiClient) -> None:
+    """As the real server: stringData is write-only, merged into data (base64) and never stored or returned."""
+    core = kubernetes.client.CoreV1Api(k8s_api_client)
+    body = {"metadata": {"name": "prom-token"}, "data": {"user": "YWRh"}, "stringData": {"token": "t0ken"}}
+    created = core.create_namespaced_secret("default", body)
+    assert created.data == {"user": "YWRh", "token": "dDBrZW4="} and created.string_data is None
+    core.patch_namespaced_secret("prom-token", "default", {"stringData": {"user": "bob"}})
+    stored = core.read_namespaced_secret("prom-token", "default")
+    assert stored.data == {"user": "Ym9i", "token": "dDBrZW4="} and stored.string_data is None

@@ -6,6 +6,7 @@ concurrency, status subresource isolation, patch flavours) read in one place.
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import json
@@ -89,6 +90,17 @@ def _meaningful(obj: Mapping[str, Any], spec: ResourceSpec) -> dict[str, Any]:
     return {key: value for key, value in obj.items() if key not in skipped}
 
 
+def _merge_string_data(obj: dict[str, Any], spec: ResourceSpec) -> None:
+    """A Secret's stringData is write-only: the real server folds it into data (base64, winning over a key
+    there) and stores neither the field nor its text; a client reading data must see what it wrote."""
+    if spec.plural != "secrets" or spec.group or "stringData" not in obj:
+        return
+    data = dict(obj.get("data") or {})
+    for key, value in (obj.pop("stringData") or {}).items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    obj["data"] = data
+
+
 def new_object(body: Mapping[str, Any], spec: ResourceSpec, namespace: str | None, revision: int) -> dict[str, Any]:
     """The stored form of a created object: server-owned metadata filled in, status dropped if separate."""
     obj = copy.deepcopy(dict(body))
@@ -119,6 +131,7 @@ def new_object(body: Mapping[str, Any], spec: ResourceSpec, namespace: str | Non
         obj.pop("status", None)
     if spec.plural == "namespaces":
         obj["status"] = {"phase": "Active"}
+    _merge_string_data(obj, spec)
     return obj
 
 
@@ -154,6 +167,7 @@ def updated_object(
             else:
                 metadata.pop(key, None)
         new["metadata"] = metadata
+        _merge_string_data(new, spec)
     new["apiVersion"], new["kind"] = spec.api_version, spec.kind
     new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
     if new == old:
