@@ -101,9 +101,15 @@ def realistic(server: RealApiServer, prometheus: str, args: argparse.Namespace, 
         tracked.append(Tracked(name, item.get("status") or {}, item["metadata"]["resourceVersion"], paths))
     sizes = [len(json.dumps(t.status)) for t in tracked]
     parts = {key: len(json.dumps(value)) for key, value in tracked[0].status.items()}
-    print(
-        "status parts (bytes of JSON):", ", ".join(f"{k} {v}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
-    )
+    item = latest[tracked[0].name]
+    metadata = item["metadata"]
+    parts["(object) spec"] = len(json.dumps(item["spec"]))
+    parts["(object) metadata.managedFields"] = len(json.dumps(metadata.get("managedFields")))
+    parts["(object) metadata.annotations"] = len(json.dumps(metadata.get("annotations")))
+    if args.dump:
+        pathlib.Path(args.dump).write_text(json.dumps(item, indent=1))
+    ranked = sorted(parts.items(), key=lambda kv: -kv[1])
+    print("status parts (bytes of JSON):", ", ".join(f"{k} {v}" for k, v in ranked))
     shown = ", ".join(".".join(map(str, p)) for p in tracked[0].paths[:12])
     print(
         f"statuses: {len(tracked)}, {sum(sizes) / len(sizes) / 1024:.1f} KB each (JSON), object "
