@@ -196,6 +196,7 @@ class Runtime:
             notify=self.notifier.submit,
             resolve_templates=self.resolve_templates,
             retry_in=lambda: self.retries.delay(namespace, name, retry_cap(body), peek=True),
+            status_unchanged=self.status_unchanged,
         )
 
     async def resolve_templates(self, experiment: ModelExperiment) -> ModelExperiment:
@@ -223,6 +224,12 @@ class Runtime:
         if version:
             self._written[(namespace, name)] = version
         return version
+
+    def status_unchanged(self, namespace: str, name: str, resource_version: str | None) -> None:
+        """A tick wrote nothing (its status was the one stored at `resource_version`): the watch's copy at that
+        version is as good as after our own write, so the next tick need not GET it (see `read`)."""
+        if resource_version:
+            self._written[(namespace, name)] = resource_version
 
     async def clear_annotation(self, namespace: str, name: str, key: str) -> None:
         body = {"metadata": {"annotations": {key: None}}}
