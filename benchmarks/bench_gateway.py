@@ -1,10 +1,12 @@
 """Gateway overhead: added latency over a direct call and throughput at 32 in flight, side by side with
 nginx doing the same sticky split (`split_clients` on x-user-id), in one run.
 
-Every server is its own process on a loopback port and wrk (compiled) drives them, so the load generator
-neither shares a GIL with what it measures nor caps it: a row for nginx answering by itself shows what wrk
-can drive at most. The machine is shared: targets alternate within each round and every figure is the
-median over rounds, with its spread (min–max). `make bench` installs nginx and wrk (Debian's packages).
+Every server is its own process on a loopback port. Latency: our own sequential client sends one request
+to each target of a model in turn, so every request is a sample (wrk at one connection for 2 s left a p99
+resting on ~13) and a stall of the shared machine lands on every target alike. Throughput: wrk (compiled)
+at 32 connections, which neither shares a GIL with what it measures nor caps it: a row for nginx answering
+by itself shows what wrk can drive at most. Targets alternate between rounds; `make bench` installs nginx
+and wrk (Debian's packages).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import numpy
+
 from benchmarks.gateway_targets import (
     MODEL_PROFILES,
     TIMEOUT_SECONDS,
@@ -25,16 +29,19 @@ from benchmarks.gateway_targets import (
     cpu_seconds,
     free_port,
     gateway_command,
+    interleaved,
     model_command,
     nginx_command,
     nginx_conf,
     process,
+    runqueue_seconds,
     wrk,
 )
 from benchmarks.harness import BenchTable, Progress
 
 ROUNDS = int(os.environ.get("BENCH_GATEWAY_ROUNDS", "5"))
-LATENCY_SECONDS = 2  # one connection, one request at a time
+LATENCY_SECONDS = float(os.environ.get("BENCH_GATEWAY_LATENCY_SECONDS", "10"))  # per model per round
+BOOTSTRAP = 200
 THROUGHPUT_SECONDS = 3
 CONCURRENCY = 32
 WARMUP_SECONDS = 1
@@ -47,10 +54,12 @@ COLUMNS = [
     "target",
     "p50 ms",
     "p99 ms",
-    "added p50 / p99 ms",
+    "added p50 / p99 ms (rounds) [95 % CI]",
+    "latency samples",
     f"req/s at {CONCURRENCY} in flight",
     "req/s vs direct",
     "CPU µs/request",
+    "run-queue wait µs/request",
 ]
 # What was tried for issue 14 item 5 beyond this run's stack, with the figures of its day (kept across reruns).
 STACKS_TRIED = (
@@ -75,7 +84,8 @@ STACKS_TRIED = (
     "the Python process keeping /feedback, /metrics, shadow comparison and the split follower."
 )
 Target = tuple[str, str]  # (model profile, what serves it); the ceiling row has no model: ("", CEILING)
-Runs = dict[Target, list[tuple[WrkRun, WrkRun, float]]]  # per target: (sequential, concurrent, CPU µs/request)
+# per round: (latencies ms, concurrent run, CPU µs/request, run-queue wait µs/request in the latency phase)
+Runs = dict[Target, list[tuple[list[float], WrkRun, float, float]]]
 
 
 def run(progress: Progress) -> BenchTable:
@@ -129,28 +139,66 @@ def run(progress: Progress) -> BenchTable:
 def measure(
     wrk_binary: str, script: Path, targets: dict[Target, str], pids: dict[Target, int], progress: Progress
 ) -> Runs:
-    """wrk runs per target and round, the order alternating between rounds, and the CPU the target's own
-    process (the model for "direct", else the proxy) spent per request of the concurrent run."""
+    """Per round: the latency phase (per model, its targets interleaved request by request by our own
+    sequential client), then wrk's concurrent run per target, the order alternating between rounds, and
+    the CPU the target's own process (the model for "direct", else the proxy) spent per request of it."""
     runs: Runs = {name: [] for name in targets}
     for url in targets.values():
         wrk(wrk_binary, script, url, CONCURRENCY, WARMUP_SECONDS)
+    counter = 0
+    queued: dict[Target, list[float]] = {name: [] for name in targets}
     for round_number in range(ROUNDS):
         order = list(targets) if round_number % 2 == 0 else list(reversed(targets))
+        latencies: dict[Target, list[float]] = {}
+        for profile in PROFILES if round_number % 2 == 0 else reversed(PROFILES):
+            group = [name for name in order if name[0] == profile or (profile == PROFILES[0] and name[0] == "")]
+            progress(f"round {round_number + 1}/{ROUNDS}: latency, {profile} interleaved ({len(group)} targets)")
+            waited = [runqueue_seconds(pids[name]) for name in group]
+            samples = interleaved([targets[name] for name in group], LATENCY_SECONDS, first=counter)
+            counter += sum(len(each) for each in samples)
+            latencies.update(zip(group, samples, strict=True))
+            served = sum(len(each) for name, each in zip(group, samples, strict=True) if name[1] != CEILING)
+            for name, before, each in zip(group, waited, samples, strict=True):
+                # the model serves every proxied request too: its wait is per request it served
+                count = served if name[1] == DIRECT else len(each)
+                queued[name].append((runqueue_seconds(pids[name]) - before) / max(count, 1) * 1e6)
         for name in order:
-            progress(f"round {round_number + 1}/{ROUNDS}: {' '.join(name).strip()}")
-            sequential = wrk(wrk_binary, script, targets[name], 1, LATENCY_SECONDS)
+            progress(f"round {round_number + 1}/{ROUNDS}: {CONCURRENCY} in flight, {' '.join(name).strip()}")
             cpu_before = cpu_seconds(pids[name])
             concurrent = wrk(wrk_binary, script, targets[name], CONCURRENCY, THROUGHPUT_SECONDS)
             cpu = (cpu_seconds(pids[name]) - cpu_before) / max(concurrent.requests, 1) * 1e6
-            if sequential.errors or concurrent.errors:  # timeouts are reported, failures stop the run
-                raise RuntimeError(f"{name}: {sequential.errors + concurrent.errors} failed requests")
-            runs[name].append((sequential, concurrent, cpu))
+            if concurrent.errors:  # timeouts are reported, failures stop the run
+                raise RuntimeError(f"{name}: {concurrent.errors} failed requests")
+            runs[name].append((latencies[name], concurrent, cpu, queued[name][-1]))
     return runs
 
 
 def spread(values: list[float], digits: int) -> str:
     """Median (min–max) over rounds."""
     return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+
+
+def pooled(rounds: list[list[float]], share: float, digits: int = 2) -> tuple[float, str]:
+    """The percentile over every round's samples, and the cell: pooled (min–max of the rounds' own)."""
+    value = float(numpy.quantile(numpy.concatenate(rounds), share))
+    each = [float(numpy.quantile(samples, share)) for samples in rounds]
+    return value, f"{value:,.{digits}f} ({min(each):,.{digits}f}–{max(each):,.{digits}f})"
+
+
+def added(rounds: list[list[float]], base: list[list[float]], share: float) -> tuple[float, str]:
+    """Pooled percentile minus the direct call's, (min–max over rounds, each round against its own direct
+    samples) and [95 % bootstrap interval: both sides resampled within each round, BOOTSTRAP times]."""
+    pooled_target, pooled_base = numpy.concatenate(rounds), numpy.concatenate(base)
+    value = float(numpy.quantile(pooled_target, share) - numpy.quantile(pooled_base, share))
+    each = [float(numpy.quantile(a, share) - numpy.quantile(b, share)) for a, b in zip(rounds, base, strict=True)]
+    rng = numpy.random.default_rng(0)
+    draws = []
+    for _ in range(BOOTSTRAP):
+        a = numpy.concatenate([rng.choice(numpy.asarray(r), len(r)) for r in rounds])
+        b = numpy.concatenate([rng.choice(numpy.asarray(r), len(r)) for r in base])
+        draws.append(numpy.quantile(a, share) - numpy.quantile(b, share))
+    low, high = numpy.quantile(draws, [0.025, 0.975])
+    return value, f"{value:+.2f} ({min(each):+.2f}…{max(each):+.2f}) [{low:+.2f}, {high:+.2f}]"
 
 
 def table(
@@ -160,31 +208,37 @@ def table(
     order = {name: index for index, name in enumerate((DIRECT, GATEWAY, NGINX, CEILING))}
     for profile, name in sorted(runs, key=lambda target: (target[0] == "", target[0], order[target[1]])):
         triples = runs[profile, name]
-        # paired by round: each target against the direct call of its model measured seconds before or after
+        latencies = [samples for samples, _, _, _ in triples]
+        # paired by round: each target against the direct call of its model, interleaved with it
         direct = runs[profile or PROFILES[0], DIRECT]
-        paired = list(zip(triples, direct, strict=True))
-        added_p50 = [seq.p50_ms - base[0].p50_ms for (seq, _, _), base in paired]
-        added_p99 = [seq.p99_ms - base[0].p99_ms for (seq, _, _), base in paired]
-        ratio = [run.rate / base[1].rate for (_, run, _), base in paired]
-        cpu = [cpu for _, _, cpu in triples]
-        own_p99 = [seq.p99_ms for seq, _, _ in triples]
-        rate, client = [run.rate for _, run, _ in triples], [run.client_cpu_us for _, run, _ in triples]
-        medians = [statistics.median(values) for values in (added_p50, added_p99, ratio, cpu, own_p99, rate, client)]
-        summary[profile, name] = medians
+        base = [samples for samples, _, _, _ in direct]
+        ratio = [run.rate / other[1].rate for (_, run, _, _), other in zip(triples, direct, strict=True)]
+        cpu = [cpu for _, _, cpu, _ in triples]
+        waits = [wait for *_, wait in triples]
+        (_, p50_cell), (p99, p99_cell) = pooled(latencies, 0.5), pooled(latencies, 0.99)
         baseline = name == DIRECT
+        (added_p50, p50_added), (added_p99, p99_added) = (
+            ((0.0, "—"), (0.0, "—")) if baseline else (added(latencies, base, 0.5), added(latencies, base, 0.99))
+        )
+        rate, client = [run.rate for _, run, _, _ in triples], [run.client_cpu_us for _, run, _, _ in triples]
+        medians = [added_p50, added_p99, *(statistics.median(values) for values in (ratio, cpu)), p99]
+        medians += [statistics.median(rate), statistics.median(client)]
+        summary[profile, name] = medians
         rows.append(
             [
                 profile or "(none)",
                 name,
-                spread([seq.p50_ms for seq, _, _ in triples], 2),
-                spread([seq.p99_ms for seq, _, _ in triples], 2),
-                "—" if baseline else f"{spread(added_p50, 2)} / {spread(added_p99, 2)}",
-                spread([run.rate for _, run, _ in triples], 0),
+                p50_cell,
+                p99_cell,
+                "—" if baseline else f"{p50_added} / {p99_added}",
+                f"{sum(len(samples) for samples in latencies):,}",
+                spread(rate, 0),
                 "—" if baseline else f"{medians[2]:.0%} ({min(ratio):.0%}–{max(ratio):.0%})",
                 spread(cpu, 0),
+                spread(waits, 0),
             ]
         )
-    timeouts = {name: sum(seq.timeouts + run.timeouts for seq, run, _ in runs[name]) for name in runs}
+    timeouts = {name: sum(run.timeouts for _, run, _, _ in runs[name]) for name in runs}
     late = ", ".join(f"{' '.join(name).strip()} {count}" for name, count in timeouts.items() if count)
     if late:
         notes = [f"Requests unanswered within {TIMEOUT_SECONDS} s (wrk timeouts, not in latencies): {late}.", *notes]
@@ -198,11 +252,15 @@ def table(
             *verdict,
             *notes,
             "Models: " + "; ".join(f"{name}: {what}" for name, what in MODEL_PROFILES.items()) + ".",
-            f"wrk (one thread): latency with 1 connection for {LATENCY_SECONDS} s, throughput with {CONCURRENCY} "
-            f"connections for {THROUGHPUT_SECONDS} s, per target per round; {ROUNDS} rounds, every target of both "
-            "models in each, the order alternating; each cell is the median over rounds (min–max). Added latency "
-            "and the throughput ratio are paired with the direct call of the same model in the same round. Every "
-            "POST carries a new x-user-id.",
+            f"Latency: per model and round, one sequential client (Python, one kept-alive connection per "
+            f"target, GC off) sends one request to each of the model's targets in turn, the first rotating, for "
+            f"{LATENCY_SECONDS:g} s: every request is a sample and all targets share the same moments of the "
+            "machine; p50/p99 are over all rounds' samples pooled (min–max of the rounds' own); added = the "
+            "target's pooled percentile minus the direct call's, (min…max over rounds) [95 % bootstrap "
+            f"interval, {BOOTSTRAP} resamples]. The client's own time per request is in every target alike. "
+            f"Throughput: wrk (one thread), {CONCURRENCY} connections for {THROUGHPUT_SECONDS} s per target per "
+            f"round, median over rounds (min–max), paired with the direct call of the same round. {ROUNDS} "
+            "rounds, the order alternating. Every POST carries a new x-user-id.",
             "Loopback; per model one model process (uvicorn), one gateway process; one nginx worker with "
             f"keep-alive pools to both models. '{CEILING}' is nginx returning the body itself: the most wrk drives "
             "here, so the load generator is not what limits the other rows.",

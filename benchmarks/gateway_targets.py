@@ -4,17 +4,20 @@ same sticky split with `split_clients`; plus wrk, the compiled load generator th
 from __future__ import annotations
 
 import contextlib
+import gc
 import getpass
 import json
 import os
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -103,6 +106,20 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def runqueue_seconds(pid: int) -> float:
+    """Time `pid`'s threads and children waited for a CPU while runnable (/proc schedstat): the share of
+    a latency that is the machine's scheduling, not the process's own work."""
+    pids = [pid]
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        pids += [int(child) for child in children.read_text().split()]
+    waited = 0
+    for each in pids:
+        for stat in Path(f"/proc/{each}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                waited += int(stat.read_text().split()[1])
+    return waited / 1e9
+
+
 @contextlib.contextmanager
 def process(command: list[str], ready_url: str) -> Iterator[int]:
     environment = os.environ | ONE_THREAD  # a model's CPU is its process's: no BLAS threads on the side
@@ -176,6 +193,7 @@ error_log {prefix}/error.log warn;
 events {{ worker_connections 1024; }}
 http {{
     access_log off;
+    keepalive_requests 10000000;  # the default 1000 would close the latency client's connection
 {temps}
 {"".join(blocks)}
     server {{
@@ -215,6 +233,74 @@ def wrk(wrk_binary: str, script: Path, url: str, connections: int, seconds: floa
     p50, p99, requests, duration, errors, timeouts = (int(part) for part in line.split()[1:])
     rate = requests / (duration / 1e6)
     return WrkRun(p50 / 1000, p99 / 1000, rate, requests, errors, timeouts, client_cpu / max(requests, 1) * 1e6)
+
+
+class Sequential:
+    """One kept-alive connection, one POST /predict at a time (a new x-user-id each), its latency timed
+    around the socket calls only: a load generator whose every request is a sample."""
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        self.host = f"{parts.hostname}:{parts.port}".encode()
+        self.sock = socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT_SECONDS)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def post(self, counter: int) -> int:
+        """Latency in ns of one request; raises on anything but a 200 with a Content-Length."""
+        body = b'{"x": %d}' % counter
+        request = (
+            b"POST /predict HTTP/1.1\r\nhost: %s\r\ncontent-type: application/json\r\nx-user-id: user-%d\r\n"
+            b"content-length: %d\r\n\r\n%s" % (self.host, counter, len(body), body)
+        )
+        started = time.perf_counter_ns()
+        self.sock.sendall(request)
+        data = self.sock.recv(65536)
+        while b"\r\n\r\n" not in data:
+            data += self._more()
+        head, _, rest = data.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        length = next((int(line[15:]) for line in lines if line[:15].lower() == b"content-length:"), None)
+        if length is None or not lines[0].startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(f"{self.host.decode()}: unexpected answer {head[:200]!r}")
+        while len(rest) < length:
+            rest += self._more()
+        elapsed = time.perf_counter_ns() - started
+        return elapsed
+
+    def _more(self) -> bytes:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"{self.host.decode()} closed the connection")
+        return chunk
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def interleaved(urls: list[str], seconds: float, first: int = 0) -> list[list[float]]:
+    """Latencies (ms) per url, one request to each in turn, the starting url rotating every turn, for
+    `seconds`: every target sees the same moments of the machine, so a stall of another job lands on all
+    of them alike and differences of percentiles compare like with like. The client's GC is off while
+    it times."""
+    clients = [Sequential(url) for url in urls]
+    samples: list[list[float]] = [[] for _ in urls]
+    counter, turn = first, 0
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for step in range(len(clients)):
+                index = (turn + step) % len(clients)
+                counter += 1
+                samples[index].append(clients[index].post(counter) / 1e6)
+            turn += 1
+    finally:
+        if collecting:
+            gc.enable()
+        for client in clients:
+            client.close()
+    return samples
 
 
 if __name__ == "__main__":
