@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -9,7 +10,8 @@ import pytest
 
 from mlrollouts.gateway.feedback import FeedbackError, parse_feedback
 from mlrollouts.gateway.metrics import prediction_bucket
-from mlrollouts.gateway.shadow import compare_predictions
+from mlrollouts.gateway.proxy import SIMPLE_SCORE, score_of
+from mlrollouts.gateway.shadow import compare_predictions, numeric_score
 
 
 @pytest.mark.parametrize(
@@ -50,6 +52,39 @@ def test_prediction_buckets_are_deciles() -> None:
         "0.9-1.0",
         "out_of_range",
     ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"prediction":0.42}',
+        b' {"score" : 1}\n',
+        b'{"prediction":-0}',
+        b'{"prediction":1e400}',
+        b'{"prediction":-2.5E-3}',
+        b'{"prediction":1234567890123456}',
+        b'{"prediction":' + b"9" * 400 + b"}",  # an int too large for a float: no score
+        b'{"prediction":true}',
+        b'{"prediction":"0.4"}',
+        b'{"prediction":01}',
+        b'{"prediction":0.4,"score":0.9}',
+        b'{"score":0.9,"prediction":0.1}',
+        b'{"predi\\u0063tion":0.3}',
+        b'{"prediction":0.3}x',
+        b"[0.3]",
+    ],
+)
+def test_the_prediction_histogram_reads_a_score_as_a_full_json_parse_does(body: bytes) -> None:
+    try:
+        expected = numeric_score(json.loads(body))
+    except ValueError:
+        expected = None
+    assert score_of(body) == expected
+
+
+def test_the_usual_answer_takes_the_shortcut() -> None:
+    assert SIMPLE_SCORE.fullmatch(b'{"prediction":0.42}') is not None
+    assert SIMPLE_SCORE.fullmatch(b'{"prediction":0.4,"score":0.9}') is None
 
 
 @pytest.mark.integration

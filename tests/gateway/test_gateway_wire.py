@@ -115,3 +115,49 @@ def test_what_the_pool_sends_is_one_well_formed_request_with_the_headers_as_give
     assert head == b"POST /predict HTTP/1.1"
     assert rest.startswith(b"host: 127.0.0.1:")
     assert rest.endswith(b"\r\nx-user-id: u\r\ncontent-length: 2\r\n\r\n{}")
+
+
+def test_the_timeout_holds_in_total_for_a_stalled_answer_and_for_a_wait_for_a_slot() -> None:
+    """The deadline covers the answer, a slot (one connection, busy) and a new connection; a connection
+    whose answer timed out is never reused."""
+
+    async def scenario() -> tuple[list[float], list[str], int]:
+        stall = asyncio.Event()
+        connections = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer)
+            while await read_request(reader):
+                if not stall.is_set():
+                    await asyncio.sleep(10)  # never answers in time
+                writer.write(OK)
+                await writer.drain()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        upstream = Upstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", 1)
+        elapsed, outcomes = [], []
+
+        async def timed(timeout: float) -> None:
+            started = asyncio.get_running_loop().time()
+            try:
+                outcomes.append(str((await upstream.request("POST", "/p", [], b"{}", timeout)).status_code))
+            except TimeoutError:
+                outcomes.append("timeout")
+            elapsed.append(asyncio.get_running_loop().time() - started)
+
+        try:
+            holder = asyncio.create_task(timed(0.6))  # takes the only slot and stalls
+            await asyncio.sleep(0.05)
+            await timed(0.2)  # waits for the slot: times out first
+            await holder
+            stall.set()
+            await timed(2)  # answered, on a new connection: the timed-out one was closed
+        finally:
+            await upstream.aclose()
+            server.close()
+        return elapsed, outcomes, len(connections)
+
+    elapsed, outcomes, connections = asyncio.run(scenario())
+    assert outcomes == ["timeout", "timeout", "200"]
+    assert 0.15 <= elapsed[0] < 0.5 and 0.55 <= elapsed[1] < 0.9
+    assert connections == 2

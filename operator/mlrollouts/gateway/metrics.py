@@ -13,12 +13,14 @@ SERVED = ("experiment_id", "variant", "model_version")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 
 
+DECILES = tuple(f"{index / 10:.1f}-{(index + 1) / 10:.1f}" for index in range(10))
+
+
 def prediction_bucket(value: float) -> str:
     """Deciles of [0, 1] ("0.0-0.1" … "0.9-1.0"); anything else is "out_of_range"."""
     if not 0.0 <= value <= 1.0:
         return "out_of_range"
-    index = min(int(value * 10), 9)
-    return f"{index / 10:.1f}-{(index + 1) / 10:.1f}"
+    return DECILES[min(int(value * 10), 9)]
 
 
 ERROR_KINDS = ("connect", "timeout", "status_5xx")

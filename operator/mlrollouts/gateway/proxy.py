@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,13 @@ from mlrollouts.gateway.upstream import Upstream, UpstreamError, UpstreamRespons
 
 log = logging.getLogger(__name__)
 MAX_SCORED_BODY = 64 * 1024
+# The usual answer, `{"prediction": 0.42}` (or "score") and nothing else, read without a JSON parse (a tenth
+# of the gateway's own CPU per prediction): the number is a JSON number, which float() reads as json.loads
+# does (integers of at most 16 digits convert exactly). Any other body takes the full parse.
+SIMPLE_SCORE = re.compile(
+    rb'[ \t\n\r]*\{[ \t\n\r]*"(?:prediction|score)"[ \t\n\r]*:[ \t\n\r]*'
+    rb"(-?(?:0|[1-9][0-9]{0,15})(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)[ \t\n\r]*\}[ \t\n\r]*"
+)
 
 
 @dataclass(frozen=True)
@@ -79,14 +87,23 @@ class Forwarder:
         return Outcome(variant, variant, None, kind, message)
 
     def _count_prediction(self, series: ServedSeries, labels: tuple[str, str, str], response: UpstreamResponse) -> None:
-        if "json" not in response.header(b"content-type") or len(response.content) > MAX_SCORED_BODY:
+        content = response.content
+        if len(content) > MAX_SCORED_BODY or "json" not in response.header(b"content-type"):
             return
-        try:
-            score = numeric_score(loads(response.content))
-        except (ValueError, RecursionError):
-            return
+        score = score_of(content)
         if score is not None:
             series.prediction(labels, prediction_bucket(score)).inc()
+
+
+def score_of(content: bytes) -> float | None:
+    """numeric_score of the JSON body, None if it has none or is no JSON; the usual shape without a parse."""
+    simple = SIMPLE_SCORE.fullmatch(content)
+    if simple is not None:
+        return float(simple[1])
+    try:
+        return numeric_score(loads(content))
+    except (ValueError, RecursionError):
+        return None
 
 
 class ModelVersions:

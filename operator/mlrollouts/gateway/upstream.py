@@ -110,15 +110,17 @@ class Upstream:
     async def request(
         self, method: str, target: str, headers: RawHeaders, body: bytes, timeout_seconds: float
     ) -> UpstreamResponse:
-        """The model's answer within `timeout_seconds` in total (TimeoutError), or UpstreamError."""
-        async with asyncio.timeout(timeout_seconds):
-            if self._wire is None:
+        """The model's answer within `timeout_seconds` in total (TimeoutError), or UpstreamError.
+        The wire pool keeps the deadline itself (cheaper per call); the other clients run under
+        asyncio.timeout."""
+        if self._wire is None:
+            async with asyncio.timeout(timeout_seconds):
                 return await self._request_tls(method, target, headers, body, timeout_seconds)
-            try:
-                status, raw, content = await self._wire.request(method, target, headers, body)
-            except WireError as error:
-                raise UpstreamError(str(error)) from error
-            return UpstreamResponse(status, raw, content)
+        try:
+            status, raw, content = await self._wire.request(method, target, headers, body, timeout_seconds)
+        except WireError as error:
+            raise UpstreamError(str(error)) from error
+        return UpstreamResponse(status, raw, content)
 
     async def _request_tls(
         self, method: str, target: str, headers: RawHeaders, body: bytes, timeout_seconds: float
