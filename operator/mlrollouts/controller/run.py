@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import random
+from collections.abc import Iterator
 
 import kopf
 import kubernetes.aio.config
@@ -166,11 +167,28 @@ def run_operator(
         [receiver.name for receiver in runtime.hooks.default_receivers],
     )
     tune_gc()
-    kopf.run(
-        standalone=standalone,
-        peering_name=None if standalone else peering,
-        namespaces=namespaces,
-        clusterwide=not namespaces,
-        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
-        memo=kopf.Memo(runtime=runtime, readiness_port=readiness_port, namespaces=namespaces, shards=shards),
-    )
+    with operator_loop() as loop:
+        kopf.run(
+            loop=loop,
+            standalone=standalone,
+            peering_name=None if standalone else peering,
+            namespaces=namespaces,
+            clusterwide=not namespaces,
+            liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+            memo=kopf.Memo(runtime=runtime, readiness_port=readiness_port, namespaces=namespaces, shards=shards),
+        )
+
+
+@contextlib.contextmanager
+def operator_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """The loop kopf runs on: uvloop when installed, as `kopf run` does (kopf.run() alone does not), else
+    asyncio's; owned, and closed as asyncio.run would. The default loop's pure-Python selector, SSL transport and
+    callback handling were about a sixth of the operator's CPU per tick (py-spy, 300 experiments)."""
+    try:
+        import uvloop
+    except ImportError:  # Windows: the default loop
+        factory = asyncio.new_event_loop
+    else:
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        yield runner.get_loop()
