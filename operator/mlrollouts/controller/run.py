@@ -12,10 +12,12 @@ from collections.abc import Iterator
 
 import kopf
 import kubernetes.aio.config
+from kopf._core.reactor import processing  # the per-event processor kopf's watchers call (own_writes)
 
 from mlrollouts import GROUP
 from mlrollouts.controller import readiness, telemetry
 from mlrollouts.controller.leases import LeaseApi, ShardingConfig
+from mlrollouts.controller.own_writes import OwnWrites
 from mlrollouts.controller.ports import Runtime
 from mlrollouts.controller.sharding import ShardManager
 from mlrollouts.controller.storage import SlimDiffBaseStorage, SlimProgressStorage
@@ -130,7 +132,7 @@ def run_operator(
     hooks: HookPolicy | None = None,
     sharding: ShardingConfig | None = None,
 ) -> None:
-    import mlrollouts.controller.handlers  # noqa: F401 - registers the handlers with kopf
+    import mlrollouts.controller.handlers
 
     if metrics_port:
         telemetry.serve(metrics_port)
@@ -167,7 +169,8 @@ def run_operator(
         [receiver.name for receiver in runtime.hooks.default_receivers],
     )
     tune_gc()
-    with operator_loop() as loop:
+    own_writes = OwnWrites(runtime.wrote, mlrollouts.controller.handlers.claims_of)
+    with operator_loop() as loop, short_circuited(own_writes):
         kopf.run(
             loop=loop,
             standalone=standalone,
@@ -192,3 +195,15 @@ def operator_loop() -> Iterator[asyncio.AbstractEventLoop]:
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         yield runner.get_loop()
+
+
+@contextlib.contextmanager
+def short_circuited(own_writes: OwnWrites) -> Iterator[None]:
+    """kopf's watchers, spawned inside, call own_writes' wrapper of process_resource_event (looked up when they
+    start); restored after."""
+    original = processing.process_resource_event
+    processing.process_resource_event = own_writes.wrap(original)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        processing.process_resource_event = original  # type: ignore[assignment]
