@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from mlrollouts.controller import own_writes
 from mlrollouts.controller.handlers import claims_of
 from mlrollouts.controller.own_writes import OwnWrites
 
@@ -124,3 +125,15 @@ def test_a_pending_kopf_patch_goes_through_kopf() -> None:
     memory.remaining_patch = {"metadata": {"finalizers": []}}
     deliver(body("2"))
     assert inner.seen == ["1", "2"] and own.skipped == 0
+
+
+def test_what_is_remembered_stays_bounded(monkeypatch: Any) -> None:
+    monkeypatch.setattr(own_writes, "SEEN_SIZE", 2)
+    own, inner, _, deliver = setup(written={"2"})
+    deliver(body("1"), "ADDED")
+    for uid in ("u-2", "u-3"):  # two other objects processed in full since
+        other = body("1")
+        other["metadata"]["uid"] = uid
+        deliver(other, "ADDED")
+    deliver(body("2"))  # u-1 was forgotten: through kopf, not skipped
+    assert own.skipped == 0 and inner.seen[-1] == "2"

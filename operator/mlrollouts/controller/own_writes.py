@@ -13,12 +13,15 @@ a terminal phase), goes through kopf whole.
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 VOLATILE = ("resourceVersion", "managedFields")
 """Metadata a status write changes; kopf's handlers and storages read neither."""
 
+SEEN_SIZE = 20_000
+"""Objects remembered (most recent first kept): one deleted while the watch was down sends no DELETED event."""
 Processor = Callable[..., Awaitable[str | None]]
 
 
@@ -32,7 +35,7 @@ class OwnWrites:
         claims: Callable[[Mapping[str, Any]], object],
     ) -> None:
         self._wrote, self._claims = wrote, claims
-        self._seen: dict[str, tuple[dict[str, Any], Any, object]] = {}
+        self._seen: OrderedDict[str, tuple[dict[str, Any], Any, object]] = OrderedDict()
         """uid → (stable metadata, spec, index entry) of the last event kopf processed in full."""
         self.skipped = 0
 
@@ -46,6 +49,9 @@ class OwnWrites:
             self._seen.pop(uid, None)
         else:
             self._seen[uid] = (_stable(body), body.get("spec"), self._claims(body))
+            self._seen.move_to_end(uid)
+            if len(self._seen) > SEEN_SIZE:
+                self._seen.popitem(last=False)  # forgotten: its next event goes through kopf, nothing worse
 
     def is_own_noop(self, raw_event: Mapping[str, Any]) -> bool:
         """An event of our own status write that changed nothing kopf acts on (see the module's docstring)."""
