@@ -1,7 +1,7 @@
 """Same-load A/B of the operator's CPU per experiment-tick between source trees (not part of `make bench`).
 
     python -m benchmarks.ab_ticks BASE_TREE [CANDIDATE_TREE] [--rounds 3] [--experiments 300] [--interval 10]
-        [--window 40] [--profile DIR]
+        [--window 40] [--profile DIR] [--rate 50]
 
 One real kube-apiserver + etcd, one Prometheus scraping the exporter and one set of experiments (the capacity
 benchmark's A/B test that stays Progressing) for the whole run; the operators of the trees take turns on them,
@@ -94,7 +94,7 @@ def turn(
                 "-f",
                 "raw",
                 "-r",
-                "50",
+                str(args.rate),
                 "--nonblocking",
             ]
             spy = subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL)
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--interval", type=int, default=10)
     parser.add_argument("--window", type=float, default=40.0)
     parser.add_argument("--profile", default="")
+    parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second with --profile")
     args = parser.parse_args()
     trees = [tree.resolve() for tree in args.trees] + ([HERE] if len(args.trees) == 1 else [])
     config = Config(args.experiments, "gateway", args.interval, args.window, 0)

@@ -54,26 +54,33 @@ async def routing_claims(body: kopf.Body, **_: Any) -> dict[tuple[str, str, str]
     No claim is `{}`, never None: kopf keeps an object's previous index entry when the handler returns None, so
     a claim made at creation would outlive the experiment's end.
     """
+    return claims_of(body)
+
+
+def claims_of(body: Mapping[str, Any]) -> dict[tuple[str, str, str], tuple[str, str, str]]:
+    """routing_claims' answer for a raw body too (own_writes compares an event's with the last one kopf indexed)."""
     status = body.get("status") or {}
     if status.get("phase") in TERMINAL_PHASES:
         return {}
+    meta = body.get("metadata") or {}
     holds = routing_record.holds_split(status)
-    if not holds and (status.get("phase") == "Invalid" or body.meta.get("deletionTimestamp")):
+    if not holds and (status.get("phase") == "Invalid" or meta.get("deletionTimestamp")):
         return {}
-    target = routing_record.recorded_target(body.meta.namespace or "", status) if holds else None
+    target = routing_record.recorded_target(meta.get("namespace") or "", status) if holds else None
     target = target or _claim(body)
     if target is None:
         return {}
-    return {target: ("0" if holds else "1", body.meta.get("creationTimestamp") or "", body.meta.name or "")}
+    return {target: ("0" if holds else "1", meta.get("creationTimestamp") or "", meta.get("name") or "")}
 
 
 _claims_by_generation: OrderedDict[tuple[str, int], tuple[str, str, str] | None] = OrderedDict()
 
 
-def _claim(body: kopf.Body) -> tuple[str, str, str] | None:
+def _claim(body: Mapping[str, Any]) -> tuple[str, str, str] | None:
     """routing_claim by (uid, generation): the API server bumps the generation on every spec change and on no
     status write, so a status write's event costs a dict lookup instead of a JSON dump of the spec."""
-    uid, generation = body.meta.get("uid"), body.meta.get("generation")
+    meta = body.get("metadata") or {}
+    uid, generation = meta.get("uid"), meta.get("generation")
     if not uid or not isinstance(generation, int):
         return routing_claim(body)
     key = (uid, generation)

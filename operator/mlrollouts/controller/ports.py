@@ -127,6 +127,10 @@ class Runtime:
                 raise  # one that has a status shows its phase meanwhile: retried with backoff, no stale decision
             return dict(live)
 
+    def wrote(self, namespace: str, name: str, version: str) -> bool:
+        """Whether our last status write to the experiment produced this resourceVersion (own_writes)."""
+        return self._written.get((namespace, name)) == version
+
     def forget(self, namespace: str, name: str) -> None:
         """The experiment's loop ended (deleted, terminal, or its shard moved): drop what `read` remembers."""
         self._written.pop((namespace, name), None)
