@@ -9,7 +9,7 @@ one at a time, interleaved (A B A B ...), so that both see the same objects and,
 allows, the same load. Each turn: a fresh `mlrollouts run --standalone` with PYTHONPATH=TREE/operator (the
 tree's mlrollouts, this venv's dependencies), a warm-up until it ticked every experiment twice, then a window
 in which its CPU (/proc utime+stime) and ticks (its reconcile histogram) are measured. A tree left out is this
-checkout. `--profile DIR` records each window with py-spy (installed in this venv) into DIR.
+checkout. `--profile DIR` records each window with py-spy (`pip install py-spy` into this venv first) into DIR.
 """
 
 from __future__ import annotations
@@ -125,6 +125,8 @@ def main() -> None:
     parser.add_argument("--profile", default="")
     parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second with --profile")
     args = parser.parse_args()
+    if args.profile and not (pathlib.Path(sys.executable).parent / "py-spy").exists():
+        parser.error(f"--profile needs py-spy in this venv: {sys.executable} -m pip install py-spy")
     trees = [tree.resolve() for tree in args.trees] + ([HERE] if len(args.trees) == 1 else [])
     config = Config(args.experiments, "gateway", args.interval, args.window, 0)
     with stopped_by_signals(), tempfile.TemporaryDirectory() as tmp:
