@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from mlrollouts.stats import (
@@ -41,10 +41,14 @@ def test_sequential_pvalue_and_interval(a: tuple[int, int], b: tuple[int, int]) 
 
 @settings(max_examples=200, deadline=None)
 @given(arm(min_trials=0), arm(min_trials=0))
+@example((99991, 199991), (99991, 199991))  # found by CI: 1.17e-9 off, which a 1e-9 bound wrongly failed
 def test_probability_of_being_better_is_a_probability(a: tuple[int, int], b: tuple[int, int]) -> None:
+    """The bound is the module's stated accuracy: at 2e5 trials the anchor's log-Gamma pieces are ~1e6, so
+    rounding leaves ~1e-9 on each side of the sum (worst seen 1.03e-9 in 20,000 random pairs); 1e-8 keeps
+    a margin without hiding a real error, which would be orders of magnitude larger."""
     p = prob_b_beats_a(*a, *b)
     assert 0.0 <= p <= 1.0
-    assert abs(p + prob_b_beats_a(*b, *a) - 1.0) < 1e-9
+    assert abs(p + prob_b_beats_a(*b, *a) - 1.0) < 1e-8
 
 
 @settings(max_examples=100, deadline=None)

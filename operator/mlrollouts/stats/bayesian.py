@@ -8,7 +8,8 @@ variable, so the answer is that distribution's CDF; the terms rise to one mode a
 - only evaluate terms within K standard deviations of the mode, growing K until the terms left out are
   provably below 1e-13 in total (they are each below the window's edge term, which bounds them).
 This is thousands of times less work than the full sum for posteriors with tens of thousands of
-successes, and exact to rounding (~1e-14).
+successes. It is exact up to the rounding of the anchor: log-Gamma pieces of size ~1e6 at 2e5 trials
+leave ~1e-9 absolute (measured worst 5e-10 for two identical arms of 196,708 trials), ~1e-14 below 1e4.
 """
 
 from __future__ import annotations
