@@ -8,6 +8,16 @@ spec, the metadata but resourceVersion and managedFields), the routing index's e
 of kopf's is pending. Only the body the experiment's analysis loop reads (kopf's `live` body) is brought up to
 date, as kopf does first thing. Any other event, or one of ours that changed the index entry (a split applied,
 a terminal phase), goes through kopf whole.
+
+Active-active: every replica watches every experiment, so each also receives the status writes of the experiments
+other replicas own. For such an event kopf concludes the same "nothing to do" (status is in no handler's essence;
+the parked analysis loop waits for its shard, not for events), so it is skipped under the same conditions,
+whoever wrote it: ownership moves with the shard Leases (sharding.wait_owned), never with a watch event.
+
+Never skipped, whoever wrote it, while kopf still has work pending for the object, which it does by sleeping
+until the object's next event (or a delay) and acting then; a skipped event would cut that sleep short with
+nothing acting after it: a deletion in progress (daemons stopping, on-delete handlers retried), a handler's
+progress record (a retry to come), an error kopf swallowed and throttles (its patch maybe never applied).
 """
 
 from __future__ import annotations
@@ -17,24 +27,34 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from mlrollouts import GROUP
+from mlrollouts.controller.reading import ACTION_ANNOTATION
+
 VOLATILE = ("resourceVersion", "managedFields")
 """Metadata a status write changes; kopf's handlers and storages read neither."""
 
 SEEN_SIZE = 20_000
 """Objects remembered (most recent first kept): one deleted while the watch was down sends no DELETED event."""
+KOPF_PREFIX = f"{GROUP}/"
+"""run.configure's prefix of kopf's annotations: its diff-base, handler progress records and touch-dummy."""
+SETTLED = frozenset({f"{GROUP}/last-handled-configuration", f"{GROUP}/kopf-managed", ACTION_ANNOTATION})
+"""The prefixed annotations present when kopf has nothing pending (its diff-base, the marker kopf's storages add
+beside it, a user's action): any other is kopf's progress record of a handler, or its touch-dummy."""
 Processor = Callable[..., Awaitable[str | None]]
 
 
 class OwnWrites:
     """Which events to short-circuit: `wrote(namespace, name, version)` says whether a status write of this
-    process produced that version; `claims(body)` is the routing index's entry for a body."""
+    process produced that version; `claims(body)` is the routing index's entry for a body; `owns(namespace,
+    name)` whether this replica holds the experiment's shard (None: standalone, every experiment is ours)."""
 
     def __init__(
         self,
         wrote: Callable[[str, str, str], bool],
         claims: Callable[[Mapping[str, Any]], object],
+        owns: Callable[[str, str], bool] | None = None,
     ) -> None:
-        self._wrote, self._claims = wrote, claims
+        self._wrote, self._claims, self._owns = wrote, claims, owns
         self._seen: OrderedDict[str, tuple[dict[str, Any], Any, object]] = OrderedDict()
         """uid → (stable metadata, spec, index entry) of the last event kopf processed in full."""
         self.skipped = 0
@@ -53,28 +73,32 @@ class OwnWrites:
             if len(self._seen) > SEEN_SIZE:
                 self._seen.popitem(last=False)  # forgotten: its next event goes through kopf, nothing worse
 
-    def is_own_noop(self, raw_event: Mapping[str, Any]) -> bool:
-        """An event of our own status write that changed nothing kopf acts on (see the module's docstring)."""
+    def is_noop(self, raw_event: Mapping[str, Any]) -> bool:
+        """A status write, ours or (to an experiment another replica owns) anyone's, that changed nothing kopf
+        acts on and came while kopf had nothing pending in the body (see the module's docstring)."""
         if raw_event.get("type") != "MODIFIED":
             return False
         body = raw_event.get("object") or {}
         meta = body.get("metadata") or {}
         seen = self._seen.get(meta.get("uid") or "")
         version = meta.get("resourceVersion")
-        if seen is None or not version or not self._wrote(meta.get("namespace") or "", meta.get("name") or "", version):
+        if seen is None or not version or meta.get("deletionTimestamp") or _kopf_pending(meta):
+            return False
+        namespace, name = meta.get("namespace") or "", meta.get("name") or ""
+        if not self._wrote(namespace, name, version) and (self._owns is None or self._owns(namespace, name)):
             return False
         stable, spec, claims = seen
         return body.get("spec") == spec and _stable(body) == stable and self._claims(body) == claims
 
     def wrap(self, process: Processor) -> Processor:
-        """kopf's process_resource_event, short-circuited for our own no-op events."""
+        """kopf's process_resource_event, short-circuited for no-op status writes."""
 
         @functools.wraps(process)
         async def process_resource_event(*, raw_event: Mapping[str, Any], **kwargs: Any) -> str | None:
-            if self.is_own_noop(raw_event):
-                memory = await kwargs["memories"].recall(raw_event["object"], memobase=kwargs["memobase"])
+            if self.is_noop(raw_event):
+                memory = await kwargs["memories"].recall(raw_event["object"], memobase=kwargs.get("memobase"))
                 live = memory.daemons_memory.live_fresh_body
-                if live is not None and not memory.remaining_patch:
+                if live is not None and not memory.remaining_patch and _not_throttled(memory):
                     live._replace_with(raw_event["object"])  # as kopf does first thing for every event
                     self.skipped += 1
                     return None
@@ -90,3 +114,16 @@ def _stable(body: Mapping[str, Any]) -> dict[str, Any]:
     stable = {key: value for key, value in meta.items() if key not in VOLATILE}
     stable["apiVersion"], stable["kind"] = body.get("apiVersion"), body.get("kind")
     return stable
+
+
+def _kopf_pending(meta: Mapping[str, Any]) -> bool:
+    """kopf's own state in the body says it has work to come: a handler's progress record, a touch-dummy."""
+    return any(key.startswith(KOPF_PREFIX) and key not in SETTLED for key in meta.get("annotations") or ())
+
+
+def _not_throttled(memory: Any) -> bool:
+    """kopf's error throttler is idle: its last processing of the object did not fail (kopf resets it on the next
+    one that succeeds). Looked up leniently: a kopf that renamed these fields gets every event (and these
+    tests fail), never a skip it has not vouched for."""
+    fields = getattr(getattr(memory, "error_throttler", None), "__dict__", {})
+    return "source_of_delays" in fields and fields["source_of_delays"] is None and fields.get("active_until") is None

@@ -169,7 +169,7 @@ def run_operator(
         [receiver.name for receiver in runtime.hooks.default_receivers],
     )
     tune_gc()
-    own_writes = OwnWrites(runtime.wrote, mlrollouts.controller.handlers.claims_of)
+    own_writes = OwnWrites(runtime.wrote, mlrollouts.controller.handlers.claims_of, shards.owns if shards else None)
     with operator_loop() as loop, short_circuited(own_writes):
         kopf.run(
             loop=loop,
