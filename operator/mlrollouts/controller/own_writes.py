@@ -18,18 +18,23 @@ Never skipped, whoever wrote it, while kopf still has work pending for the objec
 until the object's next event (or a delay) and acting then; a skipped event would cut that sleep short with
 nothing acting after it: a deletion in progress (daemons stopping, on-delete handlers retried), a handler's
 progress record (a retry to come), an error kopf swallowed and throttles (its patch maybe never applied).
+
+The same check runs earlier too, in kopf's watch stream (`filter`), for an object with no event queued or in
+processing: a skipped event then never reaches kopf's queueing (a queue put, a worker task spawned or woken).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from mlrollouts import GROUP
 from mlrollouts.controller.reading import ACTION_ANNOTATION
 
+log = logging.getLogger(__name__)
 VOLATILE = ("resourceVersion", "managedFields")
 """Metadata a status write changes; kopf's handlers and storages read neither."""
 
@@ -57,7 +62,11 @@ class OwnWrites:
         self._wrote, self._claims, self._owns = wrote, claims, owns
         self._seen: OrderedDict[str, tuple[dict[str, Any], Any, object]] = OrderedDict()
         """uid → (stable metadata, spec, index entry) of the last event kopf processed in full."""
-        self.skipped = 0
+        self._queued: dict[str, int] = {}
+        """uid → events the watch filter passed on to kopf's queue that kopf has not finished processing."""
+        self._memories: tuple[Any, Any] | None = None
+        """kopf's per-object memories and memo base, as its processor is given them (None before the first)."""
+        self.skipped = self.skipped_early = 0
 
     def remember(self, raw_event: Mapping[str, Any]) -> None:
         """After kopf processed an event in full: what a later event of ours is compared with."""
@@ -90,23 +99,74 @@ class OwnWrites:
         stable, spec, claims = seen
         return body.get("spec") == spec and _stable(body) == stable and self._claims(body) == claims
 
+    async def _short_circuit(self, raw_event: Mapping[str, Any], memories: Any, memobase: Any) -> bool:
+        """Whether the event is skipped; if so, kopf's live body is brought up to date as kopf does first thing."""
+        if not self.is_noop(raw_event):
+            return False
+        memory = await memories.recall(raw_event["object"], memobase=memobase)
+        live = memory.daemons_memory.live_fresh_body
+        if live is None or memory.remaining_patch or not _not_throttled(memory):
+            return False
+        live._replace_with(raw_event["object"])
+        return True
+
     def wrap(self, process: Processor) -> Processor:
         """kopf's process_resource_event, short-circuited for no-op status writes."""
 
         @functools.wraps(process)
         async def process_resource_event(*, raw_event: Mapping[str, Any], **kwargs: Any) -> str | None:
-            if self.is_noop(raw_event):
-                memory = await kwargs["memories"].recall(raw_event["object"], memobase=kwargs.get("memobase"))
-                live = memory.daemons_memory.live_fresh_body
-                if live is not None and not memory.remaining_patch and _not_throttled(memory):
-                    live._replace_with(raw_event["object"])  # as kopf does first thing for every event
+            memories, memobase = kwargs["memories"], kwargs.get("memobase")
+            self._memories = memories, memobase
+            try:
+                if await self._short_circuit(raw_event, memories, memobase):
                     self.skipped += 1
                     return None
-            result = await process(raw_event=raw_event, **kwargs)
-            self.remember(raw_event)
-            return result
+                result = await process(raw_event=raw_event, **kwargs)
+                self.remember(raw_event)
+                return result
+            finally:
+                self._processed(raw_event)
 
         return process_resource_event
+
+    def filter(self, stream: Callable[..., AsyncIterator[Any]], accepts: Callable[[Any], bool]) -> Any:
+        """kopf's watch stream (watching.infinite_watch) without the no-op events of objects kopf is idle on, for
+        the resources `accepts` says: kopf's queueing (a queue, a worker task per object, woken per event) is
+        skipped too. An object with an event queued or in processing gets every event (kopf may be sleeping
+        for a delay that the event must cut short); the processor's short-circuit then decides."""
+
+        @functools.wraps(stream)
+        async def infinite_watch(*, resource: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            filtering = accepts(resource)
+            async for event in stream(resource=resource, **kwargs):
+                if filtering and isinstance(event, dict) and event.get("type") != "BOOKMARK":
+                    uid = ((event.get("object") or {}).get("metadata") or {}).get("uid")
+                    if uid and not self._queued.get(uid) and await self._skips_early(event):
+                        self.skipped_early += 1
+                        continue
+                    if uid:
+                        self._queued[uid] = self._queued.get(uid, 0) + 1
+                yield event
+
+        return infinite_watch
+
+    async def _skips_early(self, event: Mapping[str, Any]) -> bool:
+        """The short-circuit in the watch stream, which must not fail: on any error the event goes to kopf."""
+        if self._memories is None:
+            return False
+        try:
+            return await self._short_circuit(event, *self._memories)
+        except Exception:
+            log.exception("own_writes: an event could not be checked in the watch stream; kopf processes it")
+            return False
+
+    def _processed(self, raw_event: Mapping[str, Any]) -> None:
+        uid = ((raw_event.get("object") or {}).get("metadata") or {}).get("uid") or ""
+        left = self._queued.get(uid, 0) - 1
+        if left > 0:
+            self._queued[uid] = left
+        else:
+            self._queued.pop(uid, None)
 
 
 def _stable(body: Mapping[str, Any]) -> dict[str, Any]:
