@@ -1,7 +1,7 @@
 """Same-load A/B of the operator's CPU per experiment-tick between source trees (not part of `make bench`).
 
     python -m benchmarks.ab_ticks BASE_TREE [CANDIDATE_TREE] [--rounds 3] [--experiments 300] [--interval 10]
-        [--window 40] [--profile DIR] [--rate 50]
+        [--window 40] [--profile DIR] [--rate 50] [--replicas 1]
 
 One real kube-apiserver + etcd, one Prometheus scraping the exporter and one set of experiments (the capacity
 benchmark's A/B test that stays Progressing) for the whole run; the operators of the trees take turns on them,
@@ -10,6 +10,8 @@ allows, the same load. Each turn: a fresh `mlrollouts run --standalone` with PYT
 tree's mlrollouts, this venv's dependencies), a warm-up until it ticked every experiment twice, then a window
 in which its CPU (/proc utime+stime) and ticks (its reconcile histogram) are measured. A tree left out is this
 checkout. `--profile DIR` records each window with py-spy (`pip install py-spy` into this venv first) into DIR.
+`--replicas N` (N > 1): each turn runs N active-active replicas (`--shards 16`, as bench_scaling) instead of one
+standalone operator, and the CPU and ticks are summed over them (the window starts once every shard is held).
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from benchmarks.bench_operator import (
     operator_process,
     reconcile_histogram,
 )
+from benchmarks.bench_scaling import SHARDS, histogram_sum, spread
 from benchmarks.harness import api_server, scraped_exporter, stopped_by_signals
+from mlrollouts.localstack.replicas import Replica, wait_until
 
 HERE = pathlib.Path(__file__).resolve().parents[1]
 
@@ -60,25 +64,53 @@ def requests_of(api: kubernetes.client.ApiClient, plane: list[int]) -> dict[str,
     return experiment_requests(api) if plane else {"get": 0.0, "status": 0.0, "refused": 0.0}
 
 
+@contextlib.contextmanager
+def operators(
+    count: int, label: str, tree: pathlib.Path, kubeconfig: pathlib.Path, folder: pathlib.Path
+) -> Iterator[list[tuple[int, int]]]:
+    """(pid, metrics port) of one standalone operator, or of `count` active-active replicas once every shard is
+    held; all of `tree`'s code. Stopped (SIGTERM: the Leases freed for the next turn) at the end."""
+    if count == 1:
+        with pythonpath(tree), operator_process(kubeconfig, folder / f"operator-{label}.log") as (child, port):
+            yield [(child.pid, port)]
+        return
+    replicas: list[Replica] = []
+    try:
+        with pythonpath(tree):
+            for i in range(count):
+                replicas.append(
+                    Replica(f"replica-{i}", kubeconfig, folder / f"{label}-replica-{i}.log", SHARDS).start()
+                )
+        wait_until(lambda: spread(replicas), 120, "every shard held, each replica holding some", 1.0)
+        yield [(replica.process.pid, replica.metrics_port) for replica in replicas if replica.process is not None]
+    finally:
+        for replica in replicas:
+            replica.stop()
+
+
+def ticks_of(children: list[tuple[int, int]]) -> float:
+    return sum(reconcile_histogram(port).count for _, port in children)
+
+
 def turn(
     label: str, tree: pathlib.Path, kubeconfig: pathlib.Path, folder: pathlib.Path, args: argparse.Namespace
 ) -> str:
     with contextlib.ExitStack() as stack:
-        with pythonpath(tree):
-            child, port = stack.enter_context(operator_process(kubeconfig, folder / f"operator-{label}.log"))
-        started = reconcile_histogram(port).count
+        children = stack.enter_context(operators(args.replicas, label, tree, kubeconfig, folder))
+        started = ticks_of(children)
         deadline = time.monotonic() + 6 * args.interval + 60
-        while time.monotonic() < deadline and reconcile_histogram(port).count - started < 2 * args.experiments:
+        while time.monotonic() < deadline and ticks_of(children) - started < 2 * args.experiments:
             time.sleep(1)
         plane = control_plane_pids(kubeconfig)
         api = stack.enter_context(
             contextlib.closing(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
         )
         load0, requests0 = os.getloadavg()[0], requests_of(api, plane)
+        pids = [pid for pid, _ in children]
         cpu0, plane0, ticks0, t0 = (
-            cpu_seconds(child.pid),
+            sum(map(cpu_seconds, pids)),
             sum(map(cpu_seconds, plane)),
-            reconcile_histogram(port),
+            [reconcile_histogram(port) for _, port in children],
             time.monotonic(),
         )
         spy = None
@@ -88,7 +120,7 @@ def turn(
                 str(pathlib.Path(sys.executable).parent / "py-spy"),
                 "record",
                 "-p",
-                str(child.pid),
+                str(pids[0]),
                 "-d",
                 str(int(args.window)),
                 "-f",
@@ -100,7 +132,10 @@ def turn(
             spy = subprocess.Popen([*command, "-o", str(out)], stdout=subprocess.DEVNULL)
         time.sleep(args.window)
         elapsed = time.monotonic() - t0
-        cpu, ticks = cpu_seconds(child.pid) - cpu0, reconcile_histogram(port).minus(ticks0)
+        cpu = sum(map(cpu_seconds, pids)) - cpu0
+        ticks = histogram_sum(
+            [reconcile_histogram(port).minus(t) for (_, port), t in zip(children, ticks0, strict=True)]
+        )
         plane_cpu = sum(map(cpu_seconds, plane)) - plane0
         requests = {k: v - requests0[k] for k, v in requests_of(api, plane).items()}
         load1 = os.getloadavg()[0]
@@ -111,7 +146,7 @@ def turn(
         f"{label}: {ticks.count / elapsed:.1f} ticks/s, operator {cpu * 1000 / n:.2f} ms/tick, "
         f"API server + etcd {plane_cpu * 1000 / n:.2f} ms/tick, p95 {ticks.quantile(0.95) * 1000:.0f} ms, "
         f"status writes {requests['status'] / n:.2f} refused {requests['refused'] / n:.2f} "
-        f"GETs {requests['get'] / n:.2f} per tick, load {load0:.1f}/{load1:.1f}"
+        f"GETs {requests['get'] / n:.2f} per tick, load {load0:.1f}/{load1:.1f}, replicas {args.replicas}"
     )
 
 
@@ -124,6 +159,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=40.0)
     parser.add_argument("--profile", default="")
     parser.add_argument("--rate", type=int, default=50, help="py-spy samples per second with --profile")
+    parser.add_argument("--replicas", type=int, default=1, help="active-active replicas per turn (1: standalone)")
     args = parser.parse_args()
     if args.profile and not (pathlib.Path(sys.executable).parent / "py-spy").exists():
         parser.error(f"--profile needs py-spy in this venv: {sys.executable} -m pip install py-spy")

@@ -3,82 +3,12 @@ but still brings the analysis loop's live body up to date; every other event goe
 
 from __future__ import annotations
 
-import asyncio
 import copy
-from dataclasses import dataclass, field
 from typing import Any
 
-import kopf
+from own_writes_support import body, setup
 
 from mlrollouts.controller import own_writes
-from mlrollouts.controller.handlers import claims_of
-from mlrollouts.controller.own_writes import OwnWrites
-
-
-def body(version: str, phase: str = "Progressing", **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "mlrollouts.dev/v1alpha1",
-        "kind": "ModelExperiment",
-        "metadata": {
-            "name": "exp",
-            "namespace": "default",
-            "uid": "u-1",
-            "generation": 1,
-            "resourceVersion": version,
-            "finalizers": ["kopf.zalando.org/KopfFinalizerMarker"],
-            "managedFields": [{"manager": "mlrollouts", "time": version}],
-        },
-        "spec": {"strategy": "abTest", "traffic": {"provider": "gateway"}, **spec},
-        "status": {"phase": phase, "lastAnalysisAt": version},
-    }
-
-
-@dataclass
-class Memory:
-    live: kopf.Body
-    remaining_patch: dict[str, Any] | None = None
-
-    @property
-    def daemons_memory(self) -> Any:
-        return self
-
-    @property
-    def live_fresh_body(self) -> kopf.Body:
-        return self.live
-
-
-@dataclass
-class Memories:
-    memory: Memory
-
-    async def recall(self, raw_body: Any, **_: Any) -> Memory:
-        return self.memory
-
-
-@dataclass
-class Kopf:
-    """kopf's processor, counting the events it was given."""
-
-    seen: list[str] = field(default_factory=list)
-
-    async def process(self, *, raw_event: dict[str, Any], **_: Any) -> str | None:
-        self.seen.append(raw_event["object"]["metadata"]["resourceVersion"])
-        return None
-
-
-def setup(written: set[str], claims: Any = claims_of) -> tuple[OwnWrites, Kopf, Memory, Any]:
-    own = OwnWrites(
-        lambda namespace, name, version: (namespace, name) == ("default", "exp") and version in written, claims
-    )
-    inner = Kopf()
-    memory = Memory(kopf.Body(body("1")))
-    process = own.wrap(inner.process)
-
-    def deliver(raw: dict[str, Any], kind: str = "MODIFIED") -> None:
-        event = {"type": kind, "object": raw}
-        asyncio.run(process(raw_event=event, memories=Memories(memory), memobase=None))
-
-    return own, inner, memory, deliver
 
 
 def test_own_status_write_skips_kopf_and_updates_the_live_body() -> None:

@@ -12,9 +12,10 @@ from collections.abc import Iterator
 
 import kopf
 import kubernetes.aio.config
+from kopf._cogs.clients import watching  # the watch stream kopf's watchers read (own_writes)
 from kopf._core.reactor import processing  # the per-event processor kopf's watchers call (own_writes)
 
-from mlrollouts import GROUP
+from mlrollouts import GROUP, PLURAL
 from mlrollouts.controller import readiness, telemetry
 from mlrollouts.controller.leases import LeaseApi, ShardingConfig
 from mlrollouts.controller.own_writes import OwnWrites
@@ -169,7 +170,7 @@ def run_operator(
         [receiver.name for receiver in runtime.hooks.default_receivers],
     )
     tune_gc()
-    own_writes = OwnWrites(runtime.wrote, mlrollouts.controller.handlers.claims_of)
+    own_writes = OwnWrites(runtime.wrote, mlrollouts.controller.handlers.claims_of, shards.owns if shards else None)
     with operator_loop() as loop, short_circuited(own_writes):
         kopf.run(
             loop=loop,
@@ -199,11 +200,14 @@ def operator_loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 @contextlib.contextmanager
 def short_circuited(own_writes: OwnWrites) -> Iterator[None]:
-    """kopf's watchers, spawned inside, call own_writes' wrapper of process_resource_event (looked up when they
-    start); restored after."""
-    original = processing.process_resource_event
-    processing.process_resource_event = own_writes.wrap(original)  # type: ignore[assignment]
+    """kopf's watchers, spawned inside, read own_writes' filter of the watch stream and call its wrapper of
+    process_resource_event (both module attributes, looked up when a watcher starts); restored after."""
+    original_process, original_stream = processing.process_resource_event, watching.infinite_watch
+    experiments = lambda resource: resource.group == GROUP and resource.plural == PLURAL  # noqa: E731
+    processing.process_resource_event = own_writes.wrap(original_process)  # type: ignore[assignment]
+    watching.infinite_watch = own_writes.filter(original_stream, experiments)
     try:
         yield
     finally:
-        processing.process_resource_event = original  # type: ignore[assignment]
+        processing.process_resource_event = original_process  # type: ignore[assignment]
+        watching.infinite_watch = original_stream
