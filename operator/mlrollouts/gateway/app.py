@@ -26,6 +26,7 @@ from mlrollouts.gateway.headers import REQUEST_DROP, RESPONSE_DROP, RawHeaders, 
 from mlrollouts.gateway.inbound import (
     BadRequest,
     asgi_chunks,
+    checked_body,
     collect_body,
     error,
     header_map,
@@ -152,8 +153,8 @@ class Gateway:
             self.metrics.unassigned.labels(self.config.experiment, variant).inc()
         return variant, bucket, False
 
-    async def forward(self, scope: Scope, receive: Receive) -> Reply:
-        """One prediction request (an ASGI scope and its body) to the reply the client gets."""
+    async def forward(self, scope: Scope, receive: Receive, whole: bytes | None = None) -> Reply:
+        """One prediction request (an ASGI scope and its body, `whole` if already read) to the reply."""
         if self.assignment is None or self.split is None:
             return error_reply(503, "no traffic split loaded yet; check --split-file or the experiment's status")
         method, raw = scope["method"], scope["headers"]
@@ -162,7 +163,11 @@ class Gateway:
         try:
             path = upstream_path(scope.get("raw_path") or scope["path"].encode(), prefix)
             if method in BODY_METHODS:
-                body = await collect_body(asgi_chunks(receive), headers.get("content-length"), self.max_body)
+                declared = headers.get("content-length")
+                if whole is None:
+                    body = await collect_body(asgi_chunks(receive), declared, self.max_body)
+                else:
+                    body = checked_body(whole, declared, self.max_body)
                 document = parse_json(body)
             else:
                 body, document = b"", None

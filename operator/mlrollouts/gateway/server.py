@@ -70,6 +70,12 @@ class ByPort:
     def __init__(self, public: ASGIApp, metrics: ASGIApp, metrics_port: int) -> None:
         self.public, self.metrics, self.metrics_port = public, metrics, metrics_port
 
+    def shortcut_for(self, server: tuple[str, int | None] | None) -> PublicApp | None:
+        """The public app whose predictions a connection to `server` may serve past ASGI (protocol.py)."""
+        if not isinstance(self.public, PublicApp) or (server is not None and server[1] == self.metrics_port):
+            return None
+        return self.public
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")
         if scope["type"] != "lifespan" and server is not None and server[1] == self.metrics_port:
