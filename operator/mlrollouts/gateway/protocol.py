@@ -75,7 +75,7 @@ class GatewayHttpProtocol(HttpToolsProtocol):
         self.one_write = OneWrite(transport, self.loop)
         super().connection_made(self.one_write)  # type: ignore[arg-type]
         shortcut_for = getattr(self.app, "shortcut_for", None)
-        if shortcut_for is not None and not self.access_log and not self.config.reset_contextvars:
+        if shortcut_for is not None and not self.access_log and not getattr(self.config, "reset_contextvars", False):
             self.shortcut = shortcut_for(self.server)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:

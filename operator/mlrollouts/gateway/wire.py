@@ -18,6 +18,7 @@ from typing import cast
 import httptools
 
 from mlrollouts.gateway.headers import RawHeaders
+from mlrollouts.gateway.slots import Slots
 
 Answer = tuple[int, RawHeaders, bytes]  # status, raw header pairs, body
 
@@ -49,6 +50,7 @@ class _Connection(asyncio.Protocol):
         self.received = False  # any byte of the current answer
         self.headers_done = False
         self.head_only = False
+        self.encoded = False  # a Content-Encoding header came: the body may need decoding
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -78,6 +80,8 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        if len(name) == 16 and name.lower() == b"content-encoding":  # noted here: no second pass per answer
+            self.encoded = True
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -135,7 +139,7 @@ class WirePool:
     def __init__(self, host: str, port: int, authority: bytes, base_path: str, limit: int) -> None:
         self.host, self.port, self.authority, self.base_path = host, port, authority, base_path
         self.idle: deque[_Connection] = deque()
-        self.slots = asyncio.Semaphore(limit)
+        self.slots = Slots(limit)
 
     async def request(
         self, method: str, target: str, headers: RawHeaders, body: bytes, timeout_seconds: float
@@ -155,11 +159,9 @@ class WirePool:
             lines.append(b"content-length: %d\r\n" % len(body))
         lines += (b"\r\n", body)
         data = b"".join(lines)
-        if self.slots.locked():
+        if not self.slots.try_take():  # a free slot is taken without waiting
             async with asyncio.timeout_at(deadline):
-                await self.slots.acquire()
-        else:
-            await self.slots.acquire()  # a free slot: taken without waiting
+                await self.slots.take()
         try:
             try:
                 return await self._exchange(loop, data, method == "HEAD", deadline)
@@ -204,7 +206,7 @@ class WirePool:
             timer.cancel()
         if not connection.closed:
             self.idle.append(connection)
-        return status, headers, decoded(headers, content)
+        return status, headers, decoded(headers, content) if connection.encoded else content
 
     def close(self) -> None:
         while self.idle:
