@@ -40,6 +40,9 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.waiter: asyncio.Future[Answer] | None = None
+        self.deadline = 0.0  # of the answer awaited (loop time)
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
         self.parser = httptools.HttpResponseParser(self)
         self._reset()
 
@@ -68,6 +71,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._disarm()
         if self.waiter is None or self.waiter.done():
             return
         if self.headers_done and not self._framed():  # an answer delimited by closing the connection
@@ -104,16 +108,41 @@ class _Connection(asyncio.Protocol):
         self._complete()
 
     # the pool's side
-    def send(self, data: bytes, head_only: bool) -> asyncio.Future[Answer]:
+    def send(self, data: bytes, head_only: bool, deadline: float) -> asyncio.Future[Answer]:
+        """The answer's future, failed with TimeoutError if not complete by `deadline`. One timer per
+        connection, not one armed and cancelled per call (~1 µs each): fired early (later calls have later
+        deadlines), it re-arms for the current call's; a call due before it re-arms it at once."""
         assert self.transport is not None
         self._reset()
         self.head_only = head_only
         self.waiter = self.loop.create_future()
+        self.deadline = deadline
+        if self.timer is None or deadline < self.timer_at:
+            self._arm(deadline)
         self.transport.write(data)
         return self.waiter
 
+    def _arm(self, when: float) -> None:
+        self._disarm()
+        self.timer, self.timer_at = self.loop.call_at(when, self._due), when
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _due(self) -> None:
+        self.timer = None
+        if self.waiter is None or self.waiter.done():  # idle: the next call arms it
+            return
+        if self.loop.time() >= self.deadline:
+            self.expire()
+        else:
+            self._arm(self.deadline)
+
     def close(self) -> None:
         self.closed = True
+        self._disarm()
         if self.transport is not None:
             self.transport.close()
 
@@ -147,8 +176,8 @@ class WirePool:
         """The model's answer as (status, raw headers, decoded body) within `timeout_seconds` in total
         (TimeoutError), or WireError. A request that fails, times out or is cancelled closes its connection.
 
-        The deadline is one timer on the loop for the answer's future, not an asyncio.timeout around the
-        call (its context manager, task lookups and cancel bookkeeping were ~10 % of the gateway's own CPU
+        The deadline is a timer on the loop for the answer's future (_Connection.send), not an asyncio.timeout
+        around the call (its context manager, task lookups and cancel bookkeeping were ~10 % of the gateway's own CPU
         per prediction); waiting for a slot or a new connection, rare, still runs under asyncio.timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_seconds
@@ -190,8 +219,7 @@ class WirePool:
         if loop.time() >= deadline:
             self.idle.append(connection)
             raise TimeoutError
-        answer = connection.send(data, head_only)
-        timer = loop.call_at(deadline, connection.expire)
+        answer = connection.send(data, head_only, deadline)
         try:
             status, headers, content = await answer
         except StaleConnection:
@@ -202,8 +230,6 @@ class WirePool:
         except BaseException:  # failed, timed out or cancelled: the connection is mid-answer, never reuse it
             connection.close()
             raise
-        finally:
-            timer.cancel()
         if not connection.closed:
             self.idle.append(connection)
         return status, headers, decoded(headers, content) if connection.encoded else content
