@@ -40,9 +40,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.waiter: asyncio.Future[Answer] | None = None
-        self.deadline = 0.0  # of the answer awaited (loop time)
         self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
+        self.deadline = self.timer_at = 0.0  # loop times: the awaited answer's deadline, the timer's
         self.parser = httptools.HttpResponseParser(self)
         self._reset()
 
@@ -169,6 +168,7 @@ class WirePool:
         self.host, self.port, self.authority, self.base_path = host, port, authority, base_path
         self.idle: deque[_Connection] = deque()
         self.slots = Slots(limit)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the pool's, looked up once (see _Connection)
 
     async def request(
         self, method: str, target: str, headers: RawHeaders, body: bytes, timeout_seconds: float
@@ -179,7 +179,9 @@ class WirePool:
         The deadline is a timer on the loop for the answer's future (_Connection.send), not an asyncio.timeout
         around the call (its context manager, task lookups and cancel bookkeeping were ~10 % of the gateway's own CPU
         per prediction); waiting for a slot or a new connection, rare, still runs under asyncio.timeout."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_seconds
         lines = [f"{method} {self.base_path}{target} HTTP/1.1\r\n".encode(), b"host: ", self.authority, b"\r\n"]
         for name, value in headers:
