@@ -4,7 +4,9 @@ Profiled at 32 in flight (py-spy, benchmarks/results/gateway.md), Starlette's mi
 Request and Response objects cost a sizeable share of the gateway's CPU per prediction. Predictions skip
 them: `PublicApp` hands POST /predict (and the --path-prefix routes) to `Predict` at once, and everything
 else (feedback, health, 404/405 answers, lifespan) to the Starlette app, which routes the same paths to
-the same `Predict`, so a request the shortcut does not take is answered exactly as if it had.
+the same `Predict`, so a request the shortcut does not take is answered exactly as if it had. Served by
+protocol.GatewayHttpProtocol, the requests `takes` accepts go one step further, past ASGI altogether
+(shortcut.py); `Predict` serves them where that is off (trace logging, an access log, another server).
 """
 
 from __future__ import annotations
