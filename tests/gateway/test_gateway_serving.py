@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
+import pytest
+from uvicorn.protocols.http.flow_control import FlowControl
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
+
+from mlrollouts.gateway import shortcut
 from mlrollouts.gateway.entropy import CHUNK, RandomHex
+from mlrollouts.gateway.predict import Reply, reply
 from mlrollouts.gateway.protocol import OneWrite
+
+DATE = [(b"date", b"Thu, 03 Dec 2026 00:00:00 GMT")]
 
 
 class RecordingTransport:
@@ -69,3 +78,68 @@ def test_random_ids_are_hex_and_never_handed_out_twice_across_refills_and_thread
     assert all(len(value) == 24 and int(value, 16) >= 0 for value in seen)
     assert len(set(seen)) == len(seen)
     assert len(source.hex(CHUNK + 5)) == 2 * (CHUNK + 5)
+
+
+def request_cycle(transport: RecordingTransport, keep_alive: bool = True) -> RequestResponseCycle:
+    """uvicorn's cycle of a POST whose whole body has arrived, writing to `transport`."""
+    scope = {"type": "http", "method": "POST", "path": "/predict", "headers": []}
+    cycle = RequestResponseCycle(
+        scope, transport, FlowControl(transport), logging.getLogger("uvicorn.error"), logging.getLogger("x"),  # type: ignore[arg-type]
+        False, DATE, asyncio.Event(), False, keep_alive, lambda: None,
+    )  # fmt: skip
+    cycle.more_body = False
+    return cycle
+
+
+def test_encode_matches_uvicorns_send_or_leaves_it_to_send() -> None:
+    def uvicorns(answer: Reply, keep_alive: bool) -> bytes:
+        transport = RecordingTransport()
+
+        async def both() -> None:
+            cycle = request_cycle(transport, keep_alive)
+            await cycle.send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+            await cycle.send({"type": "http.response.body", "body": answer.body})
+
+        asyncio.run(both())
+        return b"".join(transport.writes)
+
+    date = DATE
+    usual = reply(200, b'{"prediction":0.5}', [(b"content-type", b"application/json"), (b"x-v", b"caf\xc3\xa9\t1")])
+    for answer in (usual, reply(502, b'{"error":"x"}', [(b"x-request-id", b"r")]), reply(418, b"")):
+        for keep_alive in (True, False):
+            assert shortcut.encode(answer, date, keep_alive) == uvicorns(answer, keep_alive)
+    assert shortcut.encode(reply(204, b"", [(b"x-a", b"1")]), date, True) is None
+    assert shortcut.encode(reply(200, b"{}", [(b"connection", b"close")]), date, True) is None
+    assert shortcut.encode(reply(200, b"{}", [(b"X-Upper", b"1")]), date, True) is None
+    bad_value = reply(200, b"{}", [(b"x-a", b"one\x01two")])
+    assert shortcut.encode(bad_value, date, True) is None
+    with pytest.raises(RuntimeError, match="Invalid HTTP header value"):
+        uvicorns(bad_value, True)
+
+
+class Failing:
+    """A gateway whose forward fails as a bug would."""
+
+    async def forward(self, scope: object, receive: object, whole: bytes | None = None) -> Reply:
+        raise ValueError(f"bug, body {whole!r}")
+
+
+def test_a_failing_prediction_is_logged_and_answered_500_as_uvicorn_does() -> None:
+    transport, logged = RecordingTransport(), []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = logged.append  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        cycle = request_cycle(transport)
+        cycle.body = bytearray(b"{}")
+        await shortcut.serve_prediction(cycle, Failing(), OneWrite(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
+        assert cycle.response_complete
+
+    logger = logging.getLogger("uvicorn.error")  # uvicorn's logging config keeps it from caplog
+    logger.addHandler(handler)
+    try:
+        asyncio.run(scenario())
+    finally:
+        logger.removeHandler(handler)
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 500 Internal Server Error\r\n")
+    assert transport.closed and [str(record.exc_info[1]) for record in logged] == ["bug, body b'{}'"]

@@ -161,3 +161,39 @@ def test_the_timeout_holds_in_total_for_a_stalled_answer_and_for_a_wait_for_a_sl
     assert outcomes == ["timeout", "timeout", "200"]
     assert 0.15 <= elapsed[0] < 0.5 and 0.55 <= elapsed[1] < 0.9
     assert connections == 2
+
+
+def test_each_call_on_a_reused_connection_keeps_its_own_deadline() -> None:
+    """One connection, one deadline timer re-armed as calls need it: an early timer does not cut a later
+    call with a longer timeout short, and a later call with a shorter timeout still times out on time."""
+
+    async def scenario() -> tuple[list[float], list[str], int]:
+        delays = [0.0, 0.6, 10.0]  # per request on the one connection: at once, after 0.6 s, never in time
+        connections = []
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            connections.append(writer)
+            while await read_request(reader):
+                await asyncio.sleep(delays.pop(0))
+                writer.write(OK)
+                await writer.drain()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        upstream = Upstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", 1)
+        elapsed, outcomes = [], []
+        try:
+            for timeout in (0.4, 1.5, 0.2):  # the first call's timer fires during the second call
+                started = asyncio.get_running_loop().time()
+                try:
+                    outcomes.append(str((await upstream.request("POST", "/p", [], b"{}", timeout)).status_code))
+                except TimeoutError:
+                    outcomes.append("timeout")
+                elapsed.append(asyncio.get_running_loop().time() - started)
+        finally:
+            await upstream.aclose()
+            server.close()
+        return elapsed, outcomes, len(connections)
+
+    elapsed, outcomes, connections = asyncio.run(scenario())
+    assert outcomes == ["200", "200", "timeout"] and connections == 1
+    assert 0.55 <= elapsed[1] < 1.2 and 0.15 <= elapsed[2] < 0.5

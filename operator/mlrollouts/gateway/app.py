@@ -26,38 +26,30 @@ from mlrollouts.gateway.headers import REQUEST_DROP, RESPONSE_DROP, RawHeaders, 
 from mlrollouts.gateway.inbound import (
     BadRequest,
     asgi_chunks,
+    checked_body,
     collect_body,
     error,
     header_map,
     parse_json,
     request_id,
 )
-from mlrollouts.gateway.kube_source import WatchSplitSource, client_configuration
+from mlrollouts.gateway.kube_source import default_source
 from mlrollouts.gateway.metrics import GatewayMetrics
 from mlrollouts.gateway.ownership import FeedbackRelay, Ownership
 from mlrollouts.gateway.paths import PathRefused, upstream_path
 from mlrollouts.gateway.predict import PREFIX_METHODS, Predict, PublicApp, Reply, error_reply, reply
 from mlrollouts.gateway.proxy import Forwarder, Outcome
 from mlrollouts.gateway.shadow import MirrorJob, ShadowMirror
+from mlrollouts.gateway.slots import Slots
 from mlrollouts.gateway.split import SplitState
-from mlrollouts.gateway.split_source import FileSplitSource, SplitSource, follow
+from mlrollouts.gateway.split_source import SplitSource, follow
 from mlrollouts.gateway.tokens import KeyRing, TokenSigner
 from mlrollouts.gateway.upstream import make_upstreams, request_target
 
 log = logging.getLogger(__name__)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 TOKEN_HEADER = "x-mlrollouts-token"
-
-
-def default_source(config: GatewayConfig) -> SplitSource:
-    variants = tuple(config.upstreams)
-    if config.split_file is not None:
-        source = FileSplitSource(config.split_file, variants)
-        if config.split_poll_seconds is not None:
-            source.interval = config.split_poll_seconds
-        return source
-    access = client_configuration(config.kubeconfig)
-    return WatchSplitSource(access, config.namespace, config.experiment, variants, config.champion_name)
+TOKEN_NAME = TOKEN_HEADER.encode()
 
 
 class Gateway:
@@ -80,7 +72,7 @@ class Gateway:
         self.replays = ReplayCache(config.feedback_capacity, config.feedback_cache_bytes)
         ownership = Ownership(config.advertise_address, instance, config.metrics_port)
         self.feedback = FeedbackDesk(config, self.metrics, self.signer, self.replays, ownership)
-        self.semaphore = asyncio.Semaphore(config.max_concurrency)
+        self.semaphore = Slots(config.max_concurrency)
         # per-request constants, computed once
         self.user_header = config.user_header.lower() if config.user_header else None
         self.override_header = config.override_header.lower()
@@ -152,8 +144,8 @@ class Gateway:
             self.metrics.unassigned.labels(self.config.experiment, variant).inc()
         return variant, bucket, False
 
-    async def forward(self, scope: Scope, receive: Receive) -> Reply:
-        """One prediction request (an ASGI scope and its body) to the reply the client gets."""
+    async def forward(self, scope: Scope, receive: Receive, whole: bytes | None = None) -> Reply:
+        """One prediction request (an ASGI scope and its body, `whole` if already read) to the reply."""
         if self.assignment is None or self.split is None:
             return error_reply(503, "no traffic split loaded yet; check --split-file or the experiment's status")
         method, raw = scope["method"], scope["headers"]
@@ -162,7 +154,11 @@ class Gateway:
         try:
             path = upstream_path(scope.get("raw_path") or scope["path"].encode(), prefix)
             if method in BODY_METHODS:
-                body = await collect_body(asgi_chunks(receive), headers.get("content-length"), self.max_body)
+                declared = headers.get("content-length")
+                if whole is None:
+                    body = await collect_body(asgi_chunks(receive), declared, self.max_body)
+                else:
+                    body = checked_body(whole, declared, self.max_body)
                 document = parse_json(body)
             else:
                 body, document = b"", None
@@ -174,19 +170,22 @@ class Gateway:
             return error_reply(problem.status, str(problem))
         target = request_target(path, scope.get("query_string", b""))
         rid = request_id(headers)
-        outbound = [*end_to_end(raw, self.request_drop), (b"x-request-id", rid.encode())]
+        id_pair = (b"x-request-id", rid.encode())
+        outbound = end_to_end(raw, self.request_drop)
+        outbound.append(id_pair)
         outcome, fallback = await self.call_with_fallback(variant, forced, method, target, outbound, body)
-        extra = {"x-mlrollouts-variant": outcome.variant, "x-request-id": rid}
+        own = [(b"x-mlrollouts-variant", outcome.variant.encode()), id_pair]
         if fallback:
-            extra["x-mlrollouts-fallback"] = "true"
-        extra[TOKEN_HEADER] = self.signer.issue(outcome.variant, outcome.model_version, rid, forced)
+            own.append((b"x-mlrollouts-fallback", b"true"))
+        own.append((TOKEN_NAME, self.signer.issue(outcome.variant, outcome.model_version, rid, forced).encode()))
         if outcome.response is None:
-            return error_reply(504 if outcome.error_kind == "timeout" else 502, outcome.error_message or "", extra)
+            return error_reply(504 if outcome.error_kind == "timeout" else 502, outcome.error_message or "", raw=own)
         if self.split.shadow and outcome.variant == self.champion and not outcome.failed and not forced:
             self.mirror_to_challengers(method, target, outbound, body, outcome, bucket)
         upstream = outcome.response
-        own = [(name.encode(), value.encode()) for name, value in extra.items()]
-        return reply(upstream.status_code, upstream.content, [*end_to_end(upstream.raw_headers, RESPONSE_DROP), *own])
+        answer = end_to_end(upstream.raw_headers, RESPONSE_DROP)
+        answer += own
+        return reply(upstream.status_code, upstream.content, answer)
 
     async def call_with_fallback(
         self, variant: str, forced: bool, method: str, target: str, headers: RawHeaders, body: bytes
@@ -195,7 +194,9 @@ class Gateway:
         series = self.metrics.forced if forced else self.metrics.served
         may_fall_back = variant != self.champion and self.config.fallback_to_champion and not forced
         deadline = time.monotonic() + self.config.timeout_seconds  # waiting for a slot counts too
-        async with self.semaphore:
+        if not self.semaphore.try_take():
+            await self.semaphore.take()
+        try:
             remaining = deadline - time.monotonic()
             first_budget = min(self.config.challenger_budget, remaining) if may_fall_back else remaining
             outcome = await self.forwarder.call(variant, method, target, headers, body, series, first_budget)
@@ -204,6 +205,8 @@ class Gateway:
             self.metrics.fallbacks.labels(self.config.experiment, variant).inc()
             remaining = deadline - time.monotonic()
             return await self.forwarder.call(self.champion, method, target, headers, body, series, remaining), True
+        finally:
+            self.semaphore.release()
 
     def mirror_to_challengers(
         self, method: str, target: str, headers: RawHeaders, body: bytes, outcome: Outcome, bucket: int

@@ -19,19 +19,18 @@ class RandomHex:
     """`hex(n)`: n random bytes as 2n lower-case hex digits, never handed out twice."""
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._digits = ""  # a chunk of random bytes, as hex digits once (not a .hex() per slice)
         self._offset = 0
         self._lock = threading.Lock()
 
     def hex(self, size: int) -> str:
         with self._lock:
             start = self._offset
-            end = start + size
-            if end > len(self._buffer):
-                self._buffer, start, end = os.urandom(max(CHUNK, size)), 0, size
+            end = start + 2 * size
+            if end > len(self._digits):
+                self._digits, start, end = os.urandom(max(CHUNK, size)).hex(), 0, 2 * size
             self._offset = end
-            chunk = self._buffer[start:end]
-        return chunk.hex()
+            return self._digits[start:end]
 
 
 RANDOM_HEX = RandomHex()

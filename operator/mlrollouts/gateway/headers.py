@@ -48,8 +48,19 @@ def _excluded(drop: frozenset[bytes]) -> frozenset[bytes]:
 
 
 def end_to_end(headers: Sequence[tuple[bytes, bytes]], drop: frozenset[bytes] = frozenset()) -> RawHeaders:
-    """`headers` without hop-by-hop ones, those named in Connection, and `drop` (lower-case names)."""
-    named = connection_named(headers)
-    excluded = HOP_BY_HOP | named | drop if named else _excluded(drop)  # two per prediction: the usual set once
-    lowered = [(name.lower(), value) for name, value in headers]
-    return [pair for pair in lowered if pair[0] not in excluded]
+    """`headers` without hop-by-hop ones, those named in Connection, and `drop` (lower-case names).
+
+    One pass (two per prediction): a Connection header, rare, takes a second one for the names it lists."""
+    excluded = _excluded(drop)
+    kept: RawHeaders = []
+    listed = False
+    for name, value in headers:
+        name = name.lower()
+        if name not in excluded:
+            kept.append((name, value))
+        elif name == b"connection":
+            listed = True
+    if listed:
+        named = connection_named(headers)
+        return [pair for pair in kept if pair[0] not in named]
+    return kept

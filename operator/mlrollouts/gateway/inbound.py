@@ -64,15 +64,31 @@ def parse_json(body: bytes) -> Any:
 
 async def collect_body(chunks: AsyncIterator[bytes], declared: str | None, limit: int) -> bytes:
     """The whole body, refused (413) as soon as it declares or grows beyond `limit` bytes."""
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise BadRequest(413, f"request body is {declared} bytes; the limit is {limit} (--max-body-bytes)")
+    _refuse_declared(declared, limit)
     parts, size = [], 0
     async for chunk in chunks:
         size += len(chunk)
         if size > limit:
-            raise BadRequest(413, f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
+            _refuse_grown(limit)
         parts.append(chunk)
     return b"".join(parts)
+
+
+def checked_body(body: bytes, declared: str | None, limit: int) -> bytes:
+    """A body already read whole (shortcut.py), refused exactly as collect_body refuses it."""
+    _refuse_declared(declared, limit)
+    if len(body) > limit:
+        _refuse_grown(limit)
+    return body
+
+
+def _refuse_declared(declared: str | None, limit: int) -> None:
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, f"request body is {declared} bytes; the limit is {limit} (--max-body-bytes)")
+
+
+def _refuse_grown(limit: int) -> None:
+    raise BadRequest(413, f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
 
 
 async def read_json_body(request: Request, limit: int) -> tuple[bytes, Any]:

@@ -23,7 +23,9 @@ from typing import Any
 import kubernetes
 import urllib3
 
+from mlrollouts.gateway.config import GatewayConfig
 from mlrollouts.gateway.split import SplitError, SplitState, parse_experiment
+from mlrollouts.gateway.split_source import FileSplitSource, SplitSource
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +194,15 @@ class WatchSplitSource:
             emit(parse_experiment(document, self.variants, self.champion))
         except SplitError as error:
             emit(error)
+
+
+def default_source(config: GatewayConfig) -> SplitSource:
+    """The split file when --split-file is given, else the experiment watched through the API server."""
+    variants = tuple(config.upstreams)
+    if config.split_file is not None:
+        source = FileSplitSource(config.split_file, variants)
+        if config.split_poll_seconds is not None:
+            source.interval = config.split_poll_seconds
+        return source
+    access = client_configuration(config.kubeconfig)
+    return WatchSplitSource(access, config.namespace, config.experiment, variants, config.champion_name)

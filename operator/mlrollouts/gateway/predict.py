@@ -4,7 +4,9 @@ Profiled at 32 in flight (py-spy, benchmarks/results/gateway.md), Starlette's mi
 Request and Response objects cost a sizeable share of the gateway's CPU per prediction. Predictions skip
 them: `PublicApp` hands POST /predict (and the --path-prefix routes) to `Predict` at once, and everything
 else (feedback, health, 404/405 answers, lifespan) to the Starlette app, which routes the same paths to
-the same `Predict`, so a request the shortcut does not take is answered exactly as if it had.
+the same `Predict`, so a request the shortcut does not take is answered exactly as if it had. Served by
+protocol.GatewayHttpProtocol, the requests `takes` accepts go one step further, past ASGI altogether
+(shortcut.py); `Predict` serves them where that is off (trace logging, an access log, another server).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
 PREFIX_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per prediction, and a frozen __init__ costs 2.5x
 class Reply:
     status: int
     headers: RawHeaders
@@ -39,11 +41,13 @@ def reply(status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ())
     return Reply(status, [(b"content-length", str(len(body)).encode()), *headers], body)
 
 
-def error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
-    """What inbound.error's JSONResponse sends, byte for byte, without building one."""
+def error_reply(
+    status: int, message: str, headers: dict[str, str] | None = None, raw: Iterable[tuple[bytes, bytes]] = ()
+) -> Reply:
+    """What inbound.error's JSONResponse sends, byte for byte, without building one; `raw` after `headers`."""
     body = json.dumps({"error": message}, ensure_ascii=False, separators=(",", ":")).encode()
     extra = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in (headers or {}).items()]
-    return reply(status, body, [*extra, (b"content-type", b"application/json")])
+    return reply(status, body, [*extra, *raw, (b"content-type", b"application/json")])
 
 
 class Predict:

@@ -29,11 +29,12 @@ from mlrollouts.gateway.tokens import KeyRing
 
 def uvicorn_config(app: ASGIApp, host: str, port: int, log_level: str = "warning") -> uvicorn.Config:
     """uvicorn on uvloop and httptools (named, not left to "auto": without them it would quietly fall back
-    to asyncio and h11, several times the CPU per request), writing each response in one syscall
-    (protocol.py). Access logs off: one line per prediction would cost more than the proxying itself.
-    No Server header: the gateway does not advertise itself, and drops the model's. No proxy headers:
-    nothing reads the client address, and X-Forwarded-* from a client must not rewrite it. No websockets.
-    granian (ASGI and RSGI) was measured in its place and spent no less CPU per request (gateway.md)."""
+    to asyncio and h11, several times the CPU per request), writing each response in one syscall and
+    answering predictions from the protocol itself (protocol.py, shortcut.py). Access logs off: one line
+    per prediction would cost more than the proxying itself. No Server header: the gateway does not
+    advertise itself, and drops the model's. No proxy headers: nothing reads the client address, and
+    X-Forwarded-* from a client must not rewrite it. No websockets. granian (ASGI and RSGI) was measured
+    in its place and spent no less CPU per request (gateway.md)."""
     return uvicorn.Config(
         app,
         host=host,
@@ -69,6 +70,12 @@ class ByPort:
 
     def __init__(self, public: ASGIApp, metrics: ASGIApp, metrics_port: int) -> None:
         self.public, self.metrics, self.metrics_port = public, metrics, metrics_port
+
+    def shortcut_for(self, server: tuple[str, int | None] | None) -> PublicApp | None:
+        """The public app whose predictions a connection to `server` may serve past ASGI (protocol.py)."""
+        if not isinstance(self.public, PublicApp) or (server is not None and server[1] == self.metrics_port):
+            return None
+        return self.public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         server = scope.get("server")

@@ -18,6 +18,7 @@ from typing import cast
 import httptools
 
 from mlrollouts.gateway.headers import RawHeaders
+from mlrollouts.gateway.slots import Slots
 
 Answer = tuple[int, RawHeaders, bytes]  # status, raw header pairs, body
 
@@ -39,6 +40,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.waiter: asyncio.Future[Answer] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = self.timer_at = 0.0  # loop times: the awaited answer's deadline, the timer's
         self.parser = httptools.HttpResponseParser(self)
         self._reset()
 
@@ -49,6 +52,7 @@ class _Connection(asyncio.Protocol):
         self.received = False  # any byte of the current answer
         self.headers_done = False
         self.head_only = False
+        self.encoded = False  # a Content-Encoding header came: the body may need decoding
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -66,6 +70,7 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self._disarm()
         if self.waiter is None or self.waiter.done():
             return
         if self.headers_done and not self._framed():  # an answer delimited by closing the connection
@@ -78,6 +83,8 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+        if len(name) == 16 and name.lower() == b"content-encoding":  # noted here: no second pass per answer
+            self.encoded = True
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -100,16 +107,41 @@ class _Connection(asyncio.Protocol):
         self._complete()
 
     # the pool's side
-    def send(self, data: bytes, head_only: bool) -> asyncio.Future[Answer]:
+    def send(self, data: bytes, head_only: bool, deadline: float) -> asyncio.Future[Answer]:
+        """The answer's future, failed with TimeoutError if not complete by `deadline`. One timer per
+        connection, not one armed and cancelled per call (~1 µs each): fired early (later calls have later
+        deadlines), it re-arms for the current call's; a call due before it re-arms it at once."""
         assert self.transport is not None
         self._reset()
         self.head_only = head_only
         self.waiter = self.loop.create_future()
+        self.deadline = deadline
+        if self.timer is None or deadline < self.timer_at:
+            self._arm(deadline)
         self.transport.write(data)
         return self.waiter
 
+    def _arm(self, when: float) -> None:
+        self._disarm()
+        self.timer, self.timer_at = self.loop.call_at(when, self._due), when
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _due(self) -> None:
+        self.timer = None
+        if self.waiter is None or self.waiter.done():  # idle: the next call arms it
+            return
+        if self.loop.time() >= self.deadline:
+            self.expire()
+        else:
+            self._arm(self.deadline)
+
     def close(self) -> None:
         self.closed = True
+        self._disarm()
         if self.transport is not None:
             self.transport.close()
 
@@ -135,7 +167,8 @@ class WirePool:
     def __init__(self, host: str, port: int, authority: bytes, base_path: str, limit: int) -> None:
         self.host, self.port, self.authority, self.base_path = host, port, authority, base_path
         self.idle: deque[_Connection] = deque()
-        self.slots = asyncio.Semaphore(limit)
+        self.slots = Slots(limit)
+        self.loop: asyncio.AbstractEventLoop | None = None  # the pool's, looked up once (see _Connection)
 
     async def request(
         self, method: str, target: str, headers: RawHeaders, body: bytes, timeout_seconds: float
@@ -143,10 +176,12 @@ class WirePool:
         """The model's answer as (status, raw headers, decoded body) within `timeout_seconds` in total
         (TimeoutError), or WireError. A request that fails, times out or is cancelled closes its connection.
 
-        The deadline is one timer on the loop for the answer's future, not an asyncio.timeout around the
-        call (its context manager, task lookups and cancel bookkeeping were ~10 % of the gateway's own CPU
+        The deadline is a timer on the loop for the answer's future (_Connection.send), not an asyncio.timeout
+        around the call (its context manager, task lookups and cancel bookkeeping were ~10 % of the gateway's own CPU
         per prediction); waiting for a slot or a new connection, rare, still runs under asyncio.timeout."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop
+        if loop is None:
+            loop = self.loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_seconds
         lines = [f"{method} {self.base_path}{target} HTTP/1.1\r\n".encode(), b"host: ", self.authority, b"\r\n"]
         for name, value in headers:
@@ -155,11 +190,9 @@ class WirePool:
             lines.append(b"content-length: %d\r\n" % len(body))
         lines += (b"\r\n", body)
         data = b"".join(lines)
-        if self.slots.locked():
+        if not self.slots.try_take():  # a free slot is taken without waiting
             async with asyncio.timeout_at(deadline):
-                await self.slots.acquire()
-        else:
-            await self.slots.acquire()  # a free slot: taken without waiting
+                await self.slots.take()
         try:
             try:
                 return await self._exchange(loop, data, method == "HEAD", deadline)
@@ -188,8 +221,7 @@ class WirePool:
         if loop.time() >= deadline:
             self.idle.append(connection)
             raise TimeoutError
-        answer = connection.send(data, head_only)
-        timer = loop.call_at(deadline, connection.expire)
+        answer = connection.send(data, head_only, deadline)
         try:
             status, headers, content = await answer
         except StaleConnection:
@@ -200,11 +232,9 @@ class WirePool:
         except BaseException:  # failed, timed out or cancelled: the connection is mid-answer, never reuse it
             connection.close()
             raise
-        finally:
-            timer.cancel()
         if not connection.closed:
             self.idle.append(connection)
-        return status, headers, decoded(headers, content)
+        return status, headers, decoded(headers, content) if connection.encoded else content
 
     def close(self) -> None:
         while self.idle:
