@@ -70,6 +70,18 @@ def test_other_resources_pass_untouched() -> None:
     assert len(passed) == 1 and own.skipped_early == 0
 
 
+def through_filter(own: Any, events: list[Any]) -> list[Any]:
+    """The events of `events` that own's stream filter lets through to kopf."""
+    passed: list[Any] = []
+
+    async def watch() -> None:
+        async for event in own.filter(stream_of(events), lambda resource: True)(resource=EXPERIMENTS):
+            passed.append(event)
+
+    asyncio.run(watch())
+    return passed
+
+
 def test_an_event_that_cannot_be_checked_goes_to_kopf() -> None:
     """An error in the check must not end kopf's watch stream."""
     own, _, _, deliver = setup(written={"2"})
@@ -79,25 +91,13 @@ def test_an_event_that_cannot_be_checked_goes_to_kopf() -> None:
         raise ValueError("a body the index entry cannot be computed for")
 
     own._claims = broken  # type: ignore[method-assign]
-    passed: list[Any] = []
-
-    async def watch() -> None:
-        async for event in own.filter(stream_of([modified("2")]), lambda resource: True)(resource=EXPERIMENTS):
-            passed.append(event)
-
-    asyncio.run(watch())
+    passed = through_filter(own, [modified("2")])
     assert len(passed) == 1 and own.skipped_early == 0
 
 
 def test_before_kopf_processed_anything_every_event_passes() -> None:
     own, _, _, _ = setup(written={"2"})
-    passed: list[Any] = []
-
-    async def watch() -> None:
-        async for event in own.filter(stream_of([modified("2")]), lambda resource: True)(resource=EXPERIMENTS):
-            passed.append(event)
-
-    asyncio.run(watch())
+    passed = through_filter(own, [modified("2")])
     assert len(passed) == 1 and own.skipped_early == 0
 
 
