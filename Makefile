@@ -36,8 +36,8 @@ test: install
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(VENV)/bin/ruff check operator tests benchmarks
-	$(VENV)/bin/ruff format --check operator tests benchmarks
+	$(VENV)/bin/ruff check operator tests benchmarks controlplane
+	$(VENV)/bin/ruff format --check operator tests benchmarks controlplane
 
 demo: install
 	$(VENV)/bin/mlrollouts demo $(if $(SCENARIO),--scenario $(SCENARIO),)

@@ -19,9 +19,7 @@ def staging_modules(kubernetes_version: str) -> list[str]:
         subprocess.check_output(["go", "mod", "download", "-json", f"k8s.io/kubernetes@{kubernetes_version}"])
     )
     gomod = json.loads(subprocess.check_output(["go", "mod", "edit", "-json", info["GoMod"]]))
-    return sorted(
-        r["Old"]["Path"] for r in gomod.get("Replace") or [] if r["New"]["Path"].startswith("./staging/")
-    )
+    return sorted(r["Old"]["Path"] for r in gomod.get("Replace") or [] if r["New"]["Path"].startswith("./staging/"))
 
 
 def main() -> None:
