@@ -116,6 +116,7 @@ def turn(
         spy = None
         if args.profile:
             out = pathlib.Path(args.profile) / f"{label}.txt"
+            out.parent.mkdir(parents=True, exist_ok=True)
             command = [
                 str(pathlib.Path(sys.executable).parent / "py-spy"),
                 "record",
