@@ -4,12 +4,14 @@ Each trial: a canary (istio VirtualService, challenger at 20 %) whose `type: rat
 at a known instant the challenger's simulated model starts failing half of its requests (the exporter's control
 endpoint, as a model server gone bad); measured are the seconds until the VirtualService's weights are back to
 the champion and until status.phase is RolledBack, and the challenger requests served in between (the traffic
-the sequential test had to see). Real operator (`mlrollouts run`), real Prometheus (1 s scrape), the emulated
-API server; lanes of independent experiments run side by side to keep the run to a few minutes.
+the sequential test had to see). Real operator (`mlrollouts run`), real Prometheus (1 s scrape), the real
+kube-apiserver + etcd when built (else the emulator, named in the title); lanes of independent experiments run
+side by side to keep the run to a few minutes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import statistics
 import tempfile
@@ -22,9 +24,8 @@ from typing import Any
 import kubernetes
 
 from benchmarks.bench_operator import GROUP, ISTIO_CRD, PLURAL, VERSION, operator_process, virtual_service
-from benchmarks.harness import BenchTable, Progress, scraped_exporter
+from benchmarks.harness import ApiBackend, BenchTable, Progress, api_server, scraped_exporter
 from mlrollouts.localstack.exporter import ExporterProcess
-from mlrollouts.localstack.server import run_apiserver
 from mlrollouts.stats.guardrail import bound_test
 
 INTERVALS_S = (1, 5)
@@ -189,35 +190,31 @@ def run(progress: Progress) -> BenchTable:
     with (
         scraped_exporter(variants, seed=5, rate=0, success=0.7, latency=0.05, error_rate=0.0) as (exporter, prometheus),
         tempfile.TemporaryDirectory() as tmp,
+        api_server(pathlib.Path(tmp), crd_paths=[ISTIO_CRD]) as backend,
+        contextlib.closing(kubernetes.config.new_client_from_config(config_file=str(backend.kubeconfig))) as api,
+        operator_process(backend.kubeconfig, pathlib.Path(tmp) / "operator.log"),
     ):
-        folder = pathlib.Path(tmp)
-        apiserver = run_apiserver(0, folder / "kubeconfig", crd_paths=[ISTIO_CRD])
-        api = kubernetes.config.new_client_from_config(config_file=str(apiserver.kubeconfig))
+        progress(f"API server: {backend.label}")
         objects = kubernetes.client.CustomObjectsApi(api)
-        try:
-            with operator_process(folder / "kubeconfig", folder / "operator.log"):
-                lanes = [Lane(i, objects, exporter, prometheus.address) for i in range(LANES)]
-                for interval_s in INTERVALS_S:
+        lanes = [Lane(i, objects, exporter, prometheus.address) for i in range(LANES)]
+        for interval_s in INTERVALS_S:
 
-                    def lane_trials(lane: Lane, interval_s: int = interval_s) -> None:
-                        for number in range(lane.index, TRIALS, LANES):
-                            trial = lane.trial(number, interval_s)
-                            with lock:
-                                trials.append(trial)
-                            progress(
-                                f"interval {interval_s}s trial {number}: route {trial.route_s:.2f}s, "
-                                f"phase {trial.phase_s:.2f}s, {trial.challenger_requests} challenger requests"
-                            )
+            def lane_trials(lane: Lane, interval_s: int = interval_s) -> None:
+                for number in range(lane.index, TRIALS, LANES):
+                    trial = lane.trial(number, interval_s)
+                    with lock:
+                        trials.append(trial)
+                    progress(
+                        f"interval {interval_s}s trial {number}: route {trial.route_s:.2f}s, "
+                        f"phase {trial.phase_s:.2f}s, {trial.challenger_requests} challenger requests"
+                    )
 
-                    with ThreadPoolExecutor(LANES) as pool:
-                        list(pool.map(lane_trials, lanes))
-        finally:
-            api.close()
-            apiserver.stop()
-    return table(trials, time.monotonic() - started)
+            with ThreadPoolExecutor(LANES) as pool:
+                list(pool.map(lane_trials, lanes))
+    return table(trials, time.monotonic() - started, backend)
 
 
-def table(trials: list[Trial], elapsed_s: float) -> BenchTable:
+def table(trials: list[Trial], elapsed_s: float, backend: ApiBackend) -> BenchTable:
     rows = []
     for interval_s in INTERVALS_S:
         mine = [t for t in trials if t.interval_s == interval_s]
@@ -247,7 +244,9 @@ def table(trials: list[Trial], elapsed_s: float) -> BenchTable:
             ]
         )
     return BenchTable(
-        title="Guardrail breach → rollback (real operator, real Prometheus at 1 s scrape, emulated API server)",
+        title=(
+            f"Guardrail breach → rollback (real operator, real Prometheus at 1 s scrape, API server: {backend.label})"
+        ),
         columns=[
             "interval s",
             "trials",
@@ -279,7 +278,7 @@ def table(trials: list[Trial], elapsed_s: float) -> BenchTable:
             "for the next scrape (1 s) and for the next tick (up to one interval), then the decision and the patch.",
             "challenger requests until route back: what the challenger served from the breach to the route's change.",
             f"{LANES} experiments run side by side (one per lane of variants); {len(trials)} trials in "
-            f"{elapsed_s:.0f}s on a shared 2-core machine; the operator, Prometheus, the exporter and the emulated "
-            "API server share the CPUs.",
+            f"{elapsed_s:.0f}s on a shared 2-core machine; the operator, Prometheus, the exporter and the API "
+            "server share the CPUs.",
         ),
     )

@@ -91,10 +91,11 @@ class ApiBackend:
 
 
 @contextmanager
-def api_server(folder: Path) -> Iterator[ApiBackend]:
+def api_server(folder: Path, crd_paths: Sequence[Path] = ()) -> Iterator[ApiBackend]:
     """The real kube-apiserver + etcd (`make controlplane`) when built, else the in-process emulator, whose CPU is
     then this process's rather than the operators'; MLROLLOUTS_BENCH_BACKEND=real|emulated forces one (real: an
-    error when the binaries are missing)."""
+    error when the binaries are missing). The real server serves the routing CRDs already (DEFAULT_CRDS); the
+    emulator gets `crd_paths`."""
     wanted = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
     if wanted not in ("auto", "real", "emulated"):
         raise SystemExit(f"benchmarks: error: {BACKEND_ENV}={wanted!r}; choose real, emulated or auto")
@@ -105,7 +106,7 @@ def api_server(folder: Path) -> Iterator[ApiBackend]:
             yield ApiBackend(kubeconfig, "real kube-apiserver + etcd", pids=pids)
         return
     why = f"{BACKEND_ENV}=emulated" if wanted == "emulated" else binaries.unavailable_reason()
-    server = run_apiserver(0, kubeconfig)
+    server = run_apiserver(0, kubeconfig, crd_paths=list(crd_paths))
     try:
         yield ApiBackend(kubeconfig, "emulated", why)
     finally:
