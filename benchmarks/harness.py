@@ -27,7 +27,7 @@ from rich.table import Table
 from mlrollouts.localstack import binaries
 from mlrollouts.localstack.exporter import ExporterProcess
 from mlrollouts.localstack.prometheus import PrometheusServer
-from mlrollouts.localstack.realcluster import RealApiServer
+from mlrollouts.localstack.realcluster import DEFAULT_CRDS, RealApiServer
 from mlrollouts.localstack.server import run_apiserver
 
 PACKAGE = "benchmarks"
@@ -94,8 +94,8 @@ class ApiBackend:
 def api_server(folder: Path, crd_paths: Sequence[Path] = ()) -> Iterator[ApiBackend]:
     """The real kube-apiserver + etcd (`make controlplane`) when built, else the in-process emulator, whose CPU is
     then this process's rather than the operators'; MLROLLOUTS_BENCH_BACKEND=real|emulated forces one (real: an
-    error when the binaries are missing). The real server serves the routing CRDs already (DEFAULT_CRDS); the
-    emulator gets `crd_paths`."""
+    error when the binaries are missing). Both serve `crd_paths`; the real server has the routing CRDs already
+    (DEFAULT_CRDS), so only others are installed there."""
     wanted = os.environ.get(BACKEND_ENV, "auto").strip().lower() or "auto"
     if wanted not in ("auto", "real", "emulated"):
         raise SystemExit(f"benchmarks: error: {BACKEND_ENV}={wanted!r}; choose real, emulated or auto")
@@ -103,6 +103,10 @@ def api_server(folder: Path, crd_paths: Sequence[Path] = ()) -> Iterator[ApiBack
     if wanted == "real" or (wanted == "auto" and binaries.available()):
         with RealApiServer(kubeconfig_path=kubeconfig) as real:
             pids = tuple(process.pid for process in real.processes.values())
+            served = {path.resolve() for path in DEFAULT_CRDS}
+            extra = [path for path in crd_paths if path.resolve() not in served]
+            if extra:
+                real.install_crd_files(extra)
             yield ApiBackend(kubeconfig, "real kube-apiserver + etcd", pids=pids)
         return
     why = f"{BACKEND_ENV}=emulated" if wanted == "emulated" else binaries.unavailable_reason()
